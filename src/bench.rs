@@ -1,0 +1,127 @@
+//! Benchmarks that anyone can run (`pema bench ...`); their figures go into BENCHMARKS.md.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+
+use crate::memory::{self, KeyType, PairsRead, Template};
+use crate::model::{Model, SessionOptions, Token};
+
+#[derive(Debug, serde::Serialize)]
+pub struct MemoryBench {
+    pub pairs: usize,
+    pub tokens: usize,
+    pub threads: usize,
+    /// llama.cpp's ordinary forward pass over the same packed sequences, logits of each
+    /// sequence's last token only: tokens/s, before and after the memory build.
+    pub baseline_tokens_per_second: [f64; 2],
+    /// `pema memory build` end to end (tokenize, forward, write, checksum).
+    pub build_tokens_per_second: f64,
+    /// build / mean(baseline).
+    pub ratio: f64,
+    pub entries: usize,
+    pub bytes_per_entry: f64,
+    pub peak_rss_bytes: u64,
+}
+
+/// Peak resident set size of this process so far.
+pub fn peak_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+pub fn memory_build(
+    model: &Arc<Model>,
+    pairs_file: &Path,
+    limit: Option<usize>,
+    work: &Path,
+) -> Result<MemoryBench> {
+    let mut read = PairsRead::default();
+    memory::read_pairs_file(pairs_file, &mut read)?;
+    let mut pairs = read.pairs;
+    if let Some(n) = limit {
+        pairs.truncate(n);
+    }
+    if pairs.is_empty() {
+        bail!("no pairs in {}", pairs_file.display());
+    }
+    let opts = SessionOptions::default();
+    let mut session = model.session(opts)?;
+    let template = Template::default();
+    let end = memory::end_token(&session)?;
+    let seqs: Vec<Vec<Token>> = pairs
+        .iter()
+        .map(|p| memory::tokenize_pair(&session, &template, p, end).map(|t| t.0))
+        .filter(|s| s.as_ref().map_or(true, |s| s.len() <= session.n_ctx()))
+        .collect::<Result<_>>()?;
+    let tokens: usize = seqs.iter().map(|s| s.len()).sum();
+    let batches = session.pack(seqs.iter().map(|s| s.len()));
+
+    let baseline = |session: &mut crate::model::Session| -> Result<f64> {
+        let t = Instant::now();
+        let mut sink = 0f32;
+        for r in &batches {
+            let b: Vec<&[Token]> = seqs[r.clone()].iter().map(|s| &s[..]).collect();
+            session.last_logits(&b, |_, l| sink += l[0])?;
+        }
+        std::hint::black_box(sink);
+        Ok(tokens as f64 / t.elapsed().as_secs_f64())
+    };
+    // Warm up caches and llama.cpp's graph allocation before timing anything.
+    {
+        let b: Vec<&[Token]> = seqs[batches[0].clone()].iter().map(|s| &s[..]).collect();
+        session.last_logits(&b, |_, _| {})?;
+    }
+    let before = baseline(&mut session)?;
+
+    let jsonl = work.join("bench-pairs.jsonl");
+    let lines: Vec<String> = pairs
+        .iter()
+        .map(|p| serde_json::json!({"source": p.source, "target": p.target}).to_string())
+        .collect();
+    std::fs::write(&jsonl, lines.join("\n"))?;
+    let out = work.join("bench-memory");
+    let _ = std::fs::remove_dir_all(&out);
+    let report = memory::build(
+        &mut session,
+        &memory::BuildOptions {
+            pairs_files: vec![jsonl],
+            template,
+            out: out.clone(),
+            key_type: KeyType::F16,
+            replace: true,
+            cancel: None,
+        },
+        |_| {},
+    )?;
+    let after = baseline(&mut session)?;
+    let stats = memory::Memory::open(&out)?.stats();
+    let _ = std::fs::remove_dir_all(&out);
+    Ok(MemoryBench {
+        pairs: pairs.len(),
+        tokens,
+        threads: opts.n_threads,
+        baseline_tokens_per_second: [before, after],
+        build_tokens_per_second: report.tokens_per_second,
+        ratio: report.tokens_per_second / ((before + after) / 2.0),
+        entries: stats.entries,
+        bytes_per_entry: stats.bytes_per_entry,
+        peak_rss_bytes: peak_rss_bytes(),
+    })
+}
+
+/// A scratch folder for benchmark output, removed by the caller.
+pub fn scratch_dir() -> Result<PathBuf> {
+    let d = std::env::temp_dir().join(format!("pema-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&d)?;
+    Ok(d)
+}

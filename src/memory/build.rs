@@ -1,0 +1,301 @@
+//! Building a memory from pairs: teacher-force `prompt ⊕ target` through the model and keep the
+//! hidden state before every target token and before the end marker (PEMA.md §1).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use anyhow::{bail, Context as _, Result};
+use half::f16;
+
+use super::format::{self, GroupData, Header, KeyType, MappedMemory};
+use super::pairs::{read_pairs_file, Pair, PairsRead, SkippedLine};
+use super::template::Template;
+use crate::model::{HiddenRequest, Session, Token};
+
+pub struct BuildOptions<'a> {
+    pub pairs_files: Vec<PathBuf>,
+    pub template: Template,
+    pub out: PathBuf,
+    pub key_type: KeyType,
+    /// Discard an existing memory made with another model or template instead of refusing.
+    pub replace: bool,
+    /// Checked between batches; a cancelled build leaves the previous memory as it was.
+    pub cancel: Option<&'a AtomicBool>,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BuildProgress {
+    pub tokens_done: usize,
+    pub tokens_total: usize,
+    pub pairs_done: usize,
+    pub pairs_total: usize,
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct BuildReport {
+    pub path: PathBuf,
+    /// Pairs in the memory now.
+    pub pairs: usize,
+    pub entries: usize,
+    /// Pairs run through the model in this build.
+    pub pairs_computed: usize,
+    /// Pairs whose entries were taken from the previous memory unchanged.
+    pub pairs_reused: usize,
+    /// Pairs of the previous memory that are gone from the input.
+    pub pairs_removed: usize,
+    pub duplicate_pairs: usize,
+    /// Pairs longer than the context (prompt and target together), left out.
+    pub pairs_too_long: usize,
+    pub skipped_lines: Vec<SkippedLine>,
+    /// Tokens fed through the model (prompts and targets).
+    pub tokens_processed: usize,
+    pub seconds: f64,
+    pub tokens_per_second: f64,
+    pub warnings: Vec<String>,
+}
+
+/// A pair ready for the model.
+struct Prepared {
+    tokens: Vec<Token>,
+    prompt_len: usize,
+}
+
+/// Prompt and target tokens of a pair: `[BOS] prompt ⊕ " target"`, and the target tokens with
+/// the end marker appended (the memory's values).
+pub(crate) fn tokenize_pair(
+    session: &Session,
+    template: &Template,
+    pair: &Pair,
+    end: Token,
+) -> Result<(Vec<Token>, usize, Vec<u32>)> {
+    let model = session.model();
+    let mut tokens: Vec<Token> = model.bos().into_iter().collect();
+    tokens.extend(model.tokenize(&template.prompt(&pair.source))?);
+    let prompt_len = tokens.len();
+    let target = model.tokenize(&Template::target_text(&pair.target))?;
+    let mut values: Vec<u32> = target.iter().map(|&t| t as u32).collect();
+    values.push(end as u32);
+    tokens.extend(target);
+    Ok((tokens, prompt_len, values))
+}
+
+/// The single token that ends every target.
+pub(crate) fn end_token(session: &Session) -> Result<Token> {
+    let t = session.model().tokenize(Template::END)?;
+    match t[..] {
+        [t] => Ok(t),
+        _ => bail!(
+            "the model's tokenizer splits the end marker {:?} into {} tokens",
+            Template::END,
+            t.len()
+        ),
+    }
+}
+
+pub fn build(
+    session: &mut Session,
+    opts: &BuildOptions<'_>,
+    mut progress: impl FnMut(BuildProgress),
+) -> Result<BuildReport> {
+    let started = Instant::now();
+    let mut report = BuildReport::default();
+    let info = session.model().info().clone();
+
+    let mut read = PairsRead::default();
+    for f in &opts.pairs_files {
+        read_pairs_file(f, &mut read)?;
+    }
+    report.skipped_lines = read.skipped;
+    if read.pairs.is_empty() {
+        let why = report
+            .skipped_lines
+            .first()
+            .map(|s| format!(" (first problem: {s})"))
+            .unwrap_or_default();
+        bail!(
+            "no usable pairs in {}: {} lines skipped{why}",
+            opts.pairs_files
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            report.skipped_lines.len()
+        );
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut pairs = Vec::with_capacity(read.pairs.len());
+    for p in read.pairs {
+        if seen.insert(p.hash()) {
+            pairs.push(p);
+        } else {
+            report.duplicate_pairs += 1;
+        }
+    }
+
+    let header = Header {
+        key_type: opts.key_type,
+        hidden: info.n_embd,
+        model_identity: *blake3::Hash::from_hex(&info.identity)?.as_bytes(),
+        model_name: info.name.clone(),
+        template: opts.template.text().to_string(),
+        template_digest: opts.template.digest(),
+    };
+    let previous = open_previous(&opts.out, &header, opts.replace, &mut report.warnings)?;
+    let reusable: HashMap<[u8; 16], usize> = previous
+        .as_ref()
+        .map(|m| {
+            m.groups
+                .iter()
+                .enumerate()
+                .map(|(i, g)| (g.hash, i))
+                .collect()
+        })
+        .unwrap_or_default();
+
+    // Tokenize what must be computed.
+    let end = end_token(session)?;
+    let n_ctx = session.n_ctx();
+    let mut keep = Vec::with_capacity(pairs.len()); // (hash, Some(previous group) | None)
+    let mut todo: Vec<Prepared> = Vec::new();
+    let mut todo_values: Vec<Vec<u32>> = Vec::new();
+    for p in &pairs {
+        let hash = p.hash();
+        if let Some(&g) = reusable.get(&hash) {
+            keep.push((hash, Some(g)));
+            continue;
+        }
+        let (tokens, prompt_len, values) = tokenize_pair(session, &opts.template, p, end)?;
+        if tokens.len() > n_ctx {
+            report.pairs_too_long += 1;
+            continue;
+        }
+        keep.push((hash, None));
+        todo.push(Prepared { tokens, prompt_len });
+        todo_values.push(values);
+    }
+
+    // Run the model over the new pairs, a packed batch at a time.
+    let d = info.n_embd;
+    let row_bytes = d * opts.key_type.size();
+    let mut todo_keys: Vec<Vec<u8>> = todo_values
+        .iter()
+        .map(|v| Vec::with_capacity(v.len() * row_bytes))
+        .collect();
+    let mut prog = BuildProgress {
+        tokens_total: todo.iter().map(|p| p.tokens.len()).sum(),
+        pairs_total: todo.len(),
+        ..Default::default()
+    };
+    progress(prog);
+    for range in session.pack(todo.iter().map(|p| p.tokens.len())) {
+        if opts.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+            bail!("memory build cancelled; the previous memory is unchanged");
+        }
+        let reqs: Vec<HiddenRequest> = todo[range.clone()]
+            .iter()
+            .map(|p| HiddenRequest {
+                tokens: &p.tokens,
+                from: p.prompt_len - 1,
+            })
+            .collect();
+        let keys = &mut todo_keys[range.clone()];
+        session.hidden_states(&reqs, |s, _pos, h| match opts.key_type {
+            KeyType::F16 => keys[s].extend(h.iter().flat_map(|&x| f16::from_f32(x).to_le_bytes())),
+            KeyType::F32 => keys[s].extend(h.iter().flat_map(|&x| x.to_le_bytes())),
+        })?;
+        prog.tokens_done += reqs.iter().map(|r| r.tokens.len()).sum::<usize>();
+        prog.pairs_done += reqs.len();
+        progress(prog);
+    }
+    report.tokens_processed = prog.tokens_done;
+
+    // Assemble in input order and write atomically.
+    let mut groups = Vec::with_capacity(keep.len());
+    let mut next_new = 0;
+    for (hash, prev) in &keep {
+        match prev {
+            Some(g) => {
+                let m = previous.as_ref().unwrap();
+                let g = m.groups[*g];
+                let rows = g.first_row as usize..g.first_row as usize + g.rows as usize;
+                groups.push(GroupData {
+                    hash: *hash,
+                    prompt_tokens: g.prompt_tokens,
+                    keys: m.key_bytes(rows.clone()),
+                    tokens: &m.tokens()[rows],
+                });
+                report.pairs_reused += 1;
+            }
+            None => {
+                let i = next_new;
+                next_new += 1;
+                debug_assert_eq!(todo_keys[i].len(), todo_values[i].len() * row_bytes);
+                groups.push(GroupData {
+                    hash: *hash,
+                    prompt_tokens: todo[i].prompt_len as u32,
+                    keys: &todo_keys[i],
+                    tokens: &todo_values[i],
+                });
+                report.pairs_computed += 1;
+            }
+        }
+    }
+    if let Some(m) = &previous {
+        report.pairs_removed = m.groups.len() - report.pairs_reused;
+    }
+    if opts.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+        bail!("memory build cancelled; the previous memory is unchanged");
+    }
+    report.path = format::write(&opts.out, &header, &groups)?;
+    report.pairs = groups.len();
+    report.entries = groups.iter().map(|g| g.tokens.len()).sum();
+    report.seconds = started.elapsed().as_secs_f64();
+    report.tokens_per_second = report.tokens_processed as f64 / report.seconds.max(1e-9);
+    Ok(report)
+}
+
+/// The memory already in `dir`, if it can be reused. A memory of another model or template is
+/// refused unless `replace`; a damaged one is recomputed, with a warning.
+fn open_previous(
+    dir: &Path,
+    header: &Header,
+    replace: bool,
+    warnings: &mut Vec<String>,
+) -> Result<Option<MappedMemory>> {
+    let path = dir.join(format::FILE_NAME);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let m = match MappedMemory::open(&path) {
+        Ok(m) => m,
+        Err(e) => {
+            warnings.push(format!("{e:#}; recomputing every pair"));
+            return Ok(None);
+        }
+    };
+    let h = &m.header;
+    let same_model = h.model_identity == header.model_identity && h.hidden == header.hidden;
+    let same_template = h.template_digest == header.template_digest;
+    if same_model && same_template && h.key_type == header.key_type {
+        return Ok(Some(m));
+    }
+    let what = if !same_model {
+        format!("another model ({})", h.model_name)
+    } else if !same_template {
+        format!("another template ({:?})", h.template)
+    } else {
+        format!("another key type ({:?})", h.key_type)
+    };
+    if replace {
+        warnings.push(format!("replacing {} built with {what}", path.display()));
+        return Ok(None);
+    }
+    Err(anyhow::anyhow!(
+        "{} holds a memory built with {what}; memories are never mixed. Use another --out, or \
+         --replace to discard it and rebuild",
+        path.display()
+    ))
+    .context("refusing to build")
+}

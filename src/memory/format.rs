@@ -1,0 +1,469 @@
+//! The memory file, `memory.pema`. Little-endian, versioned, read by memory map without copying.
+//!
+//! ```text
+//! offset  size  field
+//!      0     8  magic "PEMAMEM\0"
+//!      8     4  format version (1)
+//!     12     4  key type: 1 = f16, 2 = f32
+//!     16     4  hidden size d
+//!     20     4  reserved (0)
+//!     24     8  entries N
+//!     32     8  pairs P
+//!     40     8  offset of the pair index
+//!     48     8  offset of the keys
+//!     56     8  offset of the tokens
+//!     64     8  file length, trailer included
+//!     72    32  template digest (blake3)
+//!    104    32  model identity (blake3 of the GGUF's metadata and tensor table)
+//!    136     4  model name length m
+//!    140     4  template length t
+//!    144     m  model name, UTF-8
+//!  144+m     t  template, UTF-8
+//!   (pad to 64)
+//!  index  P×32  per pair: content hash [16], first row u64, rows u32, prompt tokens u32
+//!   (pad to 64)
+//!  keys   N×d   f16 or f32, row-major: key i = hidden state before target token i
+//!   (pad to 64)
+//!  tokens N×4   u32: target token i
+//!  trailer  32  blake3 of every byte before it
+//! ```
+//! Rows are grouped by pair, in the order of the pair index, so a pair's entries are one slice.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _, Result};
+use half::f16;
+use memmap2::Mmap;
+
+pub const MAGIC: &[u8; 8] = b"PEMAMEM\0";
+pub const FORMAT_VERSION: u32 = 1;
+pub const FILE_NAME: &str = "memory.pema";
+const FIXED_HEADER: usize = 144;
+const INDEX_ROW: usize = 32;
+const ALIGN: u64 = 64;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyType {
+    F16,
+    F32,
+}
+
+impl KeyType {
+    pub fn size(self) -> usize {
+        match self {
+            KeyType::F16 => 2,
+            KeyType::F32 => 4,
+        }
+    }
+    fn code(self) -> u32 {
+        match self {
+            KeyType::F16 => 1,
+            KeyType::F32 => 2,
+        }
+    }
+}
+
+/// What a memory was built from; two memories mix only if these agree.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Header {
+    pub key_type: KeyType,
+    pub hidden: usize,
+    pub model_identity: [u8; 32],
+    pub model_name: String,
+    pub template: String,
+    pub template_digest: [u8; 32],
+}
+
+/// One pair's rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Group {
+    pub hash: [u8; 16],
+    pub first_row: u64,
+    pub rows: u32,
+    pub prompt_tokens: u32,
+}
+
+/// A group to write, with its keys already in the file's key type.
+pub struct GroupData<'a> {
+    pub hash: [u8; 16],
+    pub prompt_tokens: u32,
+    pub keys: &'a [u8],
+    pub tokens: &'a [u32],
+}
+
+fn align(x: u64) -> u64 {
+    x.div_ceil(ALIGN) * ALIGN
+}
+
+/// A writer that hashes what it writes, for the trailer.
+struct Hashing<W: Write> {
+    inner: W,
+    hasher: blake3::Hasher,
+    written: u64,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<W: Write> Hashing<W> {
+    fn pad_to(&mut self, off: u64) -> std::io::Result<()> {
+        let n = off - self.written;
+        self.write_all(&vec![0u8; n as usize])
+    }
+}
+
+/// Writes a memory atomically: to a temporary file in `dir`, synced, then renamed over
+/// `dir/memory.pema`. A crash at any point leaves the previous file whole.
+pub fn write(dir: &Path, header: &Header, groups: &[GroupData<'_>]) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let row_bytes = header.hidden * header.key_type.size();
+    let n_entries: u64 = groups.iter().map(|g| g.tokens.len() as u64).sum();
+    for g in groups {
+        if g.keys.len() != g.tokens.len() * row_bytes {
+            bail!("internal error: group keys and tokens disagree");
+        }
+    }
+    let name = header.model_name.as_bytes();
+    let template = header.template.as_bytes();
+    let index_off = align((FIXED_HEADER + name.len() + template.len()) as u64);
+    let keys_off = align(index_off + (groups.len() * INDEX_ROW) as u64);
+    let tokens_off = align(keys_off + n_entries * row_bytes as u64);
+    let file_len = tokens_off + n_entries * 4 + 32;
+
+    remove_stale_temporaries(dir);
+    let tmp = tempfile_in(dir)?;
+    let result = (|| -> Result<()> {
+        let file = File::create(&tmp)?;
+        let mut w = Hashing {
+            inner: BufWriter::with_capacity(1 << 20, file),
+            hasher: blake3::Hasher::new(),
+            written: 0,
+        };
+        w.write_all(MAGIC)?;
+        w.write_all(&FORMAT_VERSION.to_le_bytes())?;
+        w.write_all(&header.key_type.code().to_le_bytes())?;
+        w.write_all(&(header.hidden as u32).to_le_bytes())?;
+        w.write_all(&0u32.to_le_bytes())?;
+        for v in [
+            n_entries,
+            groups.len() as u64,
+            index_off,
+            keys_off,
+            tokens_off,
+            file_len,
+        ] {
+            w.write_all(&v.to_le_bytes())?;
+        }
+        w.write_all(&header.template_digest)?;
+        w.write_all(&header.model_identity)?;
+        w.write_all(&(name.len() as u32).to_le_bytes())?;
+        w.write_all(&(template.len() as u32).to_le_bytes())?;
+        w.write_all(name)?;
+        w.write_all(template)?;
+        w.pad_to(index_off)?;
+        let mut row = 0u64;
+        for g in groups {
+            w.write_all(&g.hash)?;
+            w.write_all(&row.to_le_bytes())?;
+            w.write_all(&(g.tokens.len() as u32).to_le_bytes())?;
+            w.write_all(&g.prompt_tokens.to_le_bytes())?;
+            row += g.tokens.len() as u64;
+        }
+        w.pad_to(keys_off)?;
+        for g in groups {
+            w.write_all(g.keys)?;
+        }
+        w.pad_to(tokens_off)?;
+        for g in groups {
+            w.write_all(bytemuck::cast_slice(g.tokens))?;
+        }
+        let digest = w.hasher.finalize();
+        let mut file = w.inner.into_inner().map_err(|e| e.into_error())?;
+        file.write_all(digest.as_bytes())?;
+        file.sync_all()?;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e.context(format!("writing memory in {}", dir.display())));
+    }
+    let dest = dir.join(FILE_NAME);
+    std::fs::rename(&tmp, &dest)?;
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(dest)
+}
+
+/// Removes temporary files left by writers that died (kill -9, power loss). A live writer's file
+/// is left alone: its name carries its process id.
+fn remove_stale_temporaries(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let prefix = format!(".{FILE_NAME}.");
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name
+            .strip_prefix(&prefix)
+            .and_then(|r| r.strip_suffix(".tmp"))
+        else {
+            continue;
+        };
+        let pid = rest.split('.').next().unwrap_or("");
+        let alive = pid == std::process::id().to_string() || Path::new("/proc").join(pid).exists();
+        if !alive && cfg!(target_os = "linux") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+fn tempfile_in(dir: &Path) -> Result<PathBuf> {
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    Ok(dir.join(format!(".{FILE_NAME}.{}.{nonce}.tmp", std::process::id())))
+}
+
+/// An open memory: the file, mapped, checked and indexed.
+pub struct MappedMemory {
+    pub path: PathBuf,
+    pub header: Header,
+    pub groups: Vec<Group>,
+    pub n_entries: usize,
+    map: Mmap,
+    keys_off: usize,
+    tokens_off: usize,
+}
+
+impl MappedMemory {
+    pub fn open(path: &Path) -> Result<Self> {
+        let file =
+            File::open(path).with_context(|| format!("cannot open memory {}", path.display()))?;
+        // SAFETY: the daemon only ever replaces memory files by rename, never in place.
+        let map = unsafe { Mmap::map(&file) }
+            .with_context(|| format!("cannot map {}", path.display()))?;
+        let bad = |why: String| anyhow::anyhow!("{} is not a usable memory: {why}", path.display());
+        let len = map.len() as u64;
+        if len < FIXED_HEADER as u64 || &map[..8] != MAGIC {
+            return Err(bad("not a pema memory file (bad magic)".into()));
+        }
+        let u32_at = |o: usize| u32::from_le_bytes(map[o..o + 4].try_into().unwrap());
+        let u64_at = |o: usize| u64::from_le_bytes(map[o..o + 8].try_into().unwrap());
+        let version = u32_at(8);
+        if version != FORMAT_VERSION {
+            return Err(bad(format!(
+                "format version {version}, this pema reads version {FORMAT_VERSION}; rebuild it"
+            )));
+        }
+        let key_type = match u32_at(12) {
+            1 => KeyType::F16,
+            2 => KeyType::F32,
+            k => return Err(bad(format!("unknown key type {k}"))),
+        };
+        let hidden = u32_at(16) as usize;
+        let (n_entries, n_pairs) = (u64_at(24), u64_at(32));
+        let (index_off, keys_off, tokens_off, file_len) =
+            (u64_at(40), u64_at(48), u64_at(56), u64_at(64));
+        if file_len != len {
+            return Err(bad(format!(
+                "truncated or extended: the header says {file_len} bytes, the file has {len}"
+            )));
+        }
+        let body = &map[..map.len() - 32];
+        if blake3::hash(body).as_bytes() != &map[map.len() - 32..] {
+            return Err(bad("checksum mismatch: the file is corrupted".into()));
+        }
+        let row_bytes = hidden as u64 * key_type.size() as u64;
+        let consistent = index_off >= FIXED_HEADER as u64
+            && keys_off >= index_off + n_pairs * INDEX_ROW as u64
+            && tokens_off >= keys_off + n_entries * row_bytes
+            && file_len == tokens_off + n_entries * 4 + 32
+            && keys_off % ALIGN == 0
+            && tokens_off % 4 == 0;
+        if !consistent {
+            return Err(bad("inconsistent section offsets".into()));
+        }
+        let name_len = u32_at(136) as usize;
+        let tpl_len = u32_at(140) as usize;
+        if FIXED_HEADER + name_len + tpl_len > index_off as usize {
+            return Err(bad("header strings overrun the index".into()));
+        }
+        let text = |a: usize, b: usize| {
+            String::from_utf8(map[a..b].to_vec()).map_err(|_| bad("header is not UTF-8".into()))
+        };
+        let header = Header {
+            key_type,
+            hidden,
+            template_digest: map[72..104].try_into().unwrap(),
+            model_identity: map[104..136].try_into().unwrap(),
+            model_name: text(FIXED_HEADER, FIXED_HEADER + name_len)?,
+            template: text(FIXED_HEADER + name_len, FIXED_HEADER + name_len + tpl_len)?,
+        };
+        let mut groups = Vec::with_capacity(n_pairs as usize);
+        let mut next_row = 0u64;
+        for i in 0..n_pairs as usize {
+            let o = index_off as usize + i * INDEX_ROW;
+            let g = Group {
+                hash: map[o..o + 16].try_into().unwrap(),
+                first_row: u64_at(o + 16),
+                rows: u32_at(o + 24),
+                prompt_tokens: u32_at(o + 28),
+            };
+            if g.first_row != next_row {
+                return Err(bad(format!(
+                    "pair {i} does not start where the previous one ends"
+                )));
+            }
+            next_row += g.rows as u64;
+            groups.push(g);
+        }
+        if next_row != n_entries {
+            return Err(bad("the pair index does not cover the entries".into()));
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            header,
+            groups,
+            n_entries: n_entries as usize,
+            map,
+            keys_off: keys_off as usize,
+            tokens_off: tokens_off as usize,
+        })
+    }
+
+    pub fn file_bytes(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Raw key bytes of rows `rows`, in the file's key type.
+    pub fn key_bytes(&self, rows: std::ops::Range<usize>) -> &[u8] {
+        let rb = self.header.hidden * self.header.key_type.size();
+        &self.map[self.keys_off + rows.start * rb..self.keys_off + rows.end * rb]
+    }
+
+    /// Keys as f16, when that is the file's key type.
+    pub fn keys_f16(&self) -> Option<&[f16]> {
+        (self.header.key_type == KeyType::F16)
+            .then(|| bytemuck::cast_slice(self.key_bytes(0..self.n_entries)))
+    }
+
+    /// Keys as f32, when that is the file's key type.
+    pub fn keys_f32(&self) -> Option<&[f32]> {
+        (self.header.key_type == KeyType::F32)
+            .then(|| bytemuck::cast_slice(self.key_bytes(0..self.n_entries)))
+    }
+
+    pub fn tokens(&self) -> &[u32] {
+        bytemuck::cast_slice(&self.map[self.tokens_off..self.tokens_off + self.n_entries * 4])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header() -> Header {
+        Header {
+            key_type: KeyType::F16,
+            hidden: 4,
+            model_identity: [7; 32],
+            model_name: "m".into(),
+            template: "T {source}:".into(),
+            template_digest: [9; 32],
+        }
+    }
+
+    fn keys(v: &[f32]) -> Vec<u8> {
+        let h: Vec<f16> = v.iter().map(|&x| f16::from_f32(x)).collect();
+        bytemuck::cast_slice(&h).to_vec()
+    }
+
+    fn write_sample(dir: &Path) -> PathBuf {
+        let k1 = keys(&[1., 2., 3., 4., 5., 6., 7., 8.]);
+        let k2 = keys(&[-1., -2., -3., -4.]);
+        let groups = [
+            GroupData {
+                hash: [1; 16],
+                prompt_tokens: 5,
+                keys: &k1,
+                tokens: &[10, 11],
+            },
+            GroupData {
+                hash: [2; 16],
+                prompt_tokens: 6,
+                keys: &k2,
+                tokens: &[12],
+            },
+        ];
+        write(dir, &header(), &groups).unwrap()
+    }
+
+    #[test]
+    fn round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_sample(dir.path());
+        let m = MappedMemory::open(&path).unwrap();
+        assert_eq!(m.header, header());
+        assert_eq!(m.n_entries, 3);
+        assert_eq!(m.tokens(), &[10, 11, 12]);
+        assert_eq!(
+            m.groups[1],
+            Group {
+                hash: [2; 16],
+                first_row: 2,
+                rows: 1,
+                prompt_tokens: 6
+            }
+        );
+        let k = m.keys_f16().unwrap();
+        assert_eq!(k[8].to_f32(), -1.0);
+        assert_eq!(k.as_ptr() as usize % 64, 0);
+        // No temporary file is left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn truncation_and_corruption_are_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_sample(dir.path());
+        let bytes = std::fs::read(&path).unwrap();
+
+        std::fs::write(&path, &bytes[..bytes.len() - 10]).unwrap();
+        let e = MappedMemory::open(&path).err().unwrap().to_string();
+        assert!(e.contains("truncated"), "{e}");
+
+        let mut flipped = bytes.clone();
+        let i = flipped.len() - 40;
+        flipped[i] ^= 0x40;
+        std::fs::write(&path, &flipped).unwrap();
+        let e = MappedMemory::open(&path).err().unwrap().to_string();
+        assert!(e.contains("checksum"), "{e}");
+
+        std::fs::write(
+            &path,
+            b"hello, this is not a memory file at all, no no no. ".repeat(4),
+        )
+        .unwrap();
+        let e = MappedMemory::open(&path).err().unwrap().to_string();
+        assert!(e.contains("magic"), "{e}");
+
+        let mut newer = bytes.clone();
+        newer[8] = 99;
+        std::fs::write(&path, &newer).unwrap();
+        let e = MappedMemory::open(&path).err().unwrap().to_string();
+        assert!(e.contains("version 99"), "{e}");
+    }
+}

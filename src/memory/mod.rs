@@ -1,0 +1,166 @@
+//! The external memory of PEMA.md §1: one (key, token) row per target token, the key being the
+//! model's final hidden state just before that token. Built from pairs, grouped by pair and keyed
+//! by the pair's content hash, so that a rebuild recomputes only what changed.
+
+mod build;
+pub mod format;
+mod pairs;
+mod split;
+mod template;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Result};
+
+pub use build::{build, BuildOptions, BuildProgress, BuildReport};
+pub(crate) use build::{end_token, tokenize_pair};
+pub use format::{Group, KeyType};
+pub use pairs::{parse_pairs, read_pairs_file, Pair, PairsRead, SkippedLine};
+pub use split::{held_out, DEFAULT_HELD_OUT_PERCENT};
+pub use template::{Template, PRESETS};
+
+use crate::model::ModelInfo;
+
+/// A memory on disk, opened read-only.
+pub struct Memory {
+    file: format::MappedMemory,
+}
+
+/// What `pema memory stats` reports.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct MemoryStats {
+    pub path: PathBuf,
+    pub format_version: u32,
+    pub entries: usize,
+    pub pairs: usize,
+    pub held_out_pairs: usize,
+    pub hidden_size: usize,
+    pub key_type: KeyType,
+    pub bytes: usize,
+    pub bytes_per_entry: f64,
+    pub model_name: String,
+    pub model_identity: String,
+    pub template: String,
+}
+
+impl Memory {
+    /// Opens `dir/memory.pema`, checking its integrity.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let path = dir.join(format::FILE_NAME);
+        if !path.is_file() {
+            bail!(
+                "no memory in {} (expected {}); build one with `pema memory build`",
+                dir.display(),
+                path.display()
+            );
+        }
+        Ok(Self {
+            file: format::MappedMemory::open(&path)?,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.file.path
+    }
+
+    pub fn len(&self) -> usize {
+        self.file.n_entries
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn hidden_size(&self) -> usize {
+        self.file.header.hidden
+    }
+
+    pub fn key_type(&self) -> KeyType {
+        self.file.header.key_type
+    }
+
+    pub fn template(&self) -> Result<Template> {
+        Template::new(&self.file.header.template)
+    }
+
+    pub fn model_identity(&self) -> String {
+        blake3::Hash::from_bytes(self.file.header.model_identity)
+            .to_hex()
+            .to_string()
+    }
+
+    /// The pairs, in file order, each with its rows.
+    pub fn groups(&self) -> &[Group] {
+        &self.file.groups
+    }
+
+    /// Target token of every row.
+    pub fn tokens(&self) -> &[u32] {
+        self.file.tokens()
+    }
+
+    /// Copies key `row` into `out` as f32.
+    pub fn key_into(&self, row: usize, out: &mut [f32]) {
+        let d = self.hidden_size();
+        match (self.file.keys_f16(), self.file.keys_f32()) {
+            (Some(k), _) => {
+                for (o, x) in out.iter_mut().zip(&k[row * d..(row + 1) * d]) {
+                    *o = x.to_f32();
+                }
+            }
+            (_, Some(k)) => out.copy_from_slice(&k[row * d..(row + 1) * d]),
+            _ => unreachable!("a memory has one key type"),
+        }
+    }
+
+    /// Whether each pair is held out for validation.
+    pub fn held_out(&self, percent: u32) -> Vec<bool> {
+        let hashes: Vec<_> = self.groups().iter().map(|g| g.hash).collect();
+        split::held_out(&hashes, percent)
+    }
+
+    /// Refuses a memory made with another model or template: its keys would not match.
+    pub fn check_compatible(&self, model: &ModelInfo, template: &Template) -> Result<()> {
+        let h = &self.file.header;
+        if self.model_identity() != model.identity || h.hidden != model.n_embd {
+            bail!(
+                "the memory {} was built with another model ({}), not {} ({}); rebuild it for this model",
+                self.path().display(),
+                h.model_name,
+                model.name,
+                model.path.display()
+            );
+        }
+        if h.template_digest != template.digest() {
+            bail!(
+                "the memory {} was built with another template ({:?}), not {:?}; rebuild it or use its template",
+                self.path().display(),
+                h.template,
+                template.text()
+            );
+        }
+        Ok(())
+    }
+
+    pub fn stats(&self) -> MemoryStats {
+        let h = &self.file.header;
+        MemoryStats {
+            path: self.file.path.clone(),
+            format_version: format::FORMAT_VERSION,
+            entries: self.len(),
+            pairs: self.groups().len(),
+            held_out_pairs: self
+                .held_out(DEFAULT_HELD_OUT_PERCENT)
+                .iter()
+                .filter(|&&b| b)
+                .count(),
+            hidden_size: h.hidden,
+            key_type: h.key_type,
+            bytes: self.file.file_bytes(),
+            bytes_per_entry: self.file.file_bytes() as f64 / self.len().max(1) as f64,
+            model_name: h.model_name.clone(),
+            model_identity: self.model_identity(),
+            template: h.template.clone(),
+        }
+    }
+}

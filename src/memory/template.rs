@@ -1,0 +1,123 @@
+//! The instruction template that turns a source text into a prompt. Memory and inference must use
+//! the same one, so a memory records it and refuses to mix with another.
+
+use anyhow::{bail, Result};
+
+/// The slot a template fills with the source text.
+pub const SOURCE_SLOT: &str = "{source}";
+
+/// Templates shipped with pema, by name. Each ends at the colon: with Gemma's tokenizer a trailing
+/// space becomes a lone space token after which the base model mostly writes markup (PEMA.md).
+pub const PRESETS: &[(&str, &str)] = &[
+    ("rewrite", "Rewrite the text in the house style:\n{source}\nRewritten:"),
+    ("translate-de", "Translate this from English to German: \n{source}\nGerman:"),
+    (
+        "formal",
+        "Convert the following informal sentence into a formal sentence: \nInformal: {source}\nFormal:",
+    ),
+];
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Template {
+    text: String,
+}
+
+impl Default for Template {
+    fn default() -> Self {
+        Self::new(PRESETS[0].1).expect("preset is valid")
+    }
+}
+
+impl Template {
+    pub fn new(text: &str) -> Result<Self> {
+        let n = text.matches(SOURCE_SLOT).count();
+        if n != 1 {
+            bail!("a template needs exactly one {SOURCE_SLOT} slot, this one has {n}: {text:?}");
+        }
+        if text.ends_with([' ', '\t']) {
+            bail!(
+                "the template ends in whitespace: end it at the colon instead (the target's first \
+                 token carries its own space): {text:?}"
+            );
+        }
+        Ok(Self {
+            text: text.to_string(),
+        })
+    }
+
+    /// A preset's name, or a literal template containing `{source}`.
+    pub fn from_arg(arg: &str) -> Result<Self> {
+        if let Some((_, t)) = PRESETS.iter().find(|(name, _)| *name == arg) {
+            return Self::new(t);
+        }
+        if !arg.contains(SOURCE_SLOT) {
+            let names: Vec<_> = PRESETS.iter().map(|(n, _)| *n).collect();
+            bail!(
+                "unknown template {arg:?}: use one of {} or a text with a {SOURCE_SLOT} slot",
+                names.join(", ")
+            );
+        }
+        Self::new(arg)
+    }
+
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    pub fn prompt(&self, source: &str) -> String {
+        self.text.replace(SOURCE_SLOT, source)
+    }
+
+    /// What follows the prompt before the target: one space, glued by the tokenizer to the
+    /// target's first word. Newlines inside a target are folded to spaces, since a newline is
+    /// where a rewrite ends.
+    pub fn target_text(target: &str) -> String {
+        let mut s = String::with_capacity(target.len() + 1);
+        s.push(' ');
+        s.push_str(&target.replace(['\r', '\n'], " "));
+        s
+    }
+
+    /// Where a rewrite ends: the boundary token after every target in the memory.
+    pub const END: &'static str = "\n";
+
+    pub fn digest(&self) -> [u8; 32] {
+        let mut h = blake3::Hasher::new();
+        h.update(b"pema-template-v1\0");
+        h.update(self.text.as_bytes());
+        h.update(b"\0 \0");
+        h.update(Self::END.as_bytes());
+        *h.finalize().as_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_are_valid_and_distinct() {
+        let digests: std::collections::HashSet<_> = PRESETS
+            .iter()
+            .map(|(n, _)| Template::from_arg(n).unwrap().digest())
+            .collect();
+        assert_eq!(digests.len(), PRESETS.len());
+    }
+
+    #[test]
+    fn rejects_bad_templates() {
+        assert!(Template::new("no slot").is_err());
+        assert!(Template::new("{source} {source}").is_err());
+        assert!(Template::new("Say {source}\nRewritten: ").is_err());
+        assert!(Template::from_arg("nonsense").is_err());
+        assert_eq!(
+            Template::new("A {source} B:").unwrap().prompt("x"),
+            "A x B:"
+        );
+    }
+
+    #[test]
+    fn target_text_has_leading_space_and_no_newline() {
+        assert_eq!(Template::target_text("a\nb"), " a b");
+    }
+}

@@ -1,0 +1,422 @@
+//! The model host: a quantised GGUF model run by llama.cpp, seen by the rest of pema only as
+//! tokens in, final hidden states and next-token logits out, plus the LM head.
+
+mod head;
+mod llama;
+mod locate;
+
+use std::fs::File;
+use std::io::BufReader;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _, Result};
+use candle_core::quantized::gguf_file;
+
+pub use head::LmHead;
+pub use llama::Token;
+pub use locate::{default_model_path, resolve_model, INSTALL_DEFAULT_MODEL};
+
+/// What identifies a model: memories and adapters record it and refuse any other.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ModelInfo {
+    pub name: String,
+    pub path: PathBuf,
+    /// blake3 of the GGUF's metadata, tensor table and size, in hex.
+    pub identity: String,
+    pub n_embd: usize,
+    pub n_vocab: usize,
+    pub n_ctx_train: usize,
+}
+
+pub struct Model {
+    llama: llama::LlamaModel,
+    head: LmHead,
+    info: ModelInfo,
+}
+
+impl Model {
+    /// Loads a GGUF model. The file is checked first so that a missing, truncated or foreign file
+    /// gets a clear error instead of whatever llama.cpp would do with it.
+    pub fn load(path: &Path) -> Result<Arc<Model>> {
+        let gguf = read_gguf(path)?;
+        let identity = identity_of(path, &gguf)?;
+        let name = match gguf.metadata.get("general.name") {
+            Some(v) => v.to_string().cloned().unwrap_or_default(),
+            None => String::new(),
+        };
+        let head = LmHead::read(path, &gguf)?;
+        drop(gguf);
+        let n_gpu_layers = if cfg!(any(feature = "cuda", feature = "metal")) {
+            999
+        } else {
+            0
+        };
+        let llama = llama::LlamaModel::load(path, n_gpu_layers)?;
+        if llama.n_embd() != head.n_embd() || llama.n_vocab() != head.n_vocab() {
+            bail!(
+                "LM head is {}×{} but the model is {}×{}: unsupported model layout",
+                head.n_vocab(),
+                head.n_embd(),
+                llama.n_vocab(),
+                llama.n_embd()
+            );
+        }
+        let info = ModelInfo {
+            name: if name.is_empty() {
+                path.file_stem()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned()
+            } else {
+                name
+            },
+            path: path.to_path_buf(),
+            identity,
+            n_embd: llama.n_embd(),
+            n_vocab: llama.n_vocab(),
+            n_ctx_train: llama.n_ctx_train(),
+        };
+        Ok(Arc::new(Model { llama, head, info }))
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    pub fn head(&self) -> &LmHead {
+        &self.head
+    }
+
+    pub fn tokenize(&self, text: &str) -> Result<Vec<Token>> {
+        self.llama.tokenize(text)
+    }
+
+    pub fn detokenize(&self, tokens: &[Token]) -> String {
+        self.llama.detokenize(tokens)
+    }
+
+    pub fn token_bytes(&self, t: Token) -> Vec<u8> {
+        self.llama.token_bytes(t)
+    }
+
+    /// The token a prompt starts with, if the model wants one.
+    pub fn bos(&self) -> Option<Token> {
+        self.llama.bos()
+    }
+
+    pub fn is_end_of_generation(&self, t: Token) -> bool {
+        self.llama.is_end_of_generation(t)
+    }
+
+    /// Checks that the LM head read from the GGUF reproduces llama.cpp's own logits on `text`:
+    /// `W · h` against the logits at every position.
+    pub fn check_head(self: &Arc<Self>, text: &str) -> Result<HeadCheck> {
+        let mut tokens: Vec<Token> = self.bos().into_iter().collect();
+        tokens.extend(self.tokenize(text)?);
+        let mut session = self.session(SessionOptions {
+            n_ctx: tokens.len().next_multiple_of(64).max(64),
+            n_seq_max: 1,
+            ..Default::default()
+        })?;
+        let steps = session.eval_all(&tokens).context("evaluating the text")?;
+        let mut c = HeadCheck {
+            positions: steps.len(),
+            argmax_matches: 0,
+            max_abs_diff: 0.0,
+        };
+        for s in &steps {
+            let mine = self.head.apply(&s.hidden)?;
+            let diff = mine
+                .iter()
+                .zip(&s.logits)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            c.max_abs_diff = c.max_abs_diff.max(diff);
+            c.argmax_matches += (argmax(&mine) == argmax(&s.logits)) as usize;
+        }
+        Ok(c)
+    }
+
+    /// A new inference session (one llama.cpp context) on this model.
+    pub fn session(self: &Arc<Self>, opts: SessionOptions) -> Result<Session> {
+        let ctx = llama::LlamaContext::new(
+            &self.llama,
+            &llama::ContextParams {
+                n_ctx: opts.n_ctx as u32,
+                n_batch: opts.n_ctx as u32,
+                n_seq_max: opts.n_seq_max as u32,
+                n_threads: opts.n_threads as i32,
+                embeddings: true,
+            },
+        )?;
+        Ok(Session {
+            batch: llama::Batch::new(opts.n_ctx),
+            ctx,
+            model: self.clone(),
+            pos: 0,
+        })
+    }
+}
+
+fn read_gguf(path: &Path) -> Result<gguf_file::Content> {
+    let file = File::open(path).with_context(|| format!("cannot open model {}", path.display()))?;
+    let size = file.metadata()?.len();
+    let mut reader = BufReader::new(file);
+    let gguf = gguf_file::Content::read(&mut reader)
+        .map_err(|e| anyhow::anyhow!("{} is not a readable GGUF model: {e}", path.display()))?;
+    for (name, t) in &gguf.tensor_infos {
+        let bytes = t.shape.elem_count() / t.ggml_dtype.block_size() * t.ggml_dtype.type_size();
+        let end = gguf.tensor_data_offset + t.offset + bytes as u64;
+        if end > size {
+            bail!(
+                "{} is truncated: tensor {name} ends at byte {end} but the file has {size} bytes \
+                 (re-install or re-download the model)",
+                path.display()
+            );
+        }
+    }
+    Ok(gguf)
+}
+
+/// A digest of what makes a model produce the hidden states it does, cheap to compute: the
+/// metadata, the tensor table and the file size (hashing 250 MB of weights on every start would
+/// cost more than loading them).
+fn identity_of(path: &Path, gguf: &gguf_file::Content) -> Result<String> {
+    let mut h = blake3::Hasher::new();
+    h.update(&std::fs::metadata(path)?.len().to_le_bytes());
+    let mut keys: Vec<_> = gguf.metadata.keys().collect();
+    keys.sort();
+    for k in keys {
+        h.update(k.as_bytes());
+        h.update(format!("{:?}", gguf.metadata[k]).as_bytes());
+    }
+    let mut names: Vec<_> = gguf.tensor_infos.keys().collect();
+    names.sort();
+    for n in names {
+        let t = &gguf.tensor_infos[n];
+        h.update(format!("{n}:{:?}:{:?}:{}", t.shape.dims(), t.ggml_dtype, t.offset).as_bytes());
+    }
+    Ok(h.finalize().to_hex().to_string())
+}
+
+/// How closely `W · h` matches llama.cpp's logits.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct HeadCheck {
+    pub positions: usize,
+    pub argmax_matches: usize,
+    pub max_abs_diff: f32,
+}
+
+pub fn argmax(v: &[f32]) -> usize {
+    let mut best = (0, f32::NEG_INFINITY);
+    for (i, &x) in v.iter().enumerate() {
+        if x > best.1 {
+            best = (i, x);
+        }
+    }
+    best.0
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct SessionOptions {
+    /// Tokens per decode and KV-cache size; also the longest sequence a session takes.
+    pub n_ctx: usize,
+    /// How many sequences one batch may pack.
+    pub n_seq_max: usize,
+    pub n_threads: usize,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        Self {
+            n_ctx: 512,
+            n_seq_max: 32,
+            n_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
+    }
+}
+
+/// A sequence whose hidden states are wanted at positions `from..tokens.len()`.
+#[derive(Clone, Copy, Debug)]
+pub struct HiddenRequest<'a> {
+    pub tokens: &'a [Token],
+    pub from: usize,
+}
+
+/// The hidden state and the model's own logits at one position.
+pub struct Step {
+    pub hidden: Vec<f32>,
+    pub logits: Vec<f32>,
+}
+
+/// One llama.cpp context on a model. `Send` but not `Sync`: one thread drives it at a time.
+pub struct Session {
+    // Field order matters: the context must be freed before the model it points into.
+    batch: llama::Batch,
+    ctx: llama::LlamaContext,
+    model: Arc<Model>,
+    /// Tokens in sequence 0's cache during a generation.
+    pos: usize,
+}
+
+impl Session {
+    pub fn model(&self) -> &Arc<Model> {
+        &self.model
+    }
+
+    pub fn n_ctx(&self) -> usize {
+        self.ctx.n_batch()
+    }
+
+    /// Groups sequences of the given lengths, in order, into batches that fit one decode.
+    /// A sequence longer than the context gets a batch of its own (and an error when run).
+    pub fn pack(&self, lengths: impl IntoIterator<Item = usize>) -> Vec<Range<usize>> {
+        let (cap, max_seqs) = (self.ctx.n_batch(), self.ctx.n_seq_max());
+        let mut out = Vec::new();
+        let (mut start, mut used, mut i) = (0, 0, 0);
+        for len in lengths {
+            if i > start && (used + len > cap || i - start == max_seqs) {
+                out.push(start..i);
+                start = i;
+                used = 0;
+            }
+            used += len;
+            i += 1;
+        }
+        if i > start {
+            out.push(start..i);
+        }
+        out
+    }
+
+    fn fill_batch(
+        &mut self,
+        seqs: &[&[Token]],
+        output: impl Fn(usize, usize) -> bool,
+    ) -> Result<()> {
+        let total: usize = seqs.iter().map(|s| s.len()).sum();
+        if total > self.ctx.n_batch() || seqs.len() > self.ctx.n_seq_max() {
+            bail!(
+                "batch of {} tokens in {} sequences exceeds the context ({} tokens, {} sequences)",
+                total,
+                seqs.len(),
+                self.ctx.n_batch(),
+                self.ctx.n_seq_max()
+            );
+        }
+        self.ctx.clear();
+        self.pos = 0;
+        self.batch.clear();
+        for (s, toks) in seqs.iter().enumerate() {
+            for (p, &t) in toks.iter().enumerate() {
+                self.batch.push(t, p, s as i32, output(s, p));
+            }
+        }
+        Ok(())
+    }
+
+    /// Final hidden states of several independent sequences in one decode, without running the LM
+    /// head. `sink(seq, pos, h)` receives each wanted state in order.
+    pub fn hidden_states(
+        &mut self,
+        seqs: &[HiddenRequest<'_>],
+        mut sink: impl FnMut(usize, usize, &[f32]),
+    ) -> Result<()> {
+        let toks: Vec<&[Token]> = seqs.iter().map(|s| s.tokens).collect();
+        self.fill_batch(&toks, |_, _| true)?;
+        self.ctx.set_embeddings(true);
+        self.ctx.set_stop_after_norm(true);
+        let r = self.ctx.decode(&self.batch);
+        self.ctx.set_stop_after_norm(false);
+        r?;
+        let mut row = 0;
+        for (s, req) in seqs.iter().enumerate() {
+            for p in 0..req.tokens.len() {
+                if p >= req.from {
+                    sink(s, p, self.ctx.hidden(row)?);
+                }
+                row += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// llama.cpp's ordinary forward pass: logits of the last token of each sequence only.
+    pub fn last_logits(
+        &mut self,
+        seqs: &[&[Token]],
+        mut sink: impl FnMut(usize, &[f32]),
+    ) -> Result<()> {
+        self.fill_batch(seqs, |s, p| p + 1 == seqs[s].len())?;
+        self.ctx.set_embeddings(false);
+        self.ctx.decode(&self.batch)?;
+        let mut row = 0;
+        for (s, t) in seqs.iter().enumerate() {
+            row += t.len();
+            sink(s, self.ctx.logits(row - 1)?);
+        }
+        Ok(())
+    }
+
+    /// Hidden state and logits at every position of one sequence (for checks, not for speed).
+    pub fn eval_all(&mut self, tokens: &[Token]) -> Result<Vec<Step>> {
+        self.fill_batch(&[tokens], |_, _| true)?;
+        self.ctx.set_embeddings(true);
+        self.ctx.decode(&self.batch)?;
+        (0..tokens.len())
+            .map(|i| {
+                Ok(Step {
+                    hidden: self.ctx.hidden(i)?.to_vec(),
+                    logits: self.ctx.logits(i)?.to_vec(),
+                })
+            })
+            .collect()
+    }
+
+    /// Starts a generation: feeds the prompt, returns the state after its last token.
+    pub fn start(&mut self, prompt: &[Token]) -> Result<Step> {
+        if prompt.is_empty() {
+            bail!("empty prompt");
+        }
+        if prompt.len() >= self.ctx.n_batch() {
+            bail!(
+                "prompt of {} tokens does not fit the context of {} tokens",
+                prompt.len(),
+                self.ctx.n_batch()
+            );
+        }
+        self.fill_batch(&[prompt], |_, p| p + 1 == prompt.len())?;
+        self.ctx.set_embeddings(true);
+        self.ctx.decode(&self.batch)?;
+        self.pos = prompt.len();
+        self.step_at(prompt.len() - 1)
+    }
+
+    /// Feeds one more token of the generation started by [`Session::start`].
+    pub fn advance(&mut self, token: Token) -> Result<Step> {
+        if self.pos == 0 {
+            bail!("advance() before start()");
+        }
+        if self.pos >= self.ctx.n_batch() {
+            bail!(
+                "the generation reached the context size ({} tokens)",
+                self.ctx.n_batch()
+            );
+        }
+        self.batch.clear();
+        self.batch.push(token, self.pos, 0, true);
+        self.ctx.set_embeddings(true);
+        self.ctx.decode(&self.batch)?;
+        self.pos += 1;
+        self.step_at(0)
+    }
+
+    fn step_at(&self, row: usize) -> Result<Step> {
+        Ok(Step {
+            hidden: self.ctx.hidden(row)?.to_vec(),
+            logits: self.ctx.logits(row)?.to_vec(),
+        })
+    }
+}
