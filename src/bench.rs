@@ -125,3 +125,89 @@ pub fn scratch_dir() -> Result<PathBuf> {
     std::fs::create_dir_all(&d)?;
     Ok(d)
 }
+
+#[derive(Debug, serde::Serialize)]
+pub struct GenerationBench {
+    pub sources: usize,
+    pub threads: usize,
+    pub plain_tokens: usize,
+    pub plain_tokens_per_second: f64,
+    pub gu_tokens: usize,
+    pub gu_tokens_per_second: f64,
+    /// GU tokens/s over plain greedy tokens/s.
+    pub ratio: f64,
+}
+
+/// GU against plain greedy generation over the same sources, interleaved so that both see the
+/// same machine state.
+pub fn generation(
+    model: &Arc<Model>,
+    adapter: &crate::adapter::Adapter,
+    pairs: &[crate::memory::Pair],
+) -> Result<GenerationBench> {
+    use crate::decode::{generate, Mode, Prompt, RewriteOptions};
+    let opts = SessionOptions::default();
+    let mut session = model.session(opts)?;
+    let template = adapter.template()?;
+    let (mut plain, mut gu) = ((0usize, 0f64), (0usize, 0f64));
+    // Warm-up.
+    let p = Prompt::for_source(&session, &template, &pairs[0].source)?;
+    generate(
+        &mut session,
+        Some(adapter),
+        &p,
+        &RewriteOptions {
+            max_tokens: Some(4),
+            ..Default::default()
+        },
+        |_| {},
+        None,
+    )?;
+    for pair in pairs {
+        let p = Prompt::for_source(&session, &template, &pair.source)?;
+        for (mode, acc) in [(Mode::Plain, &mut plain), (Mode::Gu, &mut gu)] {
+            let r = generate(
+                &mut session,
+                Some(adapter),
+                &p,
+                &RewriteOptions {
+                    mode,
+                    ..Default::default()
+                },
+                |_| {},
+                None,
+            )?;
+            // Each rewrite is timed whole, reading the prompt included, as a user waits for it.
+            acc.0 += r.tokens;
+            acc.1 += r.seconds;
+        }
+    }
+    let (pt, gt) = (plain.0 as f64 / plain.1, gu.0 as f64 / gu.1);
+    Ok(GenerationBench {
+        sources: pairs.len(),
+        threads: opts.n_threads,
+        plain_tokens: plain.0,
+        plain_tokens_per_second: pt,
+        gu_tokens: gu.0,
+        gu_tokens_per_second: gt,
+        ratio: gt / pt,
+    })
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct TrainBench {
+    pub rank: usize,
+    pub report: crate::adapter::TrainReport,
+    pub peak_rss_bytes: u64,
+}
+
+/// Training to early stop with the default settings.
+pub fn training(model: &Arc<Model>, memory: &memory::Memory) -> Result<TrainBench> {
+    let opts = crate::adapter::TrainOptions::default();
+    let a = crate::adapter::train(memory, model.head(), model.info(), &opts, |_| {})?;
+    Ok(TrainBench {
+        rank: opts.rank,
+        report: a.info().training.clone(),
+        peak_rss_bytes: peak_rss_bytes(),
+    })
+}

@@ -2,16 +2,19 @@
 //! one JSON object on stdout; human-readable text otherwise. Progress goes to stderr, and only
 //! when stderr is a terminal.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use pema::memory::{self, KeyType, Memory, Template};
+use pema::adapter::{self, Adapter, TrainOptions};
+use pema::decode::{self, Mode, Prompt, RewriteOptions};
+use pema::eval::{self, System};
+use pema::memory::{self, KeyType, Memory, Pair, PairsRead, Template};
 use pema::model::{self, Model};
 
 #[derive(Parser)]
@@ -35,9 +38,105 @@ enum Command {
     Memory(MemoryCommand),
     /// Inspect the model: identity, sizes, and a check that the LM head reproduces its logits.
     Model(ModelArgs),
+    /// Train a PEMA adapter on a memory.
+    Train(TrainArgs),
+    /// Rewrite text with an adapter (TEXT, or each line of standard input), streaming the output.
+    Rewrite(RewriteArgs),
+    /// Score rewrites against reference targets: BLEU and chrF of plain, 3-shot, fixed λ and GU.
+    Eval(EvalArgs),
     /// Benchmarks (figures for BENCHMARKS.md).
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    #[arg(long, value_name = "DIR")]
+    memory: PathBuf,
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// cpu, cuda or metal (the GPU ones need a build with --features cuda / metal).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    #[arg(long, default_value_t = 128)]
+    rank: usize,
+    /// candidates (targets in the memory plus the model's top-k) or full (whole vocabulary).
+    #[arg(long, default_value = "candidates")]
+    vocab: String,
+    #[arg(long, default_value_t = 30)]
+    max_epochs: usize,
+    /// Adam's learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    learning_rate: f64,
+    /// Start from this adapter instead of from PCA.
+    #[arg(long, value_name = "FILE")]
+    warm_start: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct GenerationArgs {
+    /// λ_max of Gradual Unrolling.
+    #[arg(long, default_value_t = 0.9)]
+    lambda_max: f32,
+    /// λ of the fixed mode.
+    #[arg(long, default_value_t = 0.5)]
+    lambda: f32,
+    /// 0 is greedy.
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
+    #[arg(long)]
+    max_tokens: Option<usize>,
+}
+
+impl GenerationArgs {
+    fn options(&self, mode: Mode) -> RewriteOptions {
+        RewriteOptions {
+            mode,
+            lambda_max: self.lambda_max,
+            lambda_fixed: self.lambda,
+            max_tokens: self.max_tokens,
+            temperature: self.temperature,
+            top_p: self.top_p,
+            seed: 0,
+        }
+    }
+}
+
+#[derive(Args)]
+struct RewriteArgs {
+    #[arg(long, value_name = "FILE")]
+    adapter: PathBuf,
+    /// gu, fixed or plain.
+    #[arg(long, default_value = "gu")]
+    mode: String,
+    #[command(flatten)]
+    gen: GenerationArgs,
+    /// The text; `-` or nothing reads standard input, one rewrite per line.
+    text: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    #[arg(long, value_name = "FILE")]
+    adapter: PathBuf,
+    #[arg(long, value_name = "FILE")]
+    pairs: PathBuf,
+    /// Evaluate only the first N pairs.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Pairs whose first 3 are the worked examples of the 3-shot system (without it, no 3-shot).
+    #[arg(long, value_name = "FILE")]
+    shots: Option<PathBuf>,
+    #[command(flatten)]
+    gen: GenerationArgs,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -93,6 +192,25 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// GU generation speed against the plain model's, as a ratio.
+    Generate {
+        #[arg(long, value_name = "FILE")]
+        adapter: PathBuf,
+        /// Sources to rewrite (pairs file).
+        #[arg(long, value_name = "FILE")]
+        pairs: PathBuf,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Adapter training: time to early stop and peak RSS.
+    Train {
+        #[arg(long, value_name = "DIR")]
+        memory: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -144,6 +262,51 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Model(a) => model_info(cli.model.as_ref(), a),
+        Command::Train(a) => train(cli.model.as_ref(), a),
+        Command::Rewrite(a) => rewrite(cli.model.as_ref(), a),
+        Command::Eval(a) => evaluate(cli.model.as_ref(), a),
+        Command::Bench(BenchCommand::Generate {
+            adapter,
+            pairs,
+            limit,
+            json,
+        }) => {
+            let model = load_model(cli.model.as_ref())?;
+            let adapter = load_adapter(&model, &adapter)?;
+            let pairs = read_pairs(&pairs, Some(limit))?;
+            let r = pema::bench::generation(&model, &adapter, &pairs)?;
+            if json {
+                return print_json(&r);
+            }
+            println!(
+                "{} sources, {} threads\nplain: {} tokens, {:.1} tok/s\nGU:    {} tokens, {:.1} tok/s\nratio: {:.3}",
+                r.sources, r.threads, r.plain_tokens, r.plain_tokens_per_second, r.gu_tokens, r.gu_tokens_per_second, r.ratio
+            );
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Train { memory, json }) => {
+            let model = load_model(cli.model.as_ref())?;
+            let memory = Memory::open(&memory)?;
+            let r = pema::bench::training(&model, &memory)?;
+            if json {
+                return print_json(&r);
+            }
+            println!(
+                "{} training / {} held-out entries, vocabulary {}, rank {}\n{} epochs (best {}, {}), {:.1} s\nheld-out CE {:.3} -> {:.3}; peak RSS {:.0} MiB",
+                r.report.train_entries,
+                r.report.held_out_entries,
+                r.report.vocab_size,
+                r.rank,
+                r.report.epochs,
+                r.report.best_epoch,
+                r.report.stopped_by,
+                r.report.seconds,
+                r.report.held_out_ce_start,
+                r.report.held_out_ce,
+                r.peak_rss_bytes as f64 / (1024.0 * 1024.0)
+            );
+            Ok(())
+        }
         Command::Bench(BenchCommand::Memory { pairs, limit, json }) => {
             let model = load_model(cli.model.as_ref())?;
             let work = pema::bench::scratch_dir()?;
@@ -269,6 +432,200 @@ fn model_info(model: Option<&PathBuf>, a: ModelArgs) -> Result<()> {
         println!(
             "LM head     W·h argmax matches llama.cpp at {}/{} positions, max |diff| {:.4}",
             c.argmax_matches, c.positions, c.max_abs_diff
+        );
+    }
+    Ok(())
+}
+
+fn read_pairs(path: &std::path::Path, limit: Option<usize>) -> Result<Vec<Pair>> {
+    let mut r = PairsRead::default();
+    memory::read_pairs_file(path, &mut r)?;
+    for s in r.skipped.iter().take(5) {
+        eprintln!("skipped {s}");
+    }
+    if let Some(n) = limit {
+        r.pairs.truncate(n);
+    }
+    if r.pairs.is_empty() {
+        anyhow::bail!("no usable pairs in {}", path.display());
+    }
+    Ok(r.pairs)
+}
+
+fn load_adapter(model: &Arc<Model>, path: &std::path::Path) -> Result<Adapter> {
+    let mut a = Adapter::load(path)?;
+    a.check_model(model.info())?;
+    a.prepare(model.head())?;
+    Ok(a)
+}
+
+fn parse_device(name: &str) -> Result<candle_core::Device> {
+    let d = match name {
+        "cpu" => return Ok(candle_core::Device::Cpu),
+        "cuda" => candle_core::Device::new_cuda(0),
+        "metal" => candle_core::Device::new_metal(0),
+        _ => anyhow::bail!("device is cpu, cuda or metal, not {name:?}"),
+    };
+    d.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot use {name}: {e}. GPU training needs a build with `cargo build --release --features {name}`"
+        )
+    })
+}
+
+fn train(model: Option<&PathBuf>, a: TrainArgs) -> Result<()> {
+    let device = parse_device(&a.device)?;
+    let model = load_model(model)?;
+    let memory = Memory::open(&a.memory)?;
+    let warm = match &a.warm_start {
+        Some(p) => Some(Adapter::load(p)?),
+        None => None,
+    };
+    let opts = TrainOptions {
+        rank: a.rank,
+        vocab: a.vocab.parse()?,
+        max_epochs: a.max_epochs,
+        learning_rate: a.learning_rate,
+        device,
+        warm_start: warm.as_ref(),
+        ..Default::default()
+    };
+    let bar = if std::io::stderr().is_terminal() && !a.json {
+        let b = ProgressBar::new(opts.max_epochs as u64);
+        b.set_style(
+            ProgressStyle::with_template("{spinner} epoch {pos}/{len} [{bar:20}] {msg}")?
+                .progress_chars("=> "),
+        );
+        b
+    } else {
+        ProgressBar::hidden()
+    };
+    let adapter = adapter::train(&memory, model.head(), model.info(), &opts, |p| {
+        bar.set_position(p.epoch.saturating_sub(1) as u64);
+        let per_step =
+            p.elapsed_seconds / ((p.epoch - 1) * p.steps_per_epoch + p.step).max(1) as f64;
+        let left = (p.steps_per_epoch - p.step) as f64 * per_step;
+        bar.set_message(format!(
+            "step {}/{}  train loss {:.3}  held-out loss {:.3}  epoch ETA {:.0}s",
+            p.step, p.steps_per_epoch, p.train_loss, p.held_out_loss, left
+        ));
+    });
+    bar.finish_and_clear();
+    let adapter = adapter?;
+    adapter.save(&a.out)?;
+    let t = &adapter.info().training;
+    if a.json {
+        return print_json(adapter.info());
+    }
+    println!("adapter     {}", a.out.display());
+    println!(
+        "trained     {} epochs ({}), best epoch {}, {:.1} s",
+        t.epochs, t.stopped_by, t.best_epoch, t.seconds
+    );
+    println!(
+        "entries     {} training, {} held out",
+        t.train_entries, t.held_out_entries
+    );
+    println!(
+        "held-out CE {:.3} before, {:.3} after (vocabulary {})",
+        t.held_out_ce_start, t.held_out_ce, t.vocab_size
+    );
+    Ok(())
+}
+
+fn rewrite(model: Option<&PathBuf>, a: RewriteArgs) -> Result<()> {
+    let model = load_model(model)?;
+    let adapter = load_adapter(&model, &a.adapter)?;
+    let template = adapter.template()?;
+    let opts = a.gen.options(a.mode.parse()?);
+    let mut session = model.session(Default::default())?;
+    let inputs: Vec<String> = match a.text.as_deref() {
+        Some(t) if t != "-" => vec![t.to_string()],
+        _ => {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+                .context("reading standard input")?;
+            s.lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(String::from)
+                .collect()
+        }
+    };
+    for text in inputs {
+        let prompt = Prompt::for_source(&session, &template, &text)?;
+        let mut out = std::io::stdout();
+        let r = decode::generate(
+            &mut session,
+            Some(&adapter),
+            &prompt,
+            &opts,
+            |piece| {
+                if !a.json {
+                    let _ = write!(out, "{piece}");
+                    let _ = out.flush();
+                }
+            },
+            None,
+        )?;
+        if a.json {
+            print_json(&r)?;
+        } else {
+            println!();
+        }
+    }
+    Ok(())
+}
+
+fn evaluate(model: Option<&PathBuf>, a: EvalArgs) -> Result<()> {
+    let model = load_model(model)?;
+    let adapter = load_adapter(&model, &a.adapter)?;
+    let template = adapter.template()?;
+    let pairs = read_pairs(&a.pairs, a.limit)?;
+    let mut systems = vec![System::CopySource, System::Plain];
+    let shots = match &a.shots {
+        Some(p) => {
+            systems.push(System::FewShot);
+            read_pairs(p, Some(3))?
+        }
+        None => vec![],
+    };
+    systems.extend([System::Fixed, System::Gu]);
+    let mut session = model.session(Default::default())?;
+    let bar = if std::io::stderr().is_terminal() && !a.json {
+        ProgressBar::new((systems.len() * pairs.len()) as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    let scores = eval::evaluate(
+        &mut session,
+        &adapter,
+        &template,
+        &pairs,
+        &eval::EvalOptions {
+            systems,
+            shots,
+            rewrite: a.gen.options(Mode::Gu),
+        },
+        |p| bar.set_position((p.system * p.pairs + p.pair) as u64),
+    );
+    bar.finish_and_clear();
+    let scores = scores?;
+    if a.json {
+        return print_json(&serde_json::json!({"pairs": pairs.len(), "systems": scores}));
+    }
+    println!("{} pairs from {} (BLEU: sacreBLEU-compatible, 13a tokenisation; chrF: char 6-grams, beta 2)", pairs.len(), a.pairs.display());
+    println!(
+        "{:<12} {:>7} {:>7} {:>9}",
+        "system", "BLEU", "chrF", "tok/s"
+    );
+    for s in &scores {
+        let name = serde_json::to_value(&s.system)?
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        println!(
+            "{:<12} {:>7.2} {:>7.2} {:>9.1}",
+            name, s.bleu, s.chrf, s.tokens_per_second
         );
     }
     Ok(())

@@ -3,6 +3,9 @@
 //!
 //! See ARCHITECTURE.md for the map of the crate.
 
+pub mod adapter;
 pub mod bench;
+pub mod decode;
+pub mod eval;
 pub mod memory;
 pub mod model;

@@ -344,6 +344,11 @@ impl MappedMemory {
         })
     }
 
+    /// The trailer checksum, which identifies this exact memory.
+    pub fn checksum(&self) -> [u8; 32] {
+        self.map[self.map.len() - 32..].try_into().unwrap()
+    }
+
     pub fn file_bytes(&self) -> usize {
         self.map.len()
     }

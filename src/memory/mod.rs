@@ -99,6 +99,26 @@ impl Memory {
         self.file.tokens()
     }
 
+    /// Identifies this exact memory (its checksum), so an adapter can say what it was trained on.
+    pub fn digest(&self) -> String {
+        blake3::Hash::from_bytes(self.file.checksum())
+            .to_hex()
+            .to_string()
+    }
+
+    /// Keys of `rows`, as f32, row-major.
+    pub fn keys_f32(&self, rows: std::ops::Range<usize>) -> Vec<f32> {
+        let d = self.hidden_size();
+        match (self.file.keys_f16(), self.file.keys_f32()) {
+            (Some(k), _) => k[rows.start * d..rows.end * d]
+                .iter()
+                .map(|x| x.to_f32())
+                .collect(),
+            (_, Some(k)) => k[rows.start * d..rows.end * d].to_vec(),
+            _ => unreachable!("a memory has one key type"),
+        }
+    }
+
     /// Copies key `row` into `out` as f32.
     pub fn key_into(&self, row: usize, out: &mut [f32]) {
         let d = self.hidden_size();

@@ -1,0 +1,152 @@
+//! The PEMA adapter (PEMA.md §2): a low-rank bottleneck on the final hidden state,
+//! `P_PEMA(· | h) = softmax(W_C · B_pd · A · h)`, trained on an external memory.
+//!
+//! This module sees hidden states and the LM head only — never the rest of the model (PEMA's
+//! offsite property). `W_C` is the LM head restricted to the adapter's candidate vocabulary: the
+//! tokens it was trained to produce (the whole vocabulary in `full` mode).
+
+mod file;
+mod pca;
+mod train;
+
+use std::path::Path;
+
+use anyhow::{bail, Result};
+use candle_core::{DType, Device, Tensor};
+
+pub use train::{train, TrainOptions, TrainProgress, TrainReport, VocabMode};
+
+use crate::memory::{Memory, Template};
+use crate::model::{LmHead, ModelInfo};
+
+/// What an adapter was made from and how; stored in the adapter file's metadata.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct AdapterInfo {
+    pub model_identity: String,
+    pub model_name: String,
+    pub template: String,
+    /// Checksum of the memory it was trained on.
+    pub memory_digest: String,
+    pub hidden_size: usize,
+    pub rank: usize,
+    pub vocab_mode: VocabMode,
+    pub vocab_size: usize,
+    pub training: TrainReport,
+}
+
+pub struct Adapter {
+    /// Encoder, r × d.
+    a: Tensor,
+    /// Predictive decoder, d × r.
+    b_pd: Tensor,
+    /// Reconstruction decoder, d × r (kept for warm starts).
+    b_rct: Tensor,
+    /// The candidate vocabulary, ascending token ids.
+    vocab: Vec<u32>,
+    info: AdapterInfo,
+    /// `W_C · B_pd` (|C| × r), precomputed for inference (PEMA.md §3's regrouping).
+    proj: Option<Tensor>,
+}
+
+impl Adapter {
+    pub fn info(&self) -> &AdapterInfo {
+        &self.info
+    }
+
+    pub fn vocab(&self) -> &[u32] {
+        &self.vocab
+    }
+
+    pub fn template(&self) -> Result<Template> {
+        Template::new(&self.info.template)
+    }
+
+    pub fn load(path: &Path) -> Result<Self> {
+        file::load(path)
+    }
+
+    /// Writes the adapter atomically; the previous file stays whole until the rename.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        file::save(self, path)
+    }
+
+    /// Refuses an adapter made for another model.
+    pub fn check_model(&self, model: &ModelInfo) -> Result<()> {
+        if self.info.model_identity != model.identity || self.info.hidden_size != model.n_embd {
+            bail!(
+                "this adapter was trained for another model ({}), not {} ({}); train one for this model",
+                self.info.model_name,
+                model.name,
+                model.path.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// Refuses to pair the adapter with a memory of another model or template (its hidden
+    /// states would not be the ones the adapter learned from).
+    pub fn check_memory(&self, memory: &Memory) -> Result<()> {
+        if memory.model_identity() != self.info.model_identity
+            || memory.hidden_size() != self.info.hidden_size
+        {
+            bail!(
+                "the memory {} was built with another model than this adapter ({})",
+                memory.path().display(),
+                self.info.model_name
+            );
+        }
+        if memory.template()?.text() != self.info.template {
+            bail!(
+                "the memory {} was built with another template ({:?}) than this adapter ({:?})",
+                memory.path().display(),
+                memory.template()?.text(),
+                self.info.template
+            );
+        }
+        Ok(())
+    }
+
+    /// Precomputes `W_C · B_pd` so that a token costs two small matrix-vector products.
+    pub fn prepare(&mut self, head: &LmHead) -> Result<()> {
+        if self
+            .vocab
+            .last()
+            .is_some_and(|&t| t as usize >= head.n_vocab())
+            || self.info.hidden_size != head.n_embd()
+        {
+            bail!(
+                "this adapter does not fit the model's LM head ({} × {})",
+                head.n_vocab(),
+                head.n_embd()
+            );
+        }
+        let w = candidate_rows(head, &self.vocab, &Device::Cpu)?;
+        let b = self.b_pd.to_device(&Device::Cpu)?;
+        self.proj = Some(w.matmul(&b)?);
+        self.a = self.a.to_device(&Device::Cpu)?;
+        Ok(())
+    }
+
+    /// log P_PEMA over the candidate vocabulary (aligned with [`Adapter::vocab`]).
+    pub fn log_probs(&self, h: &[f32]) -> Result<Vec<f32>> {
+        let Some(proj) = &self.proj else {
+            bail!("adapter not prepared: call prepare() first")
+        };
+        let h = Tensor::from_slice(h, (h.len(), 1), &Device::Cpu)?;
+        let code = self.a.matmul(&h)?;
+        let mut logits = proj.matmul(&code)?.flatten_all()?.to_vec1::<f32>()?;
+        crate::decode::log_softmax(&mut logits);
+        Ok(logits)
+    }
+}
+
+/// Rows of the LM head for the candidate tokens, dequantised to f32 (|C| × d).
+fn candidate_rows(head: &LmHead, vocab: &[u32], device: &Device) -> Result<Tensor> {
+    let w = if vocab.len() == head.n_vocab() {
+        head.weight().dequantize(&Device::Cpu)?
+    } else {
+        let ids = Tensor::from_slice(vocab, vocab.len(), &Device::Cpu)?;
+        head.weight().embedding(&ids)?
+    };
+    Ok(w.to_dtype(DType::F32)?.to_device(device)?)
+}

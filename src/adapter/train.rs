@@ -1,0 +1,400 @@
+//! Training an adapter on a memory (PEMA.md §3): phase 1 in closed form (PCA), phase 2 the joint
+//! loss `κ · MSE(B_rct·A·h, h) + (1 − κ) · CE(W_C·B_pd·A·h, y)` with Adam, `B_rct` and `W` frozen,
+//! early-stopped on held-out pairs.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use anyhow::{bail, Context as _, Result};
+use candle_core::{Device, Tensor, Var};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+
+use super::{candidate_rows, pca, Adapter, AdapterInfo};
+use crate::memory::{Memory, DEFAULT_HELD_OUT_PERCENT};
+use crate::model::{LmHead, ModelInfo};
+
+/// Which tokens the adapter's softmax runs over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VocabMode {
+    /// Every token that is a target in the memory, plus the model's own top-k predictions at a
+    /// sample of entries (the tokens the adapter must learn to outrank).
+    Candidates,
+    /// The whole vocabulary: about 30× the cost, for comparison.
+    Full,
+}
+
+impl std::str::FromStr for VocabMode {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "candidates" => Ok(Self::Candidates),
+            "full" => Ok(Self::Full),
+            _ => bail!("vocabulary mode is `candidates` or `full`, not {s:?}"),
+        }
+    }
+}
+
+pub struct TrainOptions<'a> {
+    pub rank: usize,
+    pub kappa: f64,
+    pub learning_rate: f64,
+    pub dropout: f32,
+    pub batch_size: usize,
+    pub max_epochs: usize,
+    pub held_out_percent: u32,
+    pub vocab: VocabMode,
+    /// Model top-k tokens added to the candidates, per sampled entry.
+    pub top_k: usize,
+    /// How many entries are sampled for the top-k.
+    pub top_k_sample: usize,
+    pub device: Device,
+    pub seed: u64,
+    pub cancel: Option<&'a AtomicBool>,
+    /// Warm start from this adapter (same model, template and rank).
+    pub warm_start: Option<&'a Adapter>,
+}
+
+impl Default for TrainOptions<'_> {
+    fn default() -> Self {
+        Self {
+            rank: 128,
+            kappa: 0.2,
+            learning_rate: 1e-3,
+            dropout: 0.2,
+            batch_size: 512,
+            max_epochs: 30,
+            held_out_percent: DEFAULT_HELD_OUT_PERCENT,
+            vocab: VocabMode::Candidates,
+            top_k: 8,
+            top_k_sample: 1024,
+            device: Device::Cpu,
+            seed: 0x9e3779b97f4a7c15,
+            cancel: None,
+            warm_start: None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TrainProgress {
+    pub epoch: usize,
+    pub max_epochs: usize,
+    pub step: usize,
+    pub steps_per_epoch: usize,
+    pub train_loss: f32,
+    /// Held-out loss at the last check (NaN before the first).
+    pub held_out_loss: f32,
+    pub elapsed_seconds: f64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrainReport {
+    pub epochs: usize,
+    pub best_epoch: usize,
+    pub stopped_by: String,
+    pub train_entries: usize,
+    pub held_out_entries: usize,
+    pub vocab_size: usize,
+    /// Held-out cross-entropy of the adapter's prediction before training (the PCA start, which
+    /// reproduces the model's own prediction through the rank-r bottleneck) and after.
+    pub held_out_ce_start: f32,
+    pub held_out_ce: f32,
+    pub held_out_loss: f32,
+    pub train_loss: f32,
+    pub seconds: f64,
+}
+
+struct Data {
+    x: Tensor,
+    y: Tensor,
+    n: usize,
+}
+
+fn rows_of(memory: &Memory, held: &[bool], want_held: bool) -> Vec<std::ops::Range<usize>> {
+    memory
+        .groups()
+        .iter()
+        .zip(held)
+        .filter(|(_, &h)| h == want_held)
+        .map(|(g, _)| g.first_row as usize..(g.first_row + g.rows as u64) as usize)
+        .collect()
+}
+
+fn load_rows(
+    memory: &Memory,
+    ranges: &[std::ops::Range<usize>],
+    slot: &[u32],
+    device: &Device,
+) -> Result<Data> {
+    let d = memory.hidden_size();
+    let mut x = Vec::new();
+    let mut y = Vec::new();
+    for r in ranges {
+        let keys = memory.keys_f32(r.clone());
+        if keys.iter().any(|v| !v.is_finite()) {
+            bail!(
+                "the memory {} holds non-finite hidden states (rows {r:?}); rebuild it",
+                memory.path().display()
+            );
+        }
+        x.extend(keys);
+        y.extend(memory.tokens()[r.clone()].iter().map(|&t| slot[t as usize]));
+    }
+    let n = y.len();
+    Ok(Data {
+        x: Tensor::from_vec(x, (n, d), device)?,
+        y: Tensor::from_vec(y, n, device)?,
+        n,
+    })
+}
+
+/// The model's top-k tokens at up to `sample` evenly spaced keys.
+fn model_top_k(head: &LmHead, memory: &Memory, k: usize, sample: usize) -> Result<HashSet<u32>> {
+    let mut out = HashSet::new();
+    if k == 0 || memory.is_empty() {
+        return Ok(out);
+    }
+    let n = memory.len();
+    let step = (n / sample.max(1)).max(1);
+    let rows: Vec<usize> = (0..n).step_by(step).take(sample).collect();
+    let d = memory.hidden_size();
+    for chunk in rows.chunks(64) {
+        let mut x = Vec::with_capacity(chunk.len() * d);
+        for &r in chunk {
+            x.extend(memory.keys_f32(r..r + 1));
+        }
+        let x = Tensor::from_vec(x, (chunk.len(), d), &Device::Cpu)?;
+        let logits = head.logits(&x)?.to_vec2::<f32>()?;
+        for row in logits {
+            let mut idx: Vec<u32> = (0..row.len() as u32).collect();
+            idx.select_nth_unstable_by(k, |&a, &b| row[b as usize].total_cmp(&row[a as usize]));
+            out.extend(&idx[..k]);
+        }
+    }
+    Ok(out)
+}
+
+/// Trains an adapter on `memory`. The adapter sees the memory's keys and the LM head, nothing
+/// else of the model.
+pub fn train(
+    memory: &Memory,
+    head: &LmHead,
+    model: &ModelInfo,
+    opts: &TrainOptions<'_>,
+    mut progress: impl FnMut(&TrainProgress),
+) -> Result<Adapter> {
+    let started = Instant::now();
+    if memory.is_empty() {
+        bail!(
+            "the memory {} is empty: add pairs and rebuild it before training",
+            memory.path().display()
+        );
+    }
+    if memory.groups().len() < 2 {
+        bail!("training needs at least 2 pairs (one is held out to validate); the memory has 1");
+    }
+    if memory.model_identity() != model.identity {
+        bail!(
+            "the memory {} was built with another model; rebuild it for {}",
+            memory.path().display(),
+            model.name
+        );
+    }
+    let d = memory.hidden_size();
+    let r = opts.rank;
+    if r == 0 || r > d {
+        bail!("rank must be between 1 and the hidden size {d}, not {r}");
+    }
+    if let Some(w) = opts.warm_start {
+        w.check_memory(memory)
+            .context("cannot warm-start from that adapter")?;
+        if w.info.rank != r {
+            bail!(
+                "cannot warm-start: the adapter has rank {}, training asks for {r}",
+                w.info.rank
+            );
+        }
+    }
+    let dev = &opts.device;
+    let _ = dev.set_seed(opts.seed);
+
+    // The candidate vocabulary and each target's slot in it.
+    let vocab: Vec<u32> = match opts.vocab {
+        VocabMode::Full => (0..head.n_vocab() as u32).collect(),
+        VocabMode::Candidates => {
+            let mut set: HashSet<u32> = memory.tokens().iter().copied().collect();
+            set.extend(model_top_k(head, memory, opts.top_k, opts.top_k_sample)?);
+            let mut v: Vec<u32> = set.into_iter().collect();
+            v.sort_unstable();
+            v
+        }
+    };
+    let mut slot = vec![u32::MAX; head.n_vocab()];
+    for (i, &t) in vocab.iter().enumerate() {
+        slot[t as usize] = i as u32;
+    }
+    let w_c = candidate_rows(head, &vocab, dev)?;
+
+    let held = memory.held_out(opts.held_out_percent);
+    let train = load_rows(memory, &rows_of(memory, &held, false), &slot, dev)?;
+    let valid = load_rows(memory, &rows_of(memory, &held, true), &slot, dev)?;
+
+    // Phase 1 (closed form) and the start of phase 2: A = Uᵀ, B_rct = B_pd = U, so the adapter
+    // starts as the model's own prediction through the rank-r bottleneck.
+    let (a0, b_pd0, b_rct) = match opts.warm_start {
+        Some(w) => (
+            w.a.to_device(dev)?,
+            w.b_pd.to_device(dev)?,
+            w.b_rct.to_device(dev)?,
+        ),
+        None => {
+            let u = pca::principal_directions(&train.x, r, dev)?;
+            (u.t()?.contiguous()?, u.clone(), u)
+        }
+    };
+    let a = Var::from_tensor(&a0)?;
+    let b_pd = Var::from_tensor(&b_pd0)?;
+    let mut opt = AdamW::new(
+        vec![a.clone(), b_pd.clone()],
+        ParamsAdamW {
+            lr: opts.learning_rate,
+            weight_decay: 0.0,
+            ..Default::default()
+        },
+    )?;
+
+    let losses = |x: &Tensor, y: &Tensor, dropout: f32| -> Result<(Tensor, Tensor)> {
+        let xin = if dropout > 0.0 {
+            candle_nn::ops::dropout(x, dropout)?
+        } else {
+            x.clone()
+        };
+        let code = xin.matmul(&a.as_tensor().t()?)?;
+        let rec = code.matmul(&b_rct.t()?)?;
+        let mse = (rec - x)?.sqr()?.mean_all()?;
+        // W_C · B_pd first: |C|×r, then the logits cost b×r×|C| instead of b×d×|C|.
+        let m = w_c.matmul(b_pd.as_tensor())?;
+        let logits = code.matmul(&m.t()?)?;
+        let ce = candle_nn::loss::cross_entropy(&logits, y)?;
+        Ok((mse, ce))
+    };
+    let joint = |mse: &Tensor, ce: &Tensor| -> Result<Tensor> {
+        Ok(((mse * opts.kappa)? + (ce * (1.0 - opts.kappa))?)?)
+    };
+    let evaluate = |data: &Data| -> Result<(f32, f32)> {
+        let (mut loss, mut ce) = (0f64, 0f64);
+        for start in (0..data.n).step_by(4096) {
+            let len = (data.n - start).min(4096);
+            let (m, c) = losses(
+                &data.x.narrow(0, start, len)?,
+                &data.y.narrow(0, start, len)?,
+                0.0,
+            )?;
+            loss += joint(&m, &c)?.to_scalar::<f32>()? as f64 * len as f64;
+            ce += c.to_scalar::<f32>()? as f64 * len as f64;
+        }
+        Ok(((loss / data.n as f64) as f32, (ce / data.n as f64) as f32))
+    };
+
+    let mut report = TrainReport {
+        train_entries: train.n,
+        held_out_entries: valid.n,
+        vocab_size: vocab.len(),
+        ..Default::default()
+    };
+    let (start_loss, start_ce) = evaluate(&valid)?;
+    report.held_out_ce_start = start_ce;
+    let mut best = (start_loss, 0usize, a0.clone(), b_pd0.clone());
+    let mut last = start_loss;
+    let mut rises = 0;
+    let steps = train.n.div_ceil(opts.batch_size);
+    let mut prog = TrainProgress {
+        max_epochs: opts.max_epochs,
+        steps_per_epoch: steps,
+        held_out_loss: start_loss,
+        ..Default::default()
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(opts.seed);
+    let mut order: Vec<u32> = (0..train.n as u32).collect();
+    report.stopped_by = "max_epochs".into();
+    for epoch in 1..=opts.max_epochs {
+        order.shuffle(&mut rng);
+        let mut sum = 0f64;
+        for (s, idx) in order.chunks(opts.batch_size).enumerate() {
+            if opts.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+                bail!("training cancelled; no adapter was written");
+            }
+            let idx = Tensor::from_slice(idx, idx.len(), dev)?;
+            let (m, c) = losses(
+                &train.x.index_select(&idx, 0)?,
+                &train.y.index_select(&idx, 0)?,
+                opts.dropout,
+            )?;
+            let loss = joint(&m, &c)?;
+            let v = loss.to_scalar::<f32>()?;
+            if !v.is_finite() {
+                bail!("training diverged (loss {v} at epoch {epoch}, step {}); no adapter was written", s + 1);
+            }
+            opt.backward_step(&loss)?;
+            sum += v as f64;
+            prog.epoch = epoch;
+            prog.step = s + 1;
+            prog.train_loss = (sum / (s + 1) as f64) as f32;
+            prog.elapsed_seconds = started.elapsed().as_secs_f64();
+            progress(&prog);
+        }
+        let (held_loss, _) = evaluate(&valid)?;
+        if !held_loss.is_finite() {
+            bail!("training diverged (held-out loss {held_loss} at epoch {epoch}); no adapter was written");
+        }
+        prog.held_out_loss = held_loss;
+        progress(&prog);
+        report.epochs = epoch;
+        report.train_loss = prog.train_loss;
+        if held_loss < best.0 {
+            best = (
+                held_loss,
+                epoch,
+                a.as_tensor().copy()?,
+                b_pd.as_tensor().copy()?,
+            );
+        }
+        rises = if held_loss > last { rises + 1 } else { 0 };
+        last = held_loss;
+        if rises >= 2 {
+            report.stopped_by = "early_stop".into();
+            break;
+        }
+    }
+    let (best_loss, best_epoch, a_best, b_best) = best;
+    report.best_epoch = best_epoch;
+    report.held_out_loss = best_loss;
+    a.set(&a_best)?;
+    b_pd.set(&b_best)?;
+    report.held_out_ce = evaluate(&valid)?.1;
+    report.seconds = started.elapsed().as_secs_f64();
+
+    let info = AdapterInfo {
+        model_identity: model.identity.clone(),
+        model_name: model.name.clone(),
+        template: memory.template()?.text().to_string(),
+        memory_digest: memory.digest(),
+        hidden_size: d,
+        rank: r,
+        vocab_mode: opts.vocab,
+        vocab_size: vocab.len(),
+        training: report,
+    };
+    Ok(Adapter {
+        a: a_best,
+        b_pd: b_best,
+        b_rct,
+        vocab,
+        info,
+        proj: None,
+    })
+}

@@ -1,0 +1,79 @@
+//! P_t(w) = λ · P_PEMA(w) + (1 − λ) · P_LM(w), in log space (PEMA.md §4).
+
+/// log-softmax of `logits`, in place.
+pub fn log_softmax(logits: &mut [f32]) {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f32 = logits.iter().map(|&x| (x - max).exp()).sum();
+    let lse = max + sum.ln();
+    for x in logits.iter_mut() {
+        *x -= lse;
+    }
+}
+
+/// log(e^a + e^b) without overflow.
+pub fn log_add_exp(a: f32, b: f32) -> f32 {
+    if a == f32::NEG_INFINITY {
+        return b;
+    }
+    if b == f32::NEG_INFINITY {
+        return a;
+    }
+    let m = a.max(b);
+    m + ((a - m).exp() + (b - m).exp()).ln()
+}
+
+/// Mixes the model's log-probabilities `lm` (over the whole vocabulary, in place) with the
+/// adapter's, which are given only over its candidate tokens `ids` (zero probability elsewhere).
+pub fn mix_into(lm: &mut [f32], lambda: f32, ids: &[u32], adapter: &[f32]) {
+    if lambda <= 0.0 {
+        return;
+    }
+    let (la, lb) = (lambda.ln(), (1.0 - lambda).max(0.0).ln());
+    let touched: Vec<f32> = ids.iter().map(|&i| lm[i as usize]).collect();
+    for x in lm.iter_mut() {
+        *x += lb;
+    }
+    for ((&i, &p), &orig) in ids.iter().zip(adapter).zip(&touched) {
+        lm[i as usize] = log_add_exp(la + p, lb + orig);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_softmax_normalises() {
+        let mut v = vec![1.0, 2.0, 3.0];
+        log_softmax(&mut v);
+        let s: f32 = v.iter().map(|x| x.exp()).sum();
+        assert!((s - 1.0).abs() < 1e-6);
+        // softmax(1,2,3) = (0.0900306, 0.2447285, 0.6652410)
+        assert!((v[2].exp() - 0.665241).abs() < 1e-6);
+    }
+
+    #[test]
+    fn mixture_against_hand_computed_values() {
+        // P_LM = (0.5, 0.25, 0.25); adapter over tokens {2, 0} with P = (0.8, 0.2); λ = 0.25.
+        // P = 0.25·P_A + 0.75·P_LM = (0.25·0.2 + 0.375, 0.1875, 0.25·0.8 + 0.1875)
+        //   = (0.425, 0.1875, 0.3875)
+        let mut lm: Vec<f32> = [0.5f32, 0.25, 0.25].iter().map(|p| p.ln()).collect();
+        let adapter: Vec<f32> = [0.8f32, 0.2].iter().map(|p| p.ln()).collect();
+        mix_into(&mut lm, 0.25, &[2, 0], &adapter);
+        let p: Vec<f32> = lm.iter().map(|x| x.exp()).collect();
+        for (got, want) in p.iter().zip([0.425, 0.1875, 0.3875]) {
+            assert!((got - want).abs() < 1e-6, "{p:?}");
+        }
+    }
+
+    #[test]
+    fn extreme_lambdas_and_large_logits() {
+        let mut lm = vec![(0.6f32).ln(), (0.4f32).ln()];
+        mix_into(&mut lm, 0.0, &[0], &[0.0]);
+        assert!((lm[0].exp() - 0.6).abs() < 1e-6);
+        mix_into(&mut lm, 1.0, &[1], &[0.0]);
+        assert_eq!(lm[0], f32::NEG_INFINITY);
+        assert!((lm[1]).abs() < 1e-6);
+        assert!((log_add_exp(-1000.0, -1000.0) - (-1000.0 + 2f32.ln())).abs() < 1e-3);
+    }
+}

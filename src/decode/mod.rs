@@ -1,0 +1,236 @@
+//! Rewrites: token-by-token generation from the model mixed with the adapter, with Gradual
+//! Unrolling (PEMA.md §4).
+
+mod mixture;
+mod schedule;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use rand::{Rng, SeedableRng};
+
+pub use mixture::{log_add_exp, log_softmax, mix_into};
+pub use schedule::Schedule;
+
+use crate::adapter::Adapter;
+use crate::memory::Template;
+use crate::model::{Session, Token};
+
+/// Which distribution a rewrite draws from.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// The plain model (λ = 0), same prompt.
+    Plain,
+    /// A fixed λ at every token.
+    Fixed,
+    /// Gradual Unrolling.
+    Gu,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "plain" => Ok(Self::Plain),
+            "fixed" => Ok(Self::Fixed),
+            "gu" => Ok(Self::Gu),
+            _ => bail!("mode is gu, fixed or plain, not {s:?}"),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct RewriteOptions {
+    pub mode: Mode,
+    /// λ_max of Gradual Unrolling.
+    pub lambda_max: f32,
+    /// λ of the fixed mode.
+    pub lambda_fixed: f32,
+    /// At most this many tokens; default twice the source's length plus 16.
+    pub max_tokens: Option<usize>,
+    /// 0 is greedy (the default).
+    pub temperature: f32,
+    pub top_p: f32,
+    pub seed: u64,
+}
+
+impl Default for RewriteOptions {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Gu,
+            lambda_max: 0.9,
+            lambda_fixed: 0.5,
+            max_tokens: None,
+            temperature: 0.0,
+            top_p: 1.0,
+            seed: 0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    EndOfText,
+    Boundary,
+    MaxTokens,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Rewrite {
+    pub text: String,
+    pub mode: Mode,
+    pub tokens: usize,
+    pub stopped_by: StopReason,
+    pub seconds: f64,
+    pub tokens_per_second: f64,
+}
+
+/// Where a generation starts: the prompt and the expected output length.
+pub struct Prompt {
+    pub tokens: Vec<Token>,
+    pub expected_len: usize,
+}
+
+impl Prompt {
+    /// The template around `source`; the expected length is the source's own token count.
+    pub fn for_source(session: &Session, template: &Template, source: &str) -> Result<Self> {
+        Self::with_examples(session, template, &[], source)
+    }
+
+    /// Like [`Prompt::for_source`], after worked examples (a few-shot prompt).
+    pub fn with_examples(
+        session: &Session,
+        template: &Template,
+        examples: &[(String, String)],
+        source: &str,
+    ) -> Result<Self> {
+        let model = session.model();
+        let mut text = String::new();
+        for (s, t) in examples {
+            text.push_str(&template.prompt(s));
+            text.push_str(&Template::target_text(t));
+            text.push_str(Template::END);
+        }
+        text.push_str(&template.prompt(source));
+        let mut tokens: Vec<Token> = model.bos().into_iter().collect();
+        tokens.extend(model.tokenize(&text)?);
+        let expected_len = model.tokenize(&Template::target_text(source))?.len();
+        Ok(Self {
+            tokens,
+            expected_len,
+        })
+    }
+}
+
+/// Generates a rewrite. `on_text` receives the text as it grows (whole UTF-8 characters only);
+/// `cancel` is checked before every token.
+pub fn generate(
+    session: &mut Session,
+    adapter: Option<&Adapter>,
+    prompt: &Prompt,
+    opts: &RewriteOptions,
+    mut on_text: impl FnMut(&str),
+    cancel: Option<&AtomicBool>,
+) -> Result<Rewrite> {
+    let started = Instant::now();
+    let model = session.model().clone();
+    let schedule = match (opts.mode, adapter) {
+        (Mode::Plain, _) => Schedule::Plain,
+        (_, None) => bail!("the {:?} mode needs an adapter", opts.mode),
+        (Mode::Fixed, _) => Schedule::Fixed {
+            lambda: opts.lambda_fixed,
+        },
+        (Mode::Gu, _) => Schedule::Gu {
+            lambda_max: opts.lambda_max,
+            expected_len: prompt.expected_len,
+        },
+    };
+    let end = crate::memory::end_token(session)?;
+    let room = session.n_ctx().saturating_sub(prompt.tokens.len() + 1);
+    let max = opts
+        .max_tokens
+        .unwrap_or(2 * prompt.expected_len + 16)
+        .min(room);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(opts.seed);
+    let mut bytes: Vec<u8> = Vec::new();
+    let mut emitted = 0usize;
+    let mut n = 0usize;
+    let mut stopped_by = StopReason::MaxTokens;
+    let mut step = session.start(&prompt.tokens)?;
+    for lambda in schedule.lambdas().take(max) {
+        if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+            bail!("rewrite cancelled");
+        }
+        let mut logp = step.logits;
+        log_softmax(&mut logp);
+        if let (Some(a), true) = (adapter, lambda > 0.0) {
+            mix_into(&mut logp, lambda, a.vocab(), &a.log_probs(&step.hidden)?);
+        }
+        let token = pick(&mut logp, opts, &mut rng) as Token;
+        if model.is_end_of_generation(token) {
+            stopped_by = StopReason::EndOfText;
+            break;
+        }
+        if token == end {
+            stopped_by = StopReason::Boundary;
+            break;
+        }
+        n += 1;
+        bytes.extend(model.token_bytes(token));
+        let valid = match std::str::from_utf8(&bytes) {
+            Ok(s) => s.len(),
+            Err(e) => e.valid_up_to(),
+        };
+        if valid > emitted {
+            on_text(std::str::from_utf8(&bytes[emitted..valid]).unwrap());
+            emitted = valid;
+        }
+        if n == max {
+            break;
+        }
+        step = session.advance(token)?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let text = String::from_utf8_lossy(&bytes).trim().to_string();
+    Ok(Rewrite {
+        text,
+        mode: opts.mode,
+        tokens: n,
+        stopped_by,
+        seconds,
+        tokens_per_second: n as f64 / seconds.max(1e-9),
+    })
+}
+
+/// Greedy, or sampling with temperature and nucleus (top-p) truncation.
+fn pick(logp: &mut [f32], opts: &RewriteOptions, rng: &mut impl Rng) -> usize {
+    if opts.temperature <= 0.0 {
+        return crate::model::argmax(logp);
+    }
+    for x in logp.iter_mut() {
+        *x /= opts.temperature;
+    }
+    log_softmax(logp);
+    let mut idx: Vec<usize> = (0..logp.len()).filter(|&i| logp[i] > -30.0).collect();
+    idx.sort_unstable_by(|&a, &b| logp[b].total_cmp(&logp[a]));
+    let mut mass = 0f32;
+    let mut cut = idx.len();
+    for (k, &i) in idx.iter().enumerate() {
+        mass += logp[i].exp();
+        if mass >= opts.top_p {
+            cut = k + 1;
+            break;
+        }
+    }
+    let mut u = rng.random::<f32>() * mass;
+    for &i in &idx[..cut] {
+        u -= logp[i].exp();
+        if u <= 0.0 {
+            return i;
+        }
+    }
+    idx[0]
+}

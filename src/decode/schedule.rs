@@ -1,0 +1,104 @@
+//! How much the adapter's distribution weighs at each generated token (PEMA.md §4).
+
+/// λ at every step of a generation.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[serde(tag = "mode", rename_all = "lowercase")]
+pub enum Schedule {
+    /// λ = 0: the plain model, same prompt.
+    Plain,
+    /// The same λ at every step.
+    Fixed { lambda: f32 },
+    /// Gradual Unrolling: λ starts at `lambda_max` and decays quadratically to near 0 over about
+    /// `expected_len` tokens, then stays at its last value.
+    Gu {
+        lambda_max: f32,
+        expected_len: usize,
+    },
+}
+
+impl Schedule {
+    /// The λ of each step, as an iterator (endless).
+    pub fn lambdas(self) -> impl Iterator<Item = f32> {
+        (0usize..).map(move |t| match self {
+            Schedule::Plain => 0.0,
+            Schedule::Fixed { lambda } => lambda,
+            Schedule::Gu {
+                lambda_max,
+                expected_len,
+            } => {
+                // Reference code: λ_0 = λ_max; then u (from λ_max) shrinks by λ_max / L while it
+                // stays positive, and λ = u². In exact arithmetic u stops at λ_max / L after L − 1
+                // steps; computing u from the step count keeps float error from taking it to 0.
+                if t == 0 {
+                    return lambda_max;
+                }
+                let l = expected_len.max(1);
+                let k = t.min(l - 1);
+                let u = lambda_max * (l - k) as f32 / l as f32;
+                u * u
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: &[f32], b: &[f32]) {
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() < 1e-6, "{a:?} vs {b:?}");
+        }
+    }
+
+    #[test]
+    fn gu_matches_the_reference_schedule() {
+        // λ_max = 0.9, L = 3: step 0.3; u: 0.9 → 0.6 → 0.3 → (0.3-0.3 = 0, not > 0) stays 0.3.
+        let got: Vec<f32> = Schedule::Gu {
+            lambda_max: 0.9,
+            expected_len: 3,
+        }
+        .lambdas()
+        .take(6)
+        .collect();
+        close(&got, &[0.9, 0.36, 0.09, 0.09, 0.09, 0.09]);
+        // L = 4: step 0.225; u: 0.675, 0.45, 0.225, then 0.225 - 0.225 = 0 → stays.
+        let got: Vec<f32> = Schedule::Gu {
+            lambda_max: 0.9,
+            expected_len: 4,
+        }
+        .lambdas()
+        .take(5)
+        .collect();
+        close(&got, &[0.9, 0.455625, 0.2025, 0.050625, 0.050625]);
+    }
+
+    #[test]
+    fn gu_decays_monotonically_and_ends_small() {
+        let l: Vec<f32> = Schedule::Gu {
+            lambda_max: 0.9,
+            expected_len: 40,
+        }
+        .lambdas()
+        .take(60)
+        .collect();
+        assert!(l.windows(2).all(|w| w[1] <= w[0]));
+        assert!(l[45] < 0.001 && l[45] > 0.0);
+    }
+
+    #[test]
+    fn plain_and_fixed() {
+        close(
+            &Schedule::Plain.lambdas().take(3).collect::<Vec<_>>(),
+            &[0.0; 3],
+        );
+        close(
+            &Schedule::Fixed { lambda: 0.4 }
+                .lambdas()
+                .take(2)
+                .collect::<Vec<_>>(),
+            &[0.4; 2],
+        );
+    }
+}

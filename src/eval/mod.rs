@@ -1,0 +1,122 @@
+//! `pema eval`: how well rewrites match reference targets, for the plain model, a few-shot prompt,
+//! fixed λ and Gradual Unrolling, side by side, in one run.
+
+mod metrics;
+
+use std::time::Instant;
+
+use anyhow::Result;
+
+pub use metrics::{corpus_bleu, corpus_chrf, tokenize_13a};
+
+use crate::adapter::Adapter;
+use crate::decode::{self, Mode, Prompt, RewriteOptions};
+use crate::memory::{Pair, Template};
+use crate::model::Session;
+
+/// One system being evaluated.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum System {
+    /// The output is the source, unchanged (what a do-nothing system scores).
+    CopySource,
+    Plain,
+    /// The plain model with worked examples in its prompt.
+    FewShot,
+    Fixed,
+    Gu,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SystemScore {
+    pub system: System,
+    pub bleu: f64,
+    pub chrf: f64,
+    pub tokens: usize,
+    pub seconds: f64,
+    pub tokens_per_second: f64,
+    /// The first few outputs, to look at.
+    pub samples: Vec<String>,
+}
+
+pub struct EvalOptions {
+    pub systems: Vec<System>,
+    /// Worked examples for the few-shot system.
+    pub shots: Vec<Pair>,
+    pub rewrite: RewriteOptions,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct EvalProgress {
+    pub system: usize,
+    pub systems: usize,
+    pub pair: usize,
+    pub pairs: usize,
+}
+
+pub fn evaluate(
+    session: &mut Session,
+    adapter: &Adapter,
+    template: &Template,
+    pairs: &[Pair],
+    opts: &EvalOptions,
+    mut progress: impl FnMut(EvalProgress),
+) -> Result<Vec<SystemScore>> {
+    let refs: Vec<String> = pairs.iter().map(|p| p.target.clone()).collect();
+    let shots: Vec<(String, String)> = opts
+        .shots
+        .iter()
+        .map(|p| (p.source.clone(), p.target.clone()))
+        .collect();
+    let mut out = Vec::new();
+    for (si, system) in opts.systems.iter().enumerate() {
+        let started = Instant::now();
+        let (mut hyps, mut tokens) = (Vec::with_capacity(pairs.len()), 0);
+        for (pi, p) in pairs.iter().enumerate() {
+            progress(EvalProgress {
+                system: si,
+                systems: opts.systems.len(),
+                pair: pi,
+                pairs: pairs.len(),
+            });
+            let mode = match system {
+                System::CopySource => {
+                    hyps.push(p.source.clone());
+                    continue;
+                }
+                System::Plain | System::FewShot => Mode::Plain,
+                System::Fixed => Mode::Fixed,
+                System::Gu => Mode::Gu,
+            };
+            let prompt = if *system == System::FewShot {
+                Prompt::with_examples(session, template, &shots, &p.source)?
+            } else {
+                Prompt::for_source(session, template, &p.source)?
+            };
+            let r = decode::generate(
+                session,
+                Some(adapter),
+                &prompt,
+                &RewriteOptions {
+                    mode,
+                    ..opts.rewrite
+                },
+                |_| {},
+                None,
+            )?;
+            tokens += r.tokens;
+            hyps.push(r.text);
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        out.push(SystemScore {
+            system: system.clone(),
+            bleu: corpus_bleu(&hyps, &refs),
+            chrf: corpus_chrf(&hyps, &refs),
+            tokens,
+            seconds,
+            tokens_per_second: tokens as f64 / seconds.max(1e-9),
+            samples: hyps.into_iter().take(3).collect(),
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,432 @@
+//! Adapter training and rewrites with the real model.
+
+mod common;
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+
+use pema::adapter::{self, Adapter, TrainOptions};
+use pema::decode::{self, Mode, Prompt, RewriteOptions};
+use pema::memory::{self, format, BuildOptions, KeyType, Memory, Pair, Template};
+
+fn build(pairs: &[Pair], dir: &Path, template: Template) -> Memory {
+    std::fs::create_dir_all(dir).unwrap();
+    let file = dir.join("pairs.jsonl");
+    common::write_pairs(&file, pairs);
+    let out = dir.join("mem");
+    let mut s = common::session();
+    memory::build(
+        &mut s,
+        &BuildOptions {
+            pairs_files: vec![file],
+            template,
+            out: out.clone(),
+            key_type: KeyType::F16,
+            replace: true,
+            cancel: None,
+        },
+        |_| {},
+    )
+    .unwrap();
+    Memory::open(&out).unwrap()
+}
+
+const COLOURS: [(&str, &str); 6] = [
+    ("red", "zorbic"),
+    ("blue", "plimsy"),
+    ("green", "quandle"),
+    ("yellow", "frettish"),
+    ("black", "mordant"),
+    ("white", "glimber"),
+];
+const FRAMES: [&str; 12] = [
+    "The {c} {n} is on the table.",
+    "She bought a {c} {n} yesterday.",
+    "My brother painted the {n} {c} last summer.",
+    "Have you seen the {c} {n} near the door?",
+    "A {c} {n} was lying in the grass.",
+    "They want a {c} {n} for the kitchen.",
+    "The old {n} was {c} and heavy.",
+    "I prefer the {c} {n} to the other one.",
+    "Our neighbour keeps a {c} {n} in the garden.",
+    "Put the {c} {n} back where you found it.",
+    "Nobody noticed the {c} {n} until morning.",
+    "He carried the {c} {n} across the street.",
+];
+const NOUNS: [&str; 8] = [
+    "car", "chair", "cup", "door", "bicycle", "blanket", "bucket", "kite",
+];
+
+/// Sentences where every colour word is replaced by an invented one: nothing the model could know.
+fn colour_pairs() -> (Vec<Pair>, Vec<Pair>) {
+    let (mut train, mut test) = (vec![], vec![]);
+    for (fi, f) in FRAMES.iter().enumerate() {
+        for (ni, n) in NOUNS.iter().enumerate() {
+            let (c, x) = COLOURS[(fi * 5 + ni * 3) % COLOURS.len()];
+            let src = f.replace("{c}", c).replace("{n}", n);
+            let tgt = f.replace("{c}", x).replace("{n}", n);
+            let p = Pair {
+                source: src,
+                target: tgt,
+            };
+            // Held-out sentences: frames and nouns seen in training, in combinations never seen.
+            if ni == 7 || fi == 11 {
+                test.push(p);
+            } else {
+                train.push(p);
+            }
+        }
+    }
+    (train, test)
+}
+
+fn invented_rate(outputs: &[String]) -> f64 {
+    let hits = outputs
+        .iter()
+        .filter(|o| COLOURS.iter().any(|(_, x)| o.contains(x)))
+        .count();
+    hits as f64 / outputs.len() as f64
+}
+
+#[test]
+fn gu_learns_an_invented_word_substitution_the_plain_model_cannot_know() {
+    let dir = tempfile::tempdir().unwrap();
+    let (train, test) = colour_pairs();
+    let memory = build(&train, dir.path(), Template::default());
+    let model = common::model();
+    let mut a = adapter::train(
+        &memory,
+        model.head(),
+        model.info(),
+        &TrainOptions::default(),
+        |_| {},
+    )
+    .unwrap();
+    a.prepare(model.head()).unwrap();
+    let t = &a.info().training;
+    println!("training: {t:?}");
+
+    let mut s = common::session();
+    let tpl = Template::default();
+    let mut outs = |mode| -> Vec<String> {
+        test.iter()
+            .map(|p| {
+                let prompt = Prompt::for_source(&s, &tpl, &p.source).unwrap();
+                decode::generate(
+                    &mut s,
+                    Some(&a),
+                    &prompt,
+                    &RewriteOptions {
+                        mode,
+                        ..Default::default()
+                    },
+                    |_| {},
+                    None,
+                )
+                .unwrap()
+                .text
+            })
+            .collect()
+    };
+    let gu = outs(Mode::Gu);
+    let fixed = outs(Mode::Fixed);
+    let plain = outs(Mode::Plain);
+    let (rg, rf, rp) = (
+        invented_rate(&gu),
+        invented_rate(&fixed),
+        invented_rate(&plain),
+    );
+    println!(
+        "invented-word rate over {} held-out sentences: GU {rg:.2}, fixed λ {rf:.2}, plain {rp:.2}",
+        test.len()
+    );
+    println!("GU: {gu:?}\nfixed: {fixed:?}\nplain: {:?}", &plain[..3]);
+    assert!(
+        rp <= 0.05,
+        "the plain model cannot know the invented words, yet used them at {rp}"
+    );
+    // GU gives the adapter most weight on the first tokens (λ < 0.5 after about a quarter of the
+    // expected length), so a colour word in mid-sentence often stays with the model: far more
+    // than the plain model's rate is what GU promises here, not every sentence.
+    assert!(
+        rg >= 0.3 && rg >= rp + 0.25,
+        "GU used the invented words in only {rg} of held-out rewrites (plain {rp})"
+    );
+}
+
+#[test]
+fn training_lowers_held_out_cross_entropy_and_round_trips_through_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let memory = build(&common::bible_pairs(40), dir.path(), Template::default());
+    let model = common::model();
+    let a = adapter::train(
+        &memory,
+        model.head(),
+        model.info(),
+        &TrainOptions::default(),
+        |_| {},
+    )
+    .unwrap();
+    let t = a.info().training.clone();
+    println!("{t:?}");
+    assert!(t.held_out_entries > 0 && t.train_entries > t.held_out_entries);
+    assert!(
+        t.held_out_ce < t.held_out_ce_start,
+        "held-out CE {} -> {}",
+        t.held_out_ce_start,
+        t.held_out_ce
+    );
+
+    let path = dir.path().join("style.safetensors");
+    a.save(&path).unwrap();
+    let mut b = Adapter::load(&path).unwrap();
+    assert_eq!(b.info(), a.info());
+    assert_eq!(b.vocab(), a.vocab());
+    b.check_model(model.info()).unwrap();
+    b.check_memory(&memory).unwrap();
+    b.prepare(model.head()).unwrap();
+    let h = memory.keys_f32(0..1);
+    let lp = b.log_probs(&h).unwrap();
+    let total: f32 = lp.iter().map(|x| x.exp()).sum();
+    assert!((total - 1.0).abs() < 1e-3);
+
+    // Warm start from it continues from its weights.
+    let warm = adapter::train(
+        &memory,
+        model.head(),
+        model.info(),
+        &TrainOptions {
+            warm_start: Some(&b),
+            max_epochs: 2,
+            ..Default::default()
+        },
+        |_| {},
+    )
+    .unwrap();
+    assert!(warm.info().training.held_out_ce_start <= t.held_out_ce + 1e-3);
+}
+
+#[test]
+fn adapters_for_another_model_memory_or_template_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let memory = build(
+        &common::bible_pairs(6),
+        &dir.path().join("a"),
+        Template::default(),
+    );
+    let model = common::model();
+    let a = adapter::train(
+        &memory,
+        model.head(),
+        model.info(),
+        &TrainOptions {
+            max_epochs: 1,
+            ..Default::default()
+        },
+        |_| {},
+    )
+    .unwrap();
+
+    let mut other = model.info().clone();
+    other.identity = "0".repeat(64);
+    other.name = "another-model".into();
+    let e = a.check_model(&other).unwrap_err().to_string();
+    assert!(e.contains("another model"), "{e}");
+
+    let formal = build(
+        &common::bible_pairs(6),
+        &dir.path().join("b"),
+        Template::from_arg("formal").unwrap(),
+    );
+    let e = a.check_memory(&formal).unwrap_err().to_string();
+    assert!(e.contains("another template"), "{e}");
+    let e = adapter::train(
+        &formal,
+        model.head(),
+        model.info(),
+        &TrainOptions {
+            warm_start: Some(&a),
+            ..Default::default()
+        },
+        |_| {},
+    )
+    .err()
+    .unwrap();
+    assert!(format!("{e:#}").contains("another template"), "{e:#}");
+
+    let e = adapter::train(
+        &memory,
+        model.head(),
+        &other,
+        &TrainOptions::default(),
+        |_| {},
+    )
+    .err()
+    .unwrap();
+    assert!(e.to_string().contains("another model"), "{e}");
+
+    // Files that are not adapters.
+    let junk = dir.path().join("junk.safetensors");
+    std::fs::write(&junk, "not an adapter").unwrap();
+    assert!(Adapter::load(&junk)
+        .err()
+        .unwrap()
+        .to_string()
+        .contains("not a usable pema adapter"));
+    let good = dir.path().join("good.safetensors");
+    a.save(&good).unwrap();
+    let bytes = std::fs::read(&good).unwrap();
+    std::fs::write(&junk, &bytes[..bytes.len() - 100]).unwrap();
+    assert!(Adapter::load(&junk).is_err());
+}
+
+#[test]
+fn empty_and_diverging_memories_are_clear_errors_and_keep_the_last_adapter() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::model();
+    let d = model.info().n_embd;
+    let header = format::Header {
+        key_type: KeyType::F16,
+        hidden: d,
+        model_identity: *blake3::Hash::from_hex(&model.info().identity)
+            .unwrap()
+            .as_bytes(),
+        model_name: model.info().name.clone(),
+        template: Template::default().text().into(),
+        template_digest: Template::default().digest(),
+    };
+    format::write(&dir.path().join("empty"), &header, &[]).unwrap();
+    let empty = Memory::open(&dir.path().join("empty")).unwrap();
+    let e = adapter::train(
+        &empty,
+        model.head(),
+        model.info(),
+        &TrainOptions::default(),
+        |_| {},
+    )
+    .err()
+    .unwrap();
+    assert!(e.to_string().contains("is empty"), "{e}");
+
+    // Keys full of NaN (a corrupted producer): refused before training.
+    let nan = vec![half::f16::NAN; 3 * d];
+    let nan_bytes: &[u8] = bytemuck::cast_slice(&nan);
+    let groups = [
+        format::GroupData {
+            hash: [1; 16],
+            prompt_tokens: 3,
+            keys: &nan_bytes[..2 * d * 2],
+            tokens: &[10, 11],
+        },
+        format::GroupData {
+            hash: [2; 16],
+            prompt_tokens: 3,
+            keys: &nan_bytes[2 * d * 2..],
+            tokens: &[12],
+        },
+    ];
+    format::write(&dir.path().join("nan"), &header, &groups).unwrap();
+    let e = adapter::train(
+        &Memory::open(&dir.path().join("nan")).unwrap(),
+        model.head(),
+        model.info(),
+        &TrainOptions::default(),
+        |_| {},
+    )
+    .err()
+    .unwrap();
+    assert!(e.to_string().contains("non-finite"), "{e}");
+
+    // A loss that becomes NaN (here: an absurd learning rate) stops training; the last good
+    // adapter file is untouched.
+    let good = build(
+        &common::bible_pairs(4),
+        &dir.path().join("g"),
+        Template::default(),
+    );
+    let a = adapter::train(
+        &good,
+        model.head(),
+        model.info(),
+        &TrainOptions {
+            max_epochs: 1,
+            ..Default::default()
+        },
+        |_| {},
+    )
+    .unwrap();
+    let path = dir.path().join("style.safetensors");
+    a.save(&path).unwrap();
+    let before = std::fs::read(&path).unwrap();
+
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_pema"))
+        .arg("--model")
+        .arg(common::model_path())
+        .args(["train", "--learning-rate", "1e30", "--memory"])
+        .arg(dir.path().join("g").join("mem"))
+        .arg("--out")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("diverged"), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+}
+
+#[test]
+fn rewrites_stream_and_cancel() {
+    let model = common::model();
+    let dir = tempfile::tempdir().unwrap();
+    let memory = build(&common::bible_pairs(12), dir.path(), Template::default());
+    let mut a = adapter::train(
+        &memory,
+        model.head(),
+        model.info(),
+        &TrainOptions::default(),
+        |_| {},
+    )
+    .unwrap();
+    a.prepare(model.head()).unwrap();
+    let mut s = common::session();
+    let prompt = Prompt::for_source(
+        &s,
+        &Template::default(),
+        "And he said to them, Go in peace.",
+    )
+    .unwrap();
+    let mut streamed = String::new();
+    let r = decode::generate(
+        &mut s,
+        Some(&a),
+        &prompt,
+        &RewriteOptions::default(),
+        |p| streamed.push_str(p),
+        None,
+    )
+    .unwrap();
+    assert!(r.tokens > 0);
+    assert_eq!(streamed.trim(), r.text);
+
+    let cancel = AtomicBool::new(true);
+    let e = decode::generate(
+        &mut s,
+        Some(&a),
+        &prompt,
+        &RewriteOptions::default(),
+        |_| {},
+        Some(&cancel),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("cancelled"));
+
+    let e = decode::generate(
+        &mut s,
+        None,
+        &prompt,
+        &RewriteOptions::default(),
+        |_| {},
+        None,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("needs an adapter"));
+}
