@@ -126,6 +126,8 @@ pub fn scratch_dir() -> Result<PathBuf> {
     Ok(d)
 }
 
+const GENERATED: usize = 48;
+
 #[derive(Debug, serde::Serialize)]
 pub struct GenerationBench {
     pub sources: usize,
@@ -139,7 +141,8 @@ pub struct GenerationBench {
 }
 
 /// GU against plain greedy generation over the same sources, interleaved so that both see the
-/// same machine state.
+/// same machine state. Each generates exactly `GENERATED` tokens (stops ignored): the plain model
+/// ends most zero-shot answers at once, which would leave nothing to time.
 pub fn generation(
     model: &Arc<Model>,
     adapter: &crate::adapter::Adapter,
@@ -172,6 +175,8 @@ pub fn generation(
                 &p,
                 &RewriteOptions {
                     mode,
+                    max_tokens: Some(GENERATED),
+                    stop_at_boundary: false,
                     ..Default::default()
                 },
                 |_| {},

@@ -102,6 +102,7 @@ impl GenerationArgs {
             temperature: self.temperature,
             top_p: self.top_p,
             seed: 0,
+            stop_at_boundary: true,
         }
     }
 }
@@ -117,6 +118,9 @@ struct RewriteArgs {
     gen: GenerationArgs,
     /// The text; `-` or nothing reads standard input, one rewrite per line.
     text: Option<String>,
+    /// Print the plain model's rewrite and the adapter's (the chosen mode) side by side.
+    #[arg(long)]
+    compare: bool,
     #[arg(long)]
     json: bool,
 }
@@ -553,6 +557,38 @@ fn rewrite(model: Option<&PathBuf>, a: RewriteArgs) -> Result<()> {
     };
     for text in inputs {
         let prompt = Prompt::for_source(&session, &template, &text)?;
+        if a.compare {
+            let plain = decode::generate(
+                &mut session,
+                Some(&adapter),
+                &prompt,
+                &RewriteOptions {
+                    mode: Mode::Plain,
+                    ..opts
+                },
+                |_| {},
+                None,
+            )?;
+            let pema =
+                decode::generate(&mut session, Some(&adapter), &prompt, &opts, |_| {}, None)?;
+            if a.json {
+                print_json(&serde_json::json!({"source": text, "plain": plain, "pema": pema}))?;
+            } else {
+                let show = |t: &str| {
+                    if t.is_empty() {
+                        "(nothing: the plain model ends its answer at once)".to_string()
+                    } else {
+                        t.to_string()
+                    }
+                };
+                println!(
+                    "source: {text}\nplain:  {}\npema:   {}\n",
+                    show(&plain.text),
+                    show(&pema.text)
+                );
+            }
+            continue;
+        }
         let mut out = std::io::stdout();
         let r = decode::generate(
             &mut session,

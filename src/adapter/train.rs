@@ -10,7 +10,7 @@ use anyhow::{bail, Context as _, Result};
 use candle_core::{Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 
 use super::{candidate_rows, pca, Adapter, AdapterInfo};
 use crate::memory::{Memory, DEFAULT_HELD_OUT_PERCENT};
@@ -220,7 +220,6 @@ pub fn train(
         }
     }
     let dev = &opts.device;
-    let _ = dev.set_seed(opts.seed);
 
     // The candidate vocabulary and each target's slot in it.
     let vocab: Vec<u32> = match opts.vocab {
@@ -267,11 +266,12 @@ pub fn train(
         },
     )?;
 
-    let losses = |x: &Tensor, y: &Tensor, dropout: f32| -> Result<(Tensor, Tensor)> {
-        let xin = if dropout > 0.0 {
-            candle_nn::ops::dropout(x, dropout)?
-        } else {
-            x.clone()
+    // Dropout on the adapter's input, with a mask drawn from the seeded generator so that a
+    // training run is reproducible (candle's own dropout draws from an unseeded one on the CPU).
+    let losses = |x: &Tensor, y: &Tensor, mask: Option<&Tensor>| -> Result<(Tensor, Tensor)> {
+        let xin = match mask {
+            Some(m) => x.mul(m)?,
+            None => x.clone(),
         };
         let code = xin.matmul(&a.as_tensor().t()?)?;
         let rec = code.matmul(&b_rct.t()?)?;
@@ -292,7 +292,7 @@ pub fn train(
             let (m, c) = losses(
                 &data.x.narrow(0, start, len)?,
                 &data.y.narrow(0, start, len)?,
-                0.0,
+                None,
             )?;
             loss += joint(&m, &c)?.to_scalar::<f32>()? as f64 * len as f64;
             ce += c.to_scalar::<f32>()? as f64 * len as f64;
@@ -328,11 +328,26 @@ pub fn train(
             if opts.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
                 bail!("training cancelled; no adapter was written");
             }
+            let mask = (opts.dropout > 0.0)
+                .then(|| {
+                    let keep = 1.0 / (1.0 - opts.dropout);
+                    let m: Vec<f32> = (0..idx.len() * d)
+                        .map(|_| {
+                            if rng.random::<f32>() < opts.dropout {
+                                0.0
+                            } else {
+                                keep
+                            }
+                        })
+                        .collect();
+                    Tensor::from_vec(m, (idx.len(), d), dev)
+                })
+                .transpose()?;
             let idx = Tensor::from_slice(idx, idx.len(), dev)?;
             let (m, c) = losses(
                 &train.x.index_select(&idx, 0)?,
                 &train.y.index_select(&idx, 0)?,
-                opts.dropout,
+                mask.as_ref(),
             )?;
             let loss = joint(&m, &c)?;
             let v = loss.to_scalar::<f32>()?;

@@ -54,6 +54,8 @@ pub struct RewriteOptions {
     pub temperature: f32,
     pub top_p: f32,
     pub seed: u64,
+    /// Stop at end of text and at the boundary (off only to time a fixed number of tokens).
+    pub stop_at_boundary: bool,
 }
 
 impl Default for RewriteOptions {
@@ -66,6 +68,7 @@ impl Default for RewriteOptions {
             temperature: 0.0,
             top_p: 1.0,
             seed: 0,
+            stop_at_boundary: true,
         }
     }
 }
@@ -170,6 +173,14 @@ pub fn generate(
             mix_into(&mut logp, lambda, a.vocab(), &a.log_probs(&step.hidden)?);
         }
         let token = pick(&mut logp, opts, &mut rng) as Token;
+        if !opts.stop_at_boundary {
+            n += 1;
+            if n == max {
+                break;
+            }
+            step = session.advance(token)?;
+            continue;
+        }
         if model.is_end_of_generation(token) {
             stopped_by = StopReason::EndOfText;
             break;
@@ -178,8 +189,16 @@ pub fn generate(
             stopped_by = StopReason::Boundary;
             break;
         }
+        let piece = model.token_bytes(token);
+        // Tokens such as "\n\n" or ".\n" also cross the boundary: keep what precedes it.
+        if let Some(cut) = piece.iter().position(|&b| b == b'\n') {
+            bytes.extend(&piece[..cut]);
+            n += 1;
+            stopped_by = StopReason::Boundary;
+            break;
+        }
         n += 1;
-        bytes.extend(model.token_bytes(token));
+        bytes.extend(piece);
         let valid = match std::str::from_utf8(&bytes) {
             Ok(s) => s.len(),
             Err(e) => e.valid_up_to(),
@@ -192,6 +211,9 @@ pub fn generate(
             break;
         }
         step = session.advance(token)?;
+    }
+    if emitted < bytes.len() {
+        on_text(&String::from_utf8_lossy(&bytes[emitted..]));
     }
     let seconds = started.elapsed().as_secs_f64();
     let text = String::from_utf8_lossy(&bytes).trim().to_string();

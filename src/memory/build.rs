@@ -248,7 +248,17 @@ pub fn build(
     if opts.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
         bail!("memory build cancelled; the previous memory is unchanged");
     }
-    report.path = format::write(&opts.out, &header, &groups)?;
+    let unchanged = previous.as_ref().is_some_and(|m| {
+        report.pairs_computed == 0
+            && m.groups.len() == groups.len()
+            && m.groups.iter().zip(&groups).all(|(a, b)| a.hash == b.hash)
+    });
+    report.path = if unchanged {
+        // Nothing to write: the file on disk is already this memory.
+        opts.out.join(format::FILE_NAME)
+    } else {
+        format::write(&opts.out, &header, &groups)?
+    };
     report.pairs = groups.len();
     report.entries = groups.iter().map(|g| g.tokens.len()).sum();
     report.seconds = started.elapsed().as_secs_f64();
