@@ -30,5 +30,6 @@ for dir in "$data"/*/; do
   $pema train --memory "$out/$set_name/memory" --out "$out/$set_name/adapter.safetensors" --json \
     > "$out/$set_name/train.json"
   $pema eval --adapter "$out/$set_name/adapter.safetensors" --pairs "$dir/dev.jsonl" \
-    --shots "$dir/train.jsonl" --limit "$limit" --json > "$out/$set_name/eval.json"
+    --shots "$dir/train.jsonl" --limit "$limit" --outputs --json > "$out/$set_name/eval.json"
 done
+python3 "$(dirname "$0")/quality_table.py" "$out"

@@ -139,6 +139,9 @@ struct EvalArgs {
     shots: Option<PathBuf>,
     #[command(flatten)]
     gen: GenerationArgs,
+    /// With --json, include every output of every system.
+    #[arg(long)]
+    outputs: bool,
     #[arg(long)]
     json: bool,
 }
@@ -645,8 +648,13 @@ fn evaluate(model: Option<&PathBuf>, a: EvalArgs) -> Result<()> {
         |p| bar.set_position((p.system * p.pairs + p.pair) as u64),
     );
     bar.finish_and_clear();
-    let scores = scores?;
+    let mut scores = scores?;
     if a.json {
+        if !a.outputs {
+            for s in &mut scores {
+                s.outputs.truncate(3);
+            }
+        }
         return print_json(&serde_json::json!({"pairs": pairs.len(), "systems": scores}));
     }
     println!("{} pairs from {} (BLEU: sacreBLEU-compatible, 13a tokenisation; chrF: char 6-grams, beta 2)", pairs.len(), a.pairs.display());

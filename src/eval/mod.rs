@@ -35,8 +35,8 @@ pub struct SystemScore {
     pub tokens: usize,
     pub seconds: f64,
     pub tokens_per_second: f64,
-    /// The first few outputs, to look at.
-    pub samples: Vec<String>,
+    /// Every output, in the order of the pairs.
+    pub outputs: Vec<String>,
 }
 
 pub struct EvalOptions {
@@ -115,7 +115,7 @@ pub fn evaluate(
             tokens,
             seconds,
             tokens_per_second: tokens as f64 / seconds.max(1e-9),
-            samples: hyps.into_iter().take(3).collect(),
+            outputs: hyps,
         });
     }
     Ok(out)
