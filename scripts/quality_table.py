@@ -25,7 +25,7 @@ for d in sorted(p for p in out.iterdir() if (p / "eval.json").exists()):
     for s in ev["systems"]:
         row = f"| {s['system']} | {s['bleu']:.2f} | {s['chrf']:.2f} | {s['tokens_per_second']:.1f} |"
         if formality:
-            outs = s["outputs"]
+            outs = s.get("outputs", [])
             if len(outs) == ev["pairs"]:
                 row += f" {sum(1 for o in outs if not INFORMAL.search(o)) / len(outs):.2f} |"
             else:

@@ -84,11 +84,7 @@ pub fn memory_build(
     let before = baseline(&mut session)?;
 
     let jsonl = work.join("bench-pairs.jsonl");
-    let lines: Vec<String> = pairs
-        .iter()
-        .map(|p| serde_json::json!({"source": p.source, "target": p.target}).to_string())
-        .collect();
-    std::fs::write(&jsonl, lines.join("\n"))?;
+    memory::write_pairs_file(&jsonl, &pairs)?;
     let out = work.join("bench-memory");
     let _ = std::fs::remove_dir_all(&out);
     let report = memory::build(
@@ -206,10 +202,13 @@ pub struct TrainBench {
     pub peak_rss_bytes: u64,
 }
 
-/// Training to early stop with the default settings.
-pub fn training(model: &Arc<Model>, memory: &memory::Memory) -> Result<TrainBench> {
-    let opts = crate::adapter::TrainOptions::default();
-    let a = crate::adapter::train(memory, model.head(), model.info(), &opts, |_| {})?;
+/// Training to early stop.
+pub fn training(
+    model: &Arc<Model>,
+    memory: &memory::Memory,
+    opts: &crate::adapter::TrainOptions<'_>,
+) -> Result<TrainBench> {
+    let a = crate::adapter::train(memory, model.head(), model.info(), opts, |_| {})?;
     Ok(TrainBench {
         rank: opts.rank,
         report: a.info().training.clone(),

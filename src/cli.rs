@@ -215,6 +215,11 @@ enum BenchCommand {
     Train {
         #[arg(long, value_name = "DIR")]
         memory: PathBuf,
+        #[arg(long, default_value_t = 128)]
+        rank: usize,
+        /// candidates or full.
+        #[arg(long, default_value = "candidates")]
+        vocab: String,
         #[arg(long)]
         json: bool,
     },
@@ -291,10 +296,20 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::Bench(BenchCommand::Train { memory, json }) => {
+        Command::Bench(BenchCommand::Train {
+            memory,
+            rank,
+            vocab,
+            json,
+        }) => {
             let model = load_model(cli.model.as_ref())?;
             let memory = Memory::open(&memory)?;
-            let r = pema::bench::training(&model, &memory)?;
+            let opts = TrainOptions {
+                rank,
+                vocab: vocab.parse()?,
+                ..Default::default()
+            };
+            let r = pema::bench::training(&model, &memory, &opts)?;
             if json {
                 return print_json(&r);
             }

@@ -155,6 +155,7 @@ fn load_rows(
 /// The model's top-k tokens at up to `sample` evenly spaced keys.
 fn model_top_k(head: &LmHead, memory: &Memory, k: usize, sample: usize) -> Result<HashSet<u32>> {
     let mut out = HashSet::new();
+    let k = k.min(head.n_vocab() - 1);
     if k == 0 || memory.is_empty() {
         return Ok(out);
     }

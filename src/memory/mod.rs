@@ -15,7 +15,7 @@ use anyhow::{bail, Result};
 pub use build::{build, BuildOptions, BuildProgress, BuildReport};
 pub(crate) use build::{end_token, tokenize_pair};
 pub use format::{Group, KeyType};
-pub use pairs::{parse_pairs, read_pairs_file, Pair, PairsRead, SkippedLine};
+pub use pairs::{parse_pairs, read_pairs_file, write_pairs_file, Pair, PairsRead, SkippedLine};
 pub use split::{held_out, DEFAULT_HELD_OUT_PERCENT};
 pub use template::{Template, PRESETS};
 

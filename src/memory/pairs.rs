@@ -57,6 +57,16 @@ pub fn read_pairs_file(path: &Path, into: &mut PairsRead) -> Result<()> {
     Ok(())
 }
 
+/// Writes pairs as a JSON Lines pairs file.
+pub fn write_pairs_file(path: &Path, pairs: &[Pair]) -> Result<()> {
+    let mut text = String::new();
+    for p in pairs {
+        text.push_str(&serde_json::json!({"source": p.source, "target": p.target}).to_string());
+        text.push('\n');
+    }
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
 pub fn parse_pairs(path: &Path, bytes: &[u8], into: &mut PairsRead) {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {

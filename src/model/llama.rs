@@ -93,8 +93,7 @@ impl LlamaModel {
     /// files cannot inject control tokens.
     pub fn tokenize(&self, text: &str) -> Result<Vec<Token>> {
         let len = i32::try_from(text.len()).context("text too long to tokenize")?;
-        let mut out = vec![0 as Token; text.len() + 8];
-        let mut n = unsafe {
+        let call = |out: &mut Vec<Token>| unsafe {
             sys::llama_tokenize(
                 self.vocab.as_ptr(),
                 text.as_ptr() as *const c_char,
@@ -105,19 +104,12 @@ impl LlamaModel {
                 false,
             )
         };
+        let mut out = vec![0 as Token; text.len() + 8];
+        let mut n = call(&mut out);
         if n < 0 {
+            // Too small: llama.cpp says how many tokens it needs.
             out.resize((-n) as usize, 0);
-            n = unsafe {
-                sys::llama_tokenize(
-                    self.vocab.as_ptr(),
-                    text.as_ptr() as *const c_char,
-                    len,
-                    out.as_mut_ptr(),
-                    out.len() as i32,
-                    false,
-                    false,
-                )
-            };
+            n = call(&mut out);
             if n < 0 {
                 bail!("tokenization failed");
             }

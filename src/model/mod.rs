@@ -34,6 +34,7 @@ pub struct Model {
     llama: llama::LlamaModel,
     head: LmHead,
     info: ModelInfo,
+    ending_tokens: std::sync::OnceLock<Vec<Token>>,
 }
 
 impl Model {
@@ -78,7 +79,12 @@ impl Model {
             n_vocab: llama.n_vocab(),
             n_ctx_train: llama.n_ctx_train(),
         };
-        Ok(Arc::new(Model { llama, head, info }))
+        Ok(Arc::new(Model {
+            llama,
+            head,
+            info,
+            ending_tokens: Default::default(),
+        }))
     }
 
     pub fn info(&self) -> &ModelInfo {
@@ -137,6 +143,18 @@ impl Model {
             c.argmax_matches += (argmax(&mine) == argmax(&s.logits)) as usize;
         }
         Ok(c)
+    }
+
+    /// Tokens that would end a line of text at once: end-of-generation tokens and every token
+    /// whose text starts with a newline. Computed once, on first use.
+    pub fn ending_tokens(&self) -> &[Token] {
+        self.ending_tokens.get_or_init(|| {
+            (0..self.info.n_vocab as Token)
+                .filter(|&t| {
+                    self.is_end_of_generation(t) || self.token_bytes(t).first() == Some(&b'\n')
+                })
+                .collect()
+        })
     }
 
     /// A new inference session (one llama.cpp context) on this model.

@@ -39,11 +39,7 @@ pub fn bible_pairs(n: usize) -> Vec<Pair> {
 }
 
 pub fn write_pairs(path: &Path, pairs: &[Pair]) {
-    let lines: Vec<String> = pairs
-        .iter()
-        .map(|p| serde_json::json!({"source": p.source, "target": p.target}).to_string())
-        .collect();
-    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+    pema::memory::write_pairs_file(path, pairs).unwrap();
 }
 
 pub fn cosine(x: &[f32], y: &[f32]) -> f32 {
