@@ -172,9 +172,10 @@ pub fn generate(
         if let (Some(a), true) = (adapter, lambda > 0.0) {
             mix_into(&mut logp, lambda, a.vocab(), &a.log_probs(&step.hidden)?);
         }
-        if n == 0 && opts.stop_at_boundary {
-            // A rewrite of a non-empty text is never empty: the first token may not end it.
-            // (After a zero-shot prompt the base model often wants to end its answer at once.)
+        if opts.stop_at_boundary && bytes.iter().all(u8::is_ascii_whitespace) {
+            // A rewrite of a non-empty text is never empty: nothing may end it before its first
+            // visible character. (After a zero-shot prompt the base model often wants to end its
+            // answer at once.)
             for &t in model.ending_tokens() {
                 logp[t as usize] = f32::NEG_INFINITY;
             }
