@@ -221,17 +221,13 @@ fn adapters_for_another_model_memory_or_template_are_refused() {
         Template::default(),
     );
     let model = common::model();
-    let a = adapter::train(
+    let a = trained(
         &memory,
-        model.head(),
-        model.info(),
         &TrainOptions {
             max_epochs: 1,
             ..Default::default()
         },
-        |_| {},
-    )
-    .unwrap();
+    );
 
     let mut other = model.info().clone();
     other.identity = "0".repeat(64);
@@ -350,17 +346,13 @@ fn empty_and_diverging_memories_are_clear_errors_and_keep_the_last_adapter() {
         &dir.path().join("g"),
         Template::default(),
     );
-    let a = adapter::train(
+    let a = trained(
         &good,
-        model.head(),
-        model.info(),
         &TrainOptions {
             max_epochs: 1,
             ..Default::default()
         },
-        |_| {},
-    )
-    .unwrap();
+    );
     let path = dir.path().join("style.safetensors");
     a.save(&path).unwrap();
     let before = std::fs::read(&path).unwrap();
