@@ -39,6 +39,20 @@ fn trained(memory: &Memory, opts: &TrainOptions<'_>) -> Adapter {
     a
 }
 
+/// The error that training on `memory` with the default settings ends in.
+fn train_error(memory: &Memory) -> anyhow::Error {
+    let model = common::model();
+    adapter::train(
+        memory,
+        model.head(),
+        model.info(),
+        &TrainOptions::default(),
+        |_| {},
+    )
+    .err()
+    .expect("training should have failed")
+}
+
 const COLOURS: [(&str, &str); 6] = [
     ("red", "zorbic"),
     ("blue", "plimsy"),
@@ -299,15 +313,7 @@ fn empty_and_diverging_memories_are_clear_errors_and_keep_the_last_adapter() {
     };
     format::write(&dir.path().join("empty"), &header, &[]).unwrap();
     let empty = Memory::open(&dir.path().join("empty")).unwrap();
-    let e = adapter::train(
-        &empty,
-        model.head(),
-        model.info(),
-        &TrainOptions::default(),
-        |_| {},
-    )
-    .err()
-    .unwrap();
+    let e = train_error(&empty);
     assert!(e.to_string().contains("is empty"), "{e}");
 
     // Keys full of NaN (a corrupted producer): refused before training.
@@ -328,15 +334,7 @@ fn empty_and_diverging_memories_are_clear_errors_and_keep_the_last_adapter() {
         },
     ];
     format::write(&dir.path().join("nan"), &header, &groups).unwrap();
-    let e = adapter::train(
-        &Memory::open(&dir.path().join("nan")).unwrap(),
-        model.head(),
-        model.info(),
-        &TrainOptions::default(),
-        |_| {},
-    )
-    .err()
-    .unwrap();
+    let e = train_error(&Memory::open(&dir.path().join("nan")).unwrap());
     assert!(e.to_string().contains("non-finite"), "{e}");
 
     // A loss that becomes NaN (here: an absurd learning rate) stops training; the last good

@@ -73,9 +73,9 @@ fn entries_are_target_tokens_plus_end_and_keys_are_the_hidden_states() {
     assert_eq!(g.prompt_tokens as usize, prompt_len);
     assert_eq!(g.rows as usize, toks.len() - prompt_len + 1);
     let all: Vec<&[f32]> = full.iter().map(|s| &s.hidden[..]).collect();
-    let mut key = vec![0f32; m.hidden_size()];
     for i in 0..g.rows as usize {
-        m.key_into(g.first_row as usize + i, &mut key);
+        let row = g.first_row as usize + i;
+        let key = m.keys_f32(row..row + 1);
         common::assert_is_state_at(&key, &all, prompt_len - 1 + i, &format!("row {i}"));
     }
 }

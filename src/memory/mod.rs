@@ -119,20 +119,6 @@ impl Memory {
         }
     }
 
-    /// Copies key `row` into `out` as f32.
-    pub fn key_into(&self, row: usize, out: &mut [f32]) {
-        let d = self.hidden_size();
-        match (self.file.keys_f16(), self.file.keys_f32()) {
-            (Some(k), _) => {
-                for (o, x) in out.iter_mut().zip(&k[row * d..(row + 1) * d]) {
-                    *o = x.to_f32();
-                }
-            }
-            (_, Some(k)) => out.copy_from_slice(&k[row * d..(row + 1) * d]),
-            _ => unreachable!("a memory has one key type"),
-        }
-    }
-
     /// Whether each pair is held out for validation.
     pub fn held_out(&self, percent: u32) -> Vec<bool> {
         let hashes: Vec<_> = self.groups().iter().map(|g| g.hash).collect();
