@@ -96,6 +96,7 @@ pub fn memory_build(
             key_type: KeyType::F16,
             replace: true,
             cancel: None,
+            max_entries: None,
         },
         |_| {},
     )?;

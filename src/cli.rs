@@ -44,9 +44,46 @@ enum Command {
     Rewrite(RewriteArgs),
     /// Score rewrites against reference targets: BLEU and chrF of plain, 3-shot, fixed λ and GU.
     Eval(EvalArgs),
+    /// The language server for editors: LSP over stdin/stdout (editors start this).
+    Lsp,
+    /// The daemon for other tools: the same JSON-RPC over TCP or a unix socket, many clients.
+    Serve(ServeArgs),
+    /// Back-paraphrase the targets of a pairs file (as if they were a plain corpus) into
+    /// pseudo-pairs: the base model's plain rewrite of each target → the target.
+    Paraphrase(ParaphraseArgs),
     /// Benchmarks (figures for BENCHMARKS.md).
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// HOST:PORT, PORT (loopback) or unix:/path/to/socket.
+    #[arg(long, default_value = "127.0.0.1:7858")]
+    listen: String,
+    /// Allow a TCP address other than loopback (needs --token).
+    #[arg(long)]
+    allow_remote: bool,
+    /// A secret clients must pass as initializationOptions.token (default: $PEMA_TOKEN).
+    #[arg(long, env = "PEMA_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Open this workspace at start (repeatable); clients can open more.
+    #[arg(long, value_name = "DIR")]
+    workspace: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+struct ParaphraseArgs {
+    /// Pairs file whose targets are the units (sources are ignored).
+    #[arg(long, value_name = "FILE")]
+    pairs: PathBuf,
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Write identity pairs (unit → unit) instead of running the model.
+    #[arg(long)]
+    identity: bool,
 }
 
 #[derive(Args)]
@@ -277,6 +314,23 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(a) => train(cli.model.as_ref(), a),
         Command::Rewrite(a) => rewrite(cli.model.as_ref(), a),
         Command::Eval(a) => evaluate(cli.model.as_ref(), a),
+        Command::Paraphrase(a) => paraphrase(cli.model.as_ref(), a),
+        Command::Lsp => {
+            let daemon = model::resolve_model(cli.model.as_deref())
+                .and_then(|p| pema::daemon::Daemon::start(&p))
+                .map_err(|e| format!("{e:#}"));
+            if let Err(e) = &daemon {
+                eprintln!("error: {e}");
+            }
+            let rt = runtime()?;
+            rt.block_on(pema::server::serve_stdio(daemon));
+            // Background threads may be mid-paraphrase or mid-training, and stdin's reader
+            // blocks until the editor closes it; everything pema writes is written atomically,
+            // so the process can end now rather than wait for them.
+            rt.shutdown_background();
+            std::process::exit(0)
+        }
+        Command::Serve(a) => serve(cli.model.as_ref(), a),
         Command::Bench(BenchCommand::Generate {
             adapter,
             pairs,
@@ -381,6 +435,7 @@ fn memory_build(model: Option<&PathBuf>, a: BuildArgs) -> Result<()> {
             key_type: if a.f32 { KeyType::F32 } else { KeyType::F16 },
             replace: a.replace,
             cancel: None,
+            max_entries: None,
         },
         |p| {
             bar.set_length(p.tokens_total as u64);
@@ -456,6 +511,62 @@ fn model_info(model: Option<&PathBuf>, a: ModelArgs) -> Result<()> {
             c.argmax_matches, c.positions, c.max_abs_diff
         );
     }
+    Ok(())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+fn serve(model: Option<&PathBuf>, a: ServeArgs) -> Result<()> {
+    let listen: pema::server::Listen = a.listen.parse()?;
+    pema::server::check_listen(&listen, a.allow_remote, a.token.as_deref())?;
+    let path = model::resolve_model(model.map(|p| p.as_path()))?;
+    let daemon = pema::daemon::Daemon::start(&path)?;
+    for w in &a.workspace {
+        daemon.open_workspace(w)?;
+    }
+    runtime()?.block_on(pema::server::serve_listen(
+        daemon,
+        listen,
+        a.allow_remote,
+        a.token,
+        |at| {
+            // Tools and tests wait for this line before connecting.
+            eprintln!("pema: listening on {at}");
+        },
+    ))
+}
+
+fn paraphrase(model: Option<&PathBuf>, a: ParaphraseArgs) -> Result<()> {
+    use pema::workspace::paraphrase;
+    let units: Vec<String> = read_pairs(&a.pairs, a.limit)?
+        .into_iter()
+        .map(|p| p.target)
+        .collect();
+    let mut out = Vec::with_capacity(units.len());
+    if a.identity {
+        out.extend(units.iter().map(|u| paraphrase::pseudo_pair(u, u)));
+    } else {
+        let model = load_model(model)?;
+        let mut session = model.session(Default::default())?;
+        let bar = if std::io::stderr().is_terminal() {
+            ProgressBar::new(units.len() as u64)
+        } else {
+            ProgressBar::hidden()
+        };
+        for u in &units {
+            let p = paraphrase::paraphrase(&mut session, u, None)?;
+            out.push(paraphrase::pseudo_pair(u, &p));
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+    }
+    memory::write_pairs_file(&a.out, &out)?;
+    eprintln!("{} pseudo-pairs written to {}", out.len(), a.out.display());
     Ok(())
 }
 

@@ -5,7 +5,21 @@
 
 pub mod adapter;
 pub mod bench;
+pub mod daemon;
 pub mod decode;
 pub mod eval;
+mod fsutil;
 pub mod memory;
 pub mod model;
+pub mod server;
+pub mod workspace;
+
+/// The error of work stopped by its cancel flag, so that callers can tell it from a failure.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Cancelled(pub &'static str);
+
+/// Whether `e` is (or wraps) a [`Cancelled`].
+pub fn is_cancelled(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<Cancelled>().is_some()
+}

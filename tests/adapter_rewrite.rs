@@ -24,6 +24,7 @@ fn build(pairs: &[Pair], dir: &Path, template: Template) -> Memory {
             key_type: KeyType::F16,
             replace: true,
             cancel: None,
+            max_entries: None,
         },
         |_| {},
     )

@@ -23,6 +23,7 @@ fn build_in(
             key_type: KeyType::F16,
             replace,
             cancel: None,
+            max_entries: None,
         },
         |_| {},
     )

@@ -2,7 +2,6 @@
 //! string metadata saying what the adapter was made from. Written atomically.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context as _, Result};
@@ -51,33 +50,7 @@ pub fn save(adapter: &Adapter, path: &Path) -> Result<()> {
     ];
     let bytes = safetensors::serialize(tensors.iter().map(|(n, t)| (*n, t)), Some(meta))?;
 
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        path.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    let write = || -> Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-        Ok(())
-    };
-    if let Err(e) = write() {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e.context(format!("writing adapter {}", path.display())));
-    }
-    std::fs::rename(&tmp, path)?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    crate::fsutil::write_atomic(path, &bytes).context("writing adapter")
 }
 
 pub fn load(path: &Path) -> Result<Adapter> {

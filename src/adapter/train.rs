@@ -327,7 +327,7 @@ pub fn train(
         let mut sum = 0f64;
         for (s, idx) in order.chunks(opts.batch_size).enumerate() {
             if opts.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
-                bail!("training cancelled; no adapter was written");
+                return Err(crate::Cancelled("training cancelled; no adapter was written").into());
             }
             let mask = (opts.dropout > 0.0)
                 .then(|| {

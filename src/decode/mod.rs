@@ -165,7 +165,7 @@ pub fn generate(
     let mut step = session.start(&prompt.tokens)?;
     for lambda in schedule.lambdas().take(max) {
         if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
-            bail!("rewrite cancelled");
+            return Err(crate::Cancelled("rewrite cancelled").into());
         }
         let mut logp = step.logits;
         log_softmax(&mut logp);

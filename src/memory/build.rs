@@ -23,6 +23,8 @@ pub struct BuildOptions<'a> {
     pub replace: bool,
     /// Checked between batches; a cancelled build leaves the previous memory as it was.
     pub cancel: Option<&'a AtomicBool>,
+    /// At most this many entries: pairs past the cap (in input order) are left out.
+    pub max_entries: Option<usize>,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -48,6 +50,8 @@ pub struct BuildReport {
     pub duplicate_pairs: usize,
     /// Pairs longer than the context (prompt and target together), left out.
     pub pairs_too_long: usize,
+    /// Pairs left out because the memory reached its entry cap.
+    pub pairs_over_cap: usize,
     pub skipped_lines: Vec<SkippedLine>,
     /// Tokens fed through the model (prompts and targets).
     pub tokens_processed: usize,
@@ -97,20 +101,15 @@ pub(crate) fn end_token(session: &Session) -> Result<Token> {
 pub fn build(
     session: &mut Session,
     opts: &BuildOptions<'_>,
-    mut progress: impl FnMut(BuildProgress),
+    progress: impl FnMut(BuildProgress),
 ) -> Result<BuildReport> {
-    let started = Instant::now();
-    let mut report = BuildReport::default();
-    let info = session.model().info().clone();
-
     let mut read = PairsRead::default();
     for f in &opts.pairs_files {
         read_pairs_file(f, &mut read)?;
     }
-    report.skipped_lines = read.skipped;
     if read.pairs.is_empty() {
-        let why = report
-            .skipped_lines
+        let why = read
+            .skipped
             .first()
             .map(|s| format!(" (first problem: {s})"))
             .unwrap_or_default();
@@ -121,12 +120,33 @@ pub fn build(
                 .map(|p| p.display().to_string())
                 .collect::<Vec<_>>()
                 .join(", "),
-            report.skipped_lines.len()
+            read.skipped.len()
         );
     }
+    let mut report = build_pairs(session, read.pairs, opts, progress, |_| Ok(()))?;
+    report.skipped_lines = read.skipped;
+    Ok(report)
+}
+
+/// Builds from pairs in memory. `between_batches` runs between two model batches with the
+/// session: the daemon serves waiting rewrites there, so a long build never delays one by more
+/// than a batch.
+pub fn build_pairs(
+    session: &mut Session,
+    input: Vec<Pair>,
+    opts: &BuildOptions<'_>,
+    mut progress: impl FnMut(BuildProgress),
+    mut between_batches: impl FnMut(&mut Session) -> Result<()>,
+) -> Result<BuildReport> {
+    let started = Instant::now();
+    let mut report = BuildReport::default();
+    let info = session.model().info().clone();
+    if input.is_empty() {
+        bail!("no pairs to build a memory from");
+    }
     let mut seen = std::collections::HashSet::new();
-    let mut pairs = Vec::with_capacity(read.pairs.len());
-    for p in read.pairs {
+    let mut pairs = Vec::with_capacity(input.len());
+    for p in input {
         if seen.insert(p.hash()) {
             pairs.push(p);
         } else {
@@ -160,9 +180,17 @@ pub fn build(
     let mut keep = Vec::with_capacity(pairs.len()); // (hash, Some(previous group) | None)
     let mut todo: Vec<Prepared> = Vec::new();
     let mut todo_values: Vec<Vec<u32>> = Vec::new();
+    let cap = opts.max_entries.unwrap_or(usize::MAX);
+    let mut entries = 0usize;
     for p in &pairs {
         let hash = p.hash();
         if let Some(&g) = reusable.get(&hash) {
+            let rows = previous.as_ref().unwrap().groups[g].rows as usize;
+            if entries + rows > cap {
+                report.pairs_over_cap += 1;
+                continue;
+            }
+            entries += rows;
             keep.push((hash, Some(g)));
             continue;
         }
@@ -171,6 +199,11 @@ pub fn build(
             report.pairs_too_long += 1;
             continue;
         }
+        if entries + values.len() > cap {
+            report.pairs_over_cap += 1;
+            continue;
+        }
+        entries += values.len();
         keep.push((hash, None));
         todo.push(Prepared { tokens, prompt_len });
         todo_values.push(values);
@@ -191,7 +224,10 @@ pub fn build(
     progress(prog);
     for range in session.pack(todo.iter().map(|p| p.tokens.len())) {
         if opts.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
-            bail!("memory build cancelled; the previous memory is unchanged");
+            return Err(crate::Cancelled(
+                "memory build cancelled; the previous memory is unchanged",
+            )
+            .into());
         }
         let reqs: Vec<HiddenRequest> = todo[range.clone()]
             .iter()
@@ -208,6 +244,7 @@ pub fn build(
         prog.tokens_done += reqs.iter().map(|r| r.tokens.len()).sum::<usize>();
         prog.pairs_done += reqs.len();
         progress(prog);
+        between_batches(session)?;
     }
     report.tokens_processed = prog.tokens_done;
 
@@ -246,7 +283,9 @@ pub fn build(
         report.pairs_removed = m.groups.len() - report.pairs_reused;
     }
     if opts.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
-        bail!("memory build cancelled; the previous memory is unchanged");
+        return Err(
+            crate::Cancelled("memory build cancelled; the previous memory is unchanged").into(),
+        );
     }
     let unchanged = previous.as_ref().is_some_and(|m| {
         report.pairs_computed == 0

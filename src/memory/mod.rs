@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 
-pub use build::{build, BuildOptions, BuildProgress, BuildReport};
+pub use build::{build, build_pairs, BuildOptions, BuildProgress, BuildReport};
 pub(crate) use build::{end_token, tokenize_pair};
 pub use format::{Group, KeyType};
 pub use pairs::{parse_pairs, read_pairs_file, write_pairs_file, Pair, PairsRead, SkippedLine};

@@ -69,3 +69,4 @@ pub fn assert_is_state_at(got: &[f32], all: &[&[f32]], pos: usize, what: &str) {
         cos[best], cos[pos]
     );
 }
+pub mod rpc;

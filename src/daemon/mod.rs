@@ -1,0 +1,501 @@
+//! The daemon: one model, one inference worker, and the open workspaces, each with its pipeline
+//! thread and file watcher. This is the product's core in the user's terms (workspace, memory,
+//! adapter, rewrite); the server module puts a protocol on it.
+
+mod events;
+mod pipeline;
+mod worker;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use notify_debouncer_full::notify::RecursiveMode;
+
+pub use events::{Event, Stage, Task};
+pub use worker::QueueStatus;
+
+use crate::decode::{Mode, Rewrite, RewriteOptions};
+use crate::memory::{BuildReport, Template};
+use crate::model::{Model, SessionOptions};
+use crate::workspace::{Refresh, Skipped};
+use pipeline::{Pipeline, Signal};
+use worker::{RewriteJob, Worker};
+
+/// Where a workspace's adapter stands.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdapterState {
+    /// No adapter and nothing under way (e.g. no files to learn from).
+    #[default]
+    None,
+    /// Paraphrasing or building the memory.
+    Building,
+    Training,
+    /// An adapter serves rewrites and nothing newer is under way.
+    Ready,
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct MemoryStatus {
+    pub entries: usize,
+    pub pairs: usize,
+    /// Builds since the daemon started (a build that changes nothing writes nothing).
+    pub builds: usize,
+    pub last_build: Option<BuildReport>,
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct AdapterStatus {
+    pub state: AdapterState,
+    /// An adapter is loaded: rewrites in the `gu` and `fixed` modes work.
+    pub available: bool,
+    /// The loaded adapter was trained on an earlier memory.
+    pub stale: bool,
+    pub held_out_loss: Option<f32>,
+    pub held_out_ce: Option<f32>,
+    /// Trainings finished since the daemon started.
+    pub trainings: usize,
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct WorkspaceStatus {
+    pub root: PathBuf,
+    pub state_dir: PathBuf,
+    pub files: usize,
+    pub corpus_files: usize,
+    pub pairs_files: usize,
+    pub units: usize,
+    /// Units paraphrased since the daemon started (the rest came from the cache).
+    pub units_paraphrased: usize,
+    /// Units whose paraphrase is not ready yet.
+    pub units_pending: usize,
+    pub pairs: usize,
+    pub memory: MemoryStatus,
+    pub adapter: AdapterStatus,
+    pub last_refresh: Refresh,
+    /// Files read (new or changed) since the daemon started.
+    pub files_read: usize,
+    pub skipped: Vec<Skipped>,
+    /// The most recent problems, oldest first.
+    pub errors: Vec<String>,
+    pub config_error: Option<String>,
+    #[serde(skip)]
+    pub paraphrasing: bool,
+    #[serde(skip)]
+    pub building: bool,
+}
+
+impl WorkspaceStatus {
+    fn push_error(&mut self, e: String) {
+        const KEEP: usize = 20;
+        self.errors.push(e);
+        if self.errors.len() > KEEP {
+            self.errors.remove(0);
+        }
+    }
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DaemonStatus {
+    pub version: &'static str,
+    pub model: String,
+    pub uptime_seconds: f64,
+    pub queue: QueueStatus,
+    pub workspaces: Vec<WorkspaceStatus>,
+}
+
+/// Why a request cannot be served, in words a person understands; the server maps each kind to
+/// a protocol error code.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("{} is not inside an open workspace{}", .path.display(), open_list(.open))]
+    NotInWorkspace { path: PathBuf, open: Vec<PathBuf> },
+    #[error("{0}")]
+    NotReady(String),
+    #[error("cancelled")]
+    Cancelled,
+    #[error("{0:#}")]
+    Failed(anyhow::Error),
+}
+
+fn open_list(open: &[PathBuf]) -> String {
+    if open.is_empty() {
+        " (no workspace is open)".into()
+    } else {
+        format!(
+            " (open: {})",
+            open.iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+}
+
+/// A rewrite to do.
+#[derive(Clone, Debug)]
+pub struct RewriteRequest {
+    pub text: String,
+    /// A path in the workspace whose style to use; None: the only open workspace.
+    pub workspace: Option<PathBuf>,
+    pub mode: Mode,
+    /// Overrides the workspace's λ_max.
+    pub lambda_max: Option<f32>,
+    pub lambda_fixed: Option<f32>,
+    pub temperature: f32,
+    pub top_p: f32,
+    pub seed: u64,
+    pub max_tokens: Option<usize>,
+}
+
+impl Default for RewriteRequest {
+    fn default() -> Self {
+        let d = RewriteOptions::default();
+        Self {
+            text: String::new(),
+            workspace: None,
+            mode: Mode::Gu,
+            lambda_max: None,
+            lambda_fixed: None,
+            temperature: d.temperature,
+            top_p: d.top_p,
+            seed: d.seed,
+            max_tokens: None,
+        }
+    }
+}
+
+struct OpenWorkspace {
+    shared: Arc<pipeline::Shared>,
+    tx: Sender<Signal>,
+    users: usize,
+    _watcher: Option<
+        notify_debouncer_full::Debouncer<
+            notify_debouncer_full::notify::RecommendedWatcher,
+            notify_debouncer_full::RecommendedCache,
+        >,
+    >,
+}
+
+pub struct Daemon {
+    model: Arc<Model>,
+    worker: Arc<Worker>,
+    events: tokio::sync::broadcast::Sender<Event>,
+    workspaces: Mutex<BTreeMap<PathBuf, OpenWorkspace>>,
+    started: Instant,
+}
+
+/// Longest text a rewrite takes (characters); longer selections are refused with this figure.
+pub const MAX_REWRITE_CHARS: usize = 20_000;
+
+impl Daemon {
+    /// Loads the model and starts the worker.
+    pub fn start(model_path: &Path) -> Result<Arc<Self>> {
+        let model = Model::load(model_path)?;
+        let worker = Arc::new(Worker::start(&model, SessionOptions::default())?);
+        let (events, _) = tokio::sync::broadcast::channel(1024);
+        Ok(Arc::new(Self {
+            model,
+            worker,
+            events,
+            workspaces: Mutex::new(BTreeMap::new()),
+            started: Instant::now(),
+        }))
+    }
+
+    pub fn model(&self) -> &Arc<Model> {
+        &self.model
+    }
+
+    /// Progress of background work, for every workspace.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Opens (or shares) the workspace at `path` and returns its root. Loading, reading files
+    /// and learning happen in the background; this returns at once.
+    pub fn open_workspace(&self, path: &Path) -> Result<PathBuf, RequestError> {
+        let root = path.canonicalize().map_err(|e| {
+            RequestError::InvalidRequest(format!(
+                "cannot open the workspace {}: {e}",
+                path.display()
+            ))
+        })?;
+        if !root.is_dir() {
+            return Err(RequestError::InvalidRequest(format!(
+                "the workspace {} is not a folder",
+                root.display()
+            )));
+        }
+        let mut all = self.workspaces.lock().unwrap();
+        if let Some(w) = all.get_mut(&root) {
+            w.users += 1;
+            return Ok(root);
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (p, shared) = Pipeline::open(
+            &root,
+            self.model.clone(),
+            self.worker.clone(),
+            self.events.clone(),
+            tx.clone(),
+        )
+        .map_err(RequestError::Failed)?;
+        let state_dir = shared.status.lock().unwrap().state_dir.clone();
+        let watcher = watch(&root, &state_dir, tx.clone());
+        let watcher = match watcher {
+            Ok(w) => Some(w),
+            Err(e) => {
+                shared.status.lock().unwrap().push_error(format!(
+                    "cannot watch {} for changes ({e:#}); use pema/rebuild after editing",
+                    root.display()
+                ));
+                None
+            }
+        };
+        std::thread::Builder::new()
+            .name("pema-workspace".into())
+            .spawn(move || p.run(rx))
+            .map_err(|e| RequestError::Failed(e.into()))?;
+        all.insert(
+            root.clone(),
+            OpenWorkspace {
+                shared,
+                tx,
+                users: 1,
+                _watcher: watcher,
+            },
+        );
+        Ok(root)
+    }
+
+    /// One user fewer; the last one closes the workspace (its files stay on disk).
+    pub fn close_workspace(&self, root: &Path) {
+        let mut all = self.workspaces.lock().unwrap();
+        if let Some(w) = all.get_mut(root) {
+            w.users -= 1;
+            if w.users == 0 {
+                let w = all.remove(root).unwrap();
+                w.shared.closed.store(true, Ordering::SeqCst);
+                let _ = w.tx.send(Signal::Stop);
+            }
+        }
+    }
+
+    /// The root of the open workspace that holds `path` (the innermost one).
+    pub fn workspace_of(&self, path: &Path) -> Result<PathBuf, RequestError> {
+        let all = self.workspaces.lock().unwrap();
+        let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        all.keys()
+            .filter(|r| path.starts_with(r))
+            .max_by_key(|r| r.as_os_str().len())
+            .cloned()
+            .ok_or_else(|| RequestError::NotInWorkspace {
+                path,
+                open: all.keys().cloned().collect(),
+            })
+    }
+
+    fn with_workspace<T>(
+        &self,
+        root: &Path,
+        f: impl FnOnce(&OpenWorkspace) -> T,
+    ) -> Result<T, RequestError> {
+        let all = self.workspaces.lock().unwrap();
+        all.get(root)
+            .map(f)
+            .ok_or_else(|| RequestError::NotInWorkspace {
+                path: root.to_path_buf(),
+                open: all.keys().cloned().collect(),
+            })
+    }
+
+    pub fn status(&self, root: Option<&Path>) -> Result<DaemonStatus, RequestError> {
+        let all = self.workspaces.lock().unwrap();
+        let workspaces = match root {
+            Some(r) => {
+                let r = self_root(&all, r)?;
+                vec![all[&r].shared.status.lock().unwrap().clone()]
+            }
+            None => all
+                .values()
+                .map(|w| w.shared.status.lock().unwrap().clone())
+                .collect(),
+        };
+        Ok(DaemonStatus {
+            version: env!("CARGO_PKG_VERSION"),
+            model: self.model.info().name.clone(),
+            uptime_seconds: self.started.elapsed().as_secs_f64(),
+            queue: self.worker.status(),
+            workspaces,
+        })
+    }
+
+    /// `pema/train`: train now (after any build under way).
+    pub fn train(&self, root: &Path, from_scratch: bool) -> Result<(), RequestError> {
+        self.with_workspace(root, |w| {
+            let _ = w.tx.send(Signal::Train { from_scratch });
+        })
+    }
+
+    /// `pema/rebuild`: read every file again and rebuild the memory.
+    pub fn rebuild(&self, root: &Path, from_scratch: bool) -> Result<(), RequestError> {
+        self.with_workspace(root, |w| {
+            let _ = w.tx.send(Signal::Rebuild { from_scratch });
+        })
+    }
+
+    /// Queues a rewrite. `on_text` receives the text as it grows; setting `cancel` stops it
+    /// before its next token. The result arrives on the returned channel.
+    pub fn rewrite(
+        &self,
+        req: RewriteRequest,
+        on_text: impl FnMut(&str) + Send + 'static,
+        cancel: Arc<AtomicBool>,
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<Rewrite, RequestError>>, RequestError> {
+        if req.text.trim().is_empty() {
+            return Err(RequestError::InvalidRequest(
+                "nothing to rewrite: the text is empty".into(),
+            ));
+        }
+        if req.text.chars().count() > MAX_REWRITE_CHARS {
+            return Err(RequestError::InvalidRequest(format!(
+                "the text is {} characters long; pema rewrites at most {MAX_REWRITE_CHARS} at once",
+                req.text.chars().count()
+            )));
+        }
+        for (name, v) in [
+            ("lambdaMax", req.lambda_max),
+            ("lambdaFixed", req.lambda_fixed),
+        ] {
+            if v.is_some_and(|v| !(0.0..=1.0).contains(&v)) {
+                return Err(RequestError::InvalidRequest(format!(
+                    "{name} must be between 0 and 1"
+                )));
+            }
+        }
+        let serving = {
+            let all = self.workspaces.lock().unwrap();
+            let root = match &req.workspace {
+                Some(p) => Some(self_root(&all, p)?),
+                None if all.len() == 1 => all.keys().next().cloned(),
+                None if req.mode == Mode::Plain => None,
+                None => {
+                    return Err(RequestError::InvalidRequest(format!(
+                        "say which workspace's style to use (workspace or uri){}",
+                        open_list(&all.keys().cloned().collect::<Vec<_>>())
+                    )))
+                }
+            };
+            root.map(|r| all[&r].shared.serving.read().unwrap().clone())
+        };
+        let (adapter, template, lambda_max) = match serving {
+            Some(s) => (s.adapter, s.template, s.lambda_max),
+            None => (
+                None,
+                Template::default(),
+                RewriteOptions::default().lambda_max,
+            ),
+        };
+        if req.mode != Mode::Plain && adapter.is_none() {
+            return Err(RequestError::NotReady(
+                "this workspace's style is still being learned (no adapter yet); see pema/status \
+                 for progress, or ask for mode \"plain\""
+                    .into(),
+            ));
+        }
+        let d = RewriteOptions::default();
+        let options = RewriteOptions {
+            mode: req.mode,
+            lambda_max: req.lambda_max.unwrap_or(lambda_max),
+            lambda_fixed: req.lambda_fixed.unwrap_or(d.lambda_fixed),
+            max_tokens: req.max_tokens,
+            temperature: req.temperature,
+            top_p: req.top_p,
+            seed: req.seed,
+            stop_at_boundary: true,
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.worker.rewrite(RewriteJob {
+            text: req.text,
+            template,
+            adapter: if req.mode == Mode::Plain {
+                None
+            } else {
+                adapter
+            },
+            options,
+            on_text: Box::new(on_text),
+            cancel,
+            done: Box::new(move |r| {
+                let _ = tx.send(r.map_err(|e| {
+                    if crate::is_cancelled(&e) {
+                        RequestError::Cancelled
+                    } else {
+                        RequestError::Failed(e)
+                    }
+                }));
+            }),
+        });
+        Ok(rx)
+    }
+}
+
+fn self_root(all: &BTreeMap<PathBuf, OpenWorkspace>, path: &Path) -> Result<PathBuf, RequestError> {
+    let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    all.keys()
+        .filter(|r| path.starts_with(r))
+        .max_by_key(|r| r.as_os_str().len())
+        .cloned()
+        .ok_or_else(|| RequestError::NotInWorkspace {
+            path,
+            open: all.keys().cloned().collect(),
+        })
+}
+
+/// Watches the workspace; changes inside the state folder and inside `.git` (other than ignore
+/// files) are not the user's files and do not count.
+fn watch(
+    root: &Path,
+    state_dir: &Path,
+    tx: Sender<Signal>,
+) -> Result<
+    notify_debouncer_full::Debouncer<
+        notify_debouncer_full::notify::RecommendedWatcher,
+        notify_debouncer_full::RecommendedCache,
+    >,
+> {
+    let state_dir = state_dir.to_path_buf();
+    let tx = Mutex::new(tx);
+    let mut d = notify_debouncer_full::new_debouncer(
+        Duration::from_millis(300),
+        None,
+        move |r: notify_debouncer_full::DebounceEventResult| {
+            let relevant = match &r {
+                // Opening and reading files (pema's own reads included) changes nothing.
+                Ok(events) => events
+                    .iter()
+                    .filter(|e| !e.kind.is_access())
+                    .flat_map(|e| e.paths.iter())
+                    .any(|p| {
+                        let in_git = p.components().any(|c| c.as_os_str() == ".git")
+                            && p.file_name().is_none_or(|n| n != ".gitignore");
+                        !p.starts_with(&state_dir) && !in_git
+                    }),
+                Err(_) => true,
+            };
+            if relevant {
+                let _ = tx.lock().unwrap().send(Signal::Files);
+            }
+        },
+    )?;
+    d.watch(root, RecursiveMode::Recursive)?;
+    Ok(d)
+}

@@ -1,0 +1,623 @@
+//! One thread per open workspace: it keeps the file table fresh (on watcher signals), asks the
+//! worker for paraphrases and memory builds, and trains the adapter on its own thread after the
+//! memory has been quiet for a while. Nothing here runs on a request's path.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+
+use super::events::{Event, Task, TaskProgress};
+use super::worker::Worker;
+use super::{AdapterState, WorkspaceStatus};
+use crate::adapter::{self, Adapter, TrainOptions};
+use crate::memory::{self, BuildOptions, BuildReport, KeyType, Memory, Template};
+use crate::model::Model;
+use crate::workspace::{paraphrase, state, ParaphraseCache, PendingUnits, Workspace};
+
+/// Units paraphrased per worker job: small enough that the pipeline sees progress often.
+const PARAPHRASE_BATCH: usize = 8;
+/// New pseudo-pairs after which the memory is rebuilt while paraphrasing goes on.
+const BUILD_EVERY: usize = 64;
+
+pub(crate) enum Signal {
+    /// Files changed on disk (from the watcher), or a rescan was asked for.
+    Files,
+    /// `pema/rebuild`: read every file again and rebuild; from scratch discards memory and adapter.
+    Rebuild {
+        from_scratch: bool,
+    },
+    /// `pema/train`: train now instead of after the quiet period.
+    Train {
+        from_scratch: bool,
+    },
+    Paraphrased,
+    Built(Result<BuildReport>),
+    Trained(Result<Adapter>),
+    Stop,
+}
+
+/// What a rewrite of this workspace uses, swapped whole when an adapter finishes training.
+#[derive(Clone)]
+pub(crate) struct Serving {
+    pub adapter: Option<Arc<Adapter>>,
+    pub template: Template,
+    pub lambda_max: f32,
+}
+
+/// The part of a workspace that requests read.
+pub(crate) struct Shared {
+    pub root: PathBuf,
+    pub status: Mutex<WorkspaceStatus>,
+    pub serving: RwLock<Serving>,
+    pub closed: AtomicBool,
+}
+
+pub(crate) struct Pipeline {
+    ws: Workspace,
+    cache: Arc<Mutex<ParaphraseCache>>,
+    model: Arc<Model>,
+    worker: Arc<Worker>,
+    events: tokio::sync::broadcast::Sender<Event>,
+    shared: Arc<Shared>,
+    tx: Sender<Signal>,
+    paraphrasing: Option<TaskProgress>,
+    paraphrase_total: usize,
+    paraphrased_since_build: usize,
+    building: bool,
+    training: Option<Arc<AtomicBool>>,
+    need_refresh: bool,
+    need_build: bool,
+    replace_memory: bool,
+    /// When the memory last changed; training waits for a quiet period after it.
+    memory_changed: Option<Instant>,
+    train_now: Option<bool>,
+    memory_digest: Option<String>,
+}
+
+impl Pipeline {
+    /// Opens the workspace: settings, the memory and adapter already on disk (no recomputation),
+    /// and the paraphrase cache. Files are read on the pipeline thread, not here.
+    pub fn open(
+        root: &Path,
+        model: Arc<Model>,
+        worker: Arc<Worker>,
+        events: tokio::sync::broadcast::Sender<Event>,
+        tx: Sender<Signal>,
+    ) -> Result<(Self, Arc<Shared>)> {
+        let ws = Workspace::open(root)?;
+        let state_dir = ws.state_dir().to_path_buf();
+        std::fs::create_dir_all(&state_dir)
+            .with_context(|| format!("cannot create the state folder {}", state_dir.display()))?;
+        let made_by = format!("{} {}", paraphrase::VERSION, model.info().identity);
+        let (cache, cache_warning) = ParaphraseCache::load(&state_dir, &made_by);
+        let mut status = WorkspaceStatus {
+            root: ws.root().to_path_buf(),
+            state_dir: state_dir.clone(),
+            ..Default::default()
+        };
+        status.config_error = ws.config_error().map(String::from);
+        status.errors.extend(cache_warning);
+        let config = ws.config().clone();
+        let mut serving = Serving {
+            adapter: None,
+            template: config.template(),
+            lambda_max: config.lambda_max,
+        };
+        let mut memory_digest = None;
+        match Memory::open(&state_dir.join(state::MEMORY_DIR)) {
+            Ok(m) => {
+                status.memory.entries = m.len();
+                status.memory.pairs = m.groups().len();
+                memory_digest = Some(m.digest());
+            }
+            Err(e)
+                if state_dir
+                    .join(state::MEMORY_DIR)
+                    .join(memory::format::FILE_NAME)
+                    .exists() =>
+            {
+                status.errors.push(format!("{e:#}; it will be rebuilt"));
+            }
+            Err(_) => {}
+        }
+        let adapter_path = state_dir.join(state::ADAPTER_FILE);
+        if adapter_path.exists() {
+            match load_adapter(&model, &adapter_path) {
+                Ok(a) => {
+                    status.adapter.held_out_loss = Some(a.info().training.held_out_loss);
+                    status.adapter.held_out_ce = Some(a.info().training.held_out_ce);
+                    status.adapter.available = true;
+                    if let Ok(t) = a.template() {
+                        serving.template = t;
+                    }
+                    serving.adapter = Some(Arc::new(a));
+                }
+                Err(e) => status
+                    .errors
+                    .push(format!("{e:#}; a new adapter will be trained")),
+            }
+        }
+        let shared = Arc::new(Shared {
+            root: ws.root().to_path_buf(),
+            status: Mutex::new(status),
+            serving: RwLock::new(serving),
+            closed: AtomicBool::new(false),
+        });
+        let p = Self {
+            ws,
+            cache: Arc::new(Mutex::new(cache)),
+            model,
+            worker,
+            events,
+            shared: shared.clone(),
+            tx,
+            paraphrasing: None,
+            paraphrase_total: 0,
+            paraphrased_since_build: 0,
+            building: false,
+            training: None,
+            need_refresh: true,
+            need_build: true,
+            replace_memory: false,
+            memory_changed: None,
+            train_now: None,
+            memory_digest,
+        };
+        p.publish_state();
+        Ok((p, shared))
+    }
+
+    pub fn run(mut self, rx: Receiver<Signal>) {
+        self.step();
+        self.publish_state();
+        loop {
+            // Whatever is in flight signals its end; only the quiet period needs a timeout.
+            let idle = self.training.is_none() && !self.building && !self.paraphrase_pending_work();
+            let timeout = match self.quiet_left() {
+                Some(t) if idle => t,
+                _ => Duration::from_secs(3600),
+            };
+            let first = match rx.recv_timeout(timeout) {
+                Ok(s) => Some(s),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let mut stop = false;
+            for s in first
+                .into_iter()
+                .chain(std::iter::from_fn(|| rx.try_recv().ok()))
+            {
+                stop |= self.handle(s);
+            }
+            if stop || self.shared.closed.load(Ordering::SeqCst) {
+                break;
+            }
+            self.step();
+            self.publish_state();
+        }
+        if let Some(c) = &self.training {
+            c.store(true, Ordering::SeqCst);
+        }
+        let _ = self.cache.lock().unwrap().save();
+    }
+
+    /// Takes a signal in; true means stop.
+    fn handle(&mut self, s: Signal) -> bool {
+        match s {
+            Signal::Files => self.need_refresh = true,
+            Signal::Rebuild { from_scratch } => {
+                self.ws.forget_files();
+                self.need_refresh = true;
+                self.need_build = true;
+                if from_scratch {
+                    self.replace_memory = true;
+                    self.train_now = Some(true);
+                }
+            }
+            Signal::Train { from_scratch } => self.train_now = Some(from_scratch),
+            Signal::Paraphrased => {
+                self.paraphrased_since_build += PARAPHRASE_BATCH;
+                self.need_build = true;
+            }
+            Signal::Built(r) => {
+                self.building = false;
+                self.built(r);
+            }
+            Signal::Trained(r) => {
+                self.training = None;
+                self.trained(r);
+            }
+            Signal::Stop => return true,
+        }
+        false
+    }
+
+    fn step(&mut self) {
+        if self.need_refresh {
+            self.need_refresh = false;
+            match self.ws.refresh() {
+                Ok(r) => {
+                    if r.files_read > 0 || r.files_removed > 0 || r.config_reloaded {
+                        self.need_build = true;
+                    }
+                    let mut st = self.shared.status.lock().unwrap();
+                    st.last_refresh = r;
+                    st.files_read += r.files_read;
+                    st.config_error = self.ws.config_error().map(String::from);
+                    drop(st);
+                    let c = self.ws.config();
+                    let mut s = self.shared.serving.write().unwrap();
+                    s.lambda_max = c.lambda_max;
+                    if s.adapter.is_none() {
+                        s.template = c.template();
+                    }
+                }
+                Err(e) => self.error(format!("{e:#}")),
+            }
+        }
+        if self.paraphrase_pending_work() || self.building {
+            return;
+        }
+        let set = self.ws.pairs(&self.cache.lock().unwrap());
+        {
+            let mut st = self.shared.status.lock().unwrap();
+            let c = self.ws.counts();
+            st.files = c.corpus_files + c.pairs_files;
+            st.corpus_files = c.corpus_files;
+            st.pairs_files = c.pairs_files;
+            st.units = c.units;
+            st.units_pending = set.pending.len();
+            st.pairs = set.pairs.len();
+            st.skipped = self.ws.skipped();
+        }
+        let identity = self.ws.config().pending_units == PendingUnits::Identity;
+        // With units still waiting for their paraphrase, the memory is still rebuilt every
+        // BUILD_EVERY new pseudo-pairs, so a large workspace gets a memory early.
+        let build_now = set.pending.is_empty()
+            || identity
+            || self.paraphrased_since_build >= BUILD_EVERY
+            || self.memory_digest.is_none() && self.paraphrased_since_build > 0;
+        if self.need_build && build_now {
+            self.need_build = false;
+            self.paraphrased_since_build = 0;
+            if set.pairs.is_empty() {
+                self.error(
+                    "no pairs yet: the workspace has no prose files (Markdown, text, \
+                     reStructuredText, AsciiDoc) or *.pairs.jsonl files pema reads"
+                        .into(),
+                );
+            } else {
+                self.start_build(set.pairs);
+                return;
+            }
+        }
+        if !set.pending.is_empty() {
+            self.start_paraphrase(set.pending);
+            return;
+        }
+        self.paraphrasing = None;
+        self.paraphrase_total = 0;
+        if self.training.is_none() && self.should_train() {
+            self.start_training();
+        }
+    }
+
+    fn paraphrase_pending_work(&self) -> bool {
+        self.shared.status.lock().unwrap().paraphrasing
+    }
+
+    fn start_paraphrase(&mut self, pending: Vec<String>) {
+        if self.paraphrasing.is_none() {
+            self.paraphrase_total = pending.len();
+            self.paraphrasing = Some(TaskProgress::begin(
+                &self.events,
+                self.shared.root.clone(),
+                Task::Paraphrase,
+                format!("{} units", pending.len()),
+            ));
+        }
+        let total = self.paraphrase_total.max(pending.len());
+        let done = total - pending.len();
+        if let Some(p) = &mut self.paraphrasing {
+            p.report((100 * done / total.max(1)) as u32, || {
+                format!("{done}/{total} units")
+            });
+        }
+        self.shared.status.lock().unwrap().paraphrasing = true;
+        let batch: Vec<String> = pending.into_iter().take(PARAPHRASE_BATCH).collect();
+        let cache = self.cache.clone();
+        let shared = self.shared.clone();
+        let tx = self.tx.clone();
+        self.worker.background(
+            format!("paraphrase {}", self.shared.root.display()),
+            Box::new(move |session, y| {
+                let mut errors = vec![];
+                for unit in &batch {
+                    let p = loop {
+                        if shared.closed.load(Ordering::SeqCst) {
+                            break None;
+                        }
+                        match paraphrase::paraphrase(session, unit, Some(y.waiting())) {
+                            Ok(p) => break Some(p),
+                            Err(e) if crate::is_cancelled(&e) => y.serve_waiting(session),
+                            Err(e) => {
+                                // Kept as its own paraphrase so that it is not retried forever.
+                                errors.push(format!("cannot paraphrase {:?}: {e:#}", short(unit)));
+                                break Some(unit.clone());
+                            }
+                        }
+                    };
+                    if let Some(p) = p {
+                        let p = if p.is_empty() { unit.clone() } else { p };
+                        cache.lock().unwrap().insert(unit, p);
+                    }
+                }
+                if let Err(e) = cache.lock().unwrap().save() {
+                    errors.push(format!("{e:#}"));
+                }
+                let mut st = shared.status.lock().unwrap();
+                st.paraphrasing = false;
+                st.units_paraphrased += batch.len();
+                for e in errors {
+                    st.push_error(e);
+                }
+                drop(st);
+                let _ = tx.send(Signal::Paraphrased);
+            }),
+        );
+    }
+
+    fn start_build(&mut self, pairs: Vec<memory::Pair>) {
+        self.building = true;
+        self.shared.status.lock().unwrap().building = true;
+        let c = self.ws.config();
+        let opts_template = c.template();
+        let cap = c.memory_cap;
+        let out = self.ws.state_dir().join(state::MEMORY_DIR);
+        let replace = std::mem::take(&mut self.replace_memory);
+        if replace {
+            let _ = std::fs::remove_file(out.join(memory::format::FILE_NAME));
+        }
+        let shared = self.shared.clone();
+        let tx = self.tx.clone();
+        let events = self.events.clone();
+        self.worker.background(
+            format!("memory {}", self.shared.root.display()),
+            Box::new(move |session, y| {
+                let mut progress = TaskProgress::begin(
+                    &events,
+                    shared.root.clone(),
+                    Task::Memory,
+                    format!("{} pairs", pairs.len()),
+                );
+                let opts = BuildOptions {
+                    pairs_files: vec![],
+                    template: opts_template,
+                    out,
+                    key_type: KeyType::F16,
+                    // The workspace's own memory: a settings change (template) replaces it.
+                    replace: true,
+                    cancel: Some(&shared.closed),
+                    max_entries: Some(cap),
+                };
+                let r = memory::build_pairs(
+                    session,
+                    pairs,
+                    &opts,
+                    |p| {
+                        let pct = (100 * p.tokens_done / p.tokens_total.max(1)) as u32;
+                        progress.report(pct, || {
+                            format!("{}/{} new pairs", p.pairs_done, p.pairs_total)
+                        })
+                    },
+                    |s| {
+                        y.serve_waiting(s);
+                        Ok(())
+                    },
+                );
+                progress.finish(match &r {
+                    Ok(r) => format!(
+                        "{} entries; {} pairs computed, {} reused",
+                        r.entries, r.pairs_computed, r.pairs_reused
+                    ),
+                    Err(e) => format!("failed: {e:#}"),
+                });
+                shared.status.lock().unwrap().building = false;
+                let _ = tx.send(Signal::Built(r));
+            }),
+        );
+    }
+
+    fn built(&mut self, r: Result<BuildReport>) {
+        let r = match r {
+            Ok(r) => r,
+            Err(e) if crate::is_cancelled(&e) => return,
+            Err(e) => return self.error(format!("memory build failed: {e:#}")),
+        };
+        let dir = self.ws.state_dir().join(state::MEMORY_DIR);
+        let digest = match Memory::open(&dir) {
+            Ok(m) => m.digest(),
+            Err(e) => return self.error(format!("{e:#}")),
+        };
+        let changed = self.memory_digest.as_ref() != Some(&digest);
+        if changed {
+            self.memory_digest = Some(digest);
+            self.memory_changed = Some(Instant::now());
+            // A training on the previous memory is stale.
+            if let Some(c) = &self.training {
+                c.store(true, Ordering::SeqCst);
+            }
+        }
+        let mut st = self.shared.status.lock().unwrap();
+        st.memory.entries = r.entries;
+        st.memory.pairs = r.pairs;
+        st.memory.builds += 1;
+        st.memory.last_build = Some(r);
+    }
+
+    fn should_train(&self) -> bool {
+        let Some(digest) = &self.memory_digest else {
+            return false;
+        };
+        if self.train_now.is_some() {
+            return true;
+        }
+        let s = self.shared.serving.read().unwrap();
+        let fresh = s
+            .adapter
+            .as_ref()
+            .is_some_and(|a| &a.info().memory_digest == digest);
+        // Train once the memory has been quiet long enough, or at once when it did not change
+        // in this run (a restart found an adapter older than the memory).
+        !fresh && (self.memory_changed.is_none() || self.quiet_left() == Some(Duration::ZERO))
+    }
+
+    /// Time left before the memory counts as quiet (zero once it does).
+    fn quiet_left(&self) -> Option<Duration> {
+        let quiet = Duration::from_secs_f64(self.ws.config().retrain_after_seconds.max(0.0));
+        self.memory_changed
+            .map(|t| quiet.saturating_sub(t.elapsed()))
+    }
+
+    fn start_training(&mut self) {
+        let from_scratch = self.train_now.take().unwrap_or(false);
+        self.memory_changed = None;
+        let cancel = Arc::new(AtomicBool::new(false));
+        self.training = Some(cancel.clone());
+        let dir = self.ws.state_dir().to_path_buf();
+        let rank = self.ws.config().rank;
+        let warm = if from_scratch {
+            None
+        } else {
+            self.shared.serving.read().unwrap().adapter.clone()
+        };
+        let model = self.model.clone();
+        let shared = self.shared.clone();
+        let tx = self.tx.clone();
+        let events = self.events.clone();
+        let spawned = std::thread::Builder::new()
+            .name("pema-train".into())
+            .spawn(move || {
+                let r = (|| {
+                    let memory = Memory::open(&dir.join(state::MEMORY_DIR))?;
+                    // Warm start only from an adapter that fits this memory and rank.
+                    let warm = warm.filter(|w| {
+                        w.check_memory(&memory).is_ok()
+                            && w.info().rank == rank.min(memory.hidden_size())
+                    });
+                    let mut progress = TaskProgress::begin(
+                        &events,
+                        shared.root.clone(),
+                        Task::Training,
+                        format!(
+                            "{} entries{}",
+                            memory.len(),
+                            if warm.is_some() { ", warm start" } else { "" }
+                        ),
+                    );
+                    let opts = TrainOptions {
+                        rank: rank.min(memory.hidden_size()),
+                        cancel: Some(&cancel),
+                        warm_start: warm.as_deref(),
+                        ..Default::default()
+                    };
+                    let mut a = adapter::train(&memory, model.head(), model.info(), &opts, |p| {
+                        let done = p.epoch * p.steps_per_epoch.max(1) + p.step;
+                        let all = p.max_epochs * p.steps_per_epoch.max(1);
+                        progress.report((100 * done / all.max(1)) as u32, || {
+                            format!(
+                                "epoch {}, held-out loss {:.3}",
+                                p.epoch + 1,
+                                p.held_out_loss
+                            )
+                        });
+                    })?;
+                    a.save(&dir.join(state::ADAPTER_FILE))?;
+                    a.prepare(model.head())?;
+                    progress.finish(format!(
+                        "held-out loss {:.3}",
+                        a.info().training.held_out_loss
+                    ));
+                    Ok(a)
+                })();
+                let _ = tx.send(Signal::Trained(r));
+            });
+        if let Err(e) = spawned {
+            self.training = None;
+            self.error(format!("cannot start training: {e}"));
+        }
+    }
+
+    fn trained(&mut self, r: Result<Adapter>) {
+        match r {
+            Ok(a) => {
+                let mut st = self.shared.status.lock().unwrap();
+                st.adapter.held_out_loss = Some(a.info().training.held_out_loss);
+                st.adapter.held_out_ce = Some(a.info().training.held_out_ce);
+                st.adapter.available = true;
+                st.adapter.trainings += 1;
+                drop(st);
+                let mut s = self.shared.serving.write().unwrap();
+                if let Ok(t) = a.template() {
+                    s.template = t;
+                }
+                s.adapter = Some(Arc::new(a));
+            }
+            Err(e) if crate::is_cancelled(&e) => {}
+            Err(e) => self.error(format!("training failed: {e:#}")),
+        }
+    }
+
+    fn error(&self, e: String) {
+        tracing::warn!("{}: {e}", self.shared.root.display());
+        self.shared.status.lock().unwrap().push_error(e);
+    }
+
+    fn publish_state(&self) {
+        let fresh = {
+            let s = self.shared.serving.read().unwrap();
+            s.adapter
+                .as_ref()
+                .is_some_and(|a| self.memory_digest.as_ref() == Some(&a.info().memory_digest))
+        };
+        let mut st = self.shared.status.lock().unwrap();
+        st.adapter.state = if self.training.is_some() || (self.train_now.is_some() && !st.building)
+        {
+            AdapterState::Training
+        } else if self.building
+            || st.paraphrasing
+            || st.units_pending > 0
+            || self.need_build
+            || (self.memory_changed.is_some() && !fresh)
+        {
+            AdapterState::Building
+        } else if st.adapter.available && fresh {
+            AdapterState::Ready
+        } else if st.adapter.available {
+            // An adapter of an earlier memory, serving while nothing newer can be trained.
+            AdapterState::Ready
+        } else {
+            AdapterState::None
+        };
+        st.adapter.stale = st.adapter.available && !fresh;
+    }
+}
+
+fn load_adapter(model: &Model, path: &Path) -> Result<Adapter> {
+    let mut a = Adapter::load(path)?;
+    a.check_model(model.info())?;
+    a.prepare(model.head())?;
+    Ok(a)
+}
+
+fn short(s: &str) -> String {
+    if s.chars().count() > 60 {
+        format!("{}…", s.chars().take(60).collect::<String>())
+    } else {
+        s.to_string()
+    }
+}

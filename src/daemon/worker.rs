@@ -1,0 +1,263 @@
+//! The inference worker: one thread that owns the llama.cpp context. Rewrites and background
+//! work (paraphrasing, memory building) reach it through one queue; rewrites always go first,
+//! and background work yields to a waiting rewrite between two model batches, or mid-paraphrase
+//! between two tokens.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+
+use anyhow::Result;
+
+use crate::adapter::Adapter;
+use crate::decode::{self, Prompt, Rewrite, RewriteOptions};
+use crate::memory::Template;
+use crate::model::{Model, Session, SessionOptions};
+
+/// A rewrite waiting for the worker.
+pub struct RewriteJob {
+    pub text: String,
+    pub template: Template,
+    pub adapter: Option<Arc<Adapter>>,
+    pub options: RewriteOptions,
+    /// Receives the text as it grows.
+    pub on_text: Box<dyn FnMut(&str) + Send>,
+    pub cancel: Arc<AtomicBool>,
+    pub done: Box<dyn FnOnce(Result<Rewrite>) + Send>,
+}
+
+/// Background work: runs on the worker with its session; it must call
+/// [`Yield::serve_waiting`] between steps and stop its current step when
+/// [`Yield::waiting`] turns true.
+pub type BackgroundJob = Box<dyn FnOnce(&mut Session, &Yield) + Send>;
+
+#[derive(Default)]
+struct Queues {
+    rewrites: VecDeque<RewriteJob>,
+    background: VecDeque<(String, BackgroundJob)>,
+    /// What the worker is doing now.
+    busy: Option<String>,
+    shutdown: bool,
+}
+
+struct Shared {
+    queues: Mutex<Queues>,
+    wake: Condvar,
+    /// True while a rewrite waits: background work checks it between tokens and batches.
+    rewrite_waiting: AtomicBool,
+}
+
+/// What background work uses to give way to rewrites.
+pub struct Yield {
+    shared: Arc<Shared>,
+}
+
+impl Yield {
+    /// Turns true when a rewrite is waiting: pass it as a cancel flag to interruptible steps.
+    pub fn waiting(&self) -> &AtomicBool {
+        &self.shared.rewrite_waiting
+    }
+
+    /// Runs every waiting rewrite now, with the session the background work lent.
+    pub fn serve_waiting(&self, session: &mut Session) {
+        loop {
+            let job = {
+                let mut q = self.shared.queues.lock().unwrap();
+                let job = q.rewrites.pop_front();
+                if job.is_none() {
+                    self.shared.rewrite_waiting.store(false, Ordering::SeqCst);
+                }
+                job
+            };
+            match job {
+                Some(j) => run_rewrite(session, j),
+                None => return,
+            }
+        }
+    }
+}
+
+/// Snapshot of the queue for the status.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct QueueStatus {
+    pub rewrites_waiting: usize,
+    pub background_waiting: Vec<String>,
+    pub busy: Option<String>,
+}
+
+pub struct Worker {
+    shared: Arc<Shared>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Worker {
+    /// Starts the worker thread with a new session on `model`.
+    pub fn start(model: &Arc<Model>, options: SessionOptions) -> Result<Self> {
+        let shared = Arc::new(Shared {
+            queues: Mutex::new(Queues::default()),
+            wake: Condvar::new(),
+            rewrite_waiting: AtomicBool::new(false),
+        });
+        let s = shared.clone();
+        let model = model.clone();
+        // The context is made on the thread that uses it (llama.cpp's batch is not Send).
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("pema-worker".into())
+            .spawn(move || match model.session(options) {
+                Ok(mut session) => {
+                    let _ = ready_tx.send(Ok(()));
+                    run(&mut session, s)
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                }
+            })?;
+        ready_rx
+            .recv()
+            .map_err(|_| anyhow::anyhow!("the inference worker died while starting"))??;
+        Ok(Self {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn rewrite(&self, job: RewriteJob) {
+        let mut q = self.shared.queues.lock().unwrap();
+        q.rewrites.push_back(job);
+        self.shared.rewrite_waiting.store(true, Ordering::SeqCst);
+        self.shared.wake.notify_one();
+    }
+
+    /// Queues background work; `what` names it in the status.
+    pub fn background(&self, what: String, job: BackgroundJob) {
+        let mut q = self.shared.queues.lock().unwrap();
+        q.background.push_back((what, job));
+        self.shared.wake.notify_one();
+    }
+
+    pub fn status(&self) -> QueueStatus {
+        let q = self.shared.queues.lock().unwrap();
+        QueueStatus {
+            rewrites_waiting: q.rewrites.len(),
+            background_waiting: q.background.iter().map(|(w, _)| w.clone()).collect(),
+            busy: q.busy.clone(),
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.shared.queues.lock().unwrap().shutdown = true;
+        self.shared.wake.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(session: &mut Session, shared: Arc<Shared>) {
+    let yielder = Yield {
+        shared: shared.clone(),
+    };
+    loop {
+        enum Next {
+            Rewrite(RewriteJob),
+            Background(BackgroundJob),
+        }
+        let next = {
+            let mut q = shared.queues.lock().unwrap();
+            q.busy = None;
+            loop {
+                if q.shutdown {
+                    return;
+                }
+                if let Some(j) = q.rewrites.pop_front() {
+                    if q.rewrites.is_empty() {
+                        shared.rewrite_waiting.store(false, Ordering::SeqCst);
+                    }
+                    q.busy = Some("rewrite".into());
+                    break Next::Rewrite(j);
+                }
+                if let Some((what, j)) = q.background.pop_front() {
+                    q.busy = Some(what);
+                    break Next::Background(j);
+                }
+                q = shared.wake.wait(q).unwrap();
+            }
+        };
+        match next {
+            Next::Rewrite(j) => run_rewrite(session, j),
+            Next::Background(j) => {
+                // A panic in background work must not take the worker (and every later rewrite)
+                // down with it.
+                let r =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| j(session, &yielder)));
+                if r.is_err() {
+                    tracing::error!("background work panicked; the worker goes on");
+                }
+            }
+        }
+    }
+}
+
+fn run_rewrite(session: &mut Session, mut job: RewriteJob) {
+    let r = rewrite_lines(session, &mut job);
+    (job.done)(r);
+}
+
+/// A rewrite ends at a line break, so a selection of several lines is rewritten line by line,
+/// keeping the line breaks and blank lines, with the text streamed as it comes.
+fn rewrite_lines(session: &mut Session, job: &mut RewriteJob) -> Result<Rewrite> {
+    let started = std::time::Instant::now();
+    let mut total = Rewrite {
+        text: String::new(),
+        mode: job.options.mode,
+        tokens: 0,
+        stopped_by: decode::StopReason::EndOfText,
+        seconds: 0.0,
+        tokens_per_second: 0.0,
+    };
+    for (i, line) in job.text.split('\n').enumerate() {
+        if i > 0 {
+            total.text.push('\n');
+            (job.on_text)("\n");
+        }
+        let body = line.trim();
+        if job.cancel.load(Ordering::Relaxed) {
+            return Err(crate::Cancelled("rewrite cancelled").into());
+        }
+        if body.is_empty() {
+            total.text.push_str(line);
+            (job.on_text)(line);
+            continue;
+        }
+        // Keep the line's indentation (list items, quotes) around the rewritten text.
+        let indent = &line[..line.len() - line.trim_start().len()];
+        total.text.push_str(indent);
+        (job.on_text)(indent);
+        let prompt = Prompt::for_source(session, &job.template, body)?;
+        let mut first = true;
+        let r = decode::generate(
+            session,
+            job.adapter.as_deref(),
+            &prompt,
+            &job.options,
+            |t| {
+                // The model's first token carries the space after the prompt's colon.
+                let t = if first { t.trim_start() } else { t };
+                if !t.is_empty() {
+                    first = false;
+                    (job.on_text)(t);
+                }
+            },
+            Some(&job.cancel),
+        )?;
+        total.text.push_str(&r.text);
+        total.tokens += r.tokens;
+        total.stopped_by = r.stopped_by;
+    }
+    total.seconds = started.elapsed().as_secs_f64();
+    total.tokens_per_second = total.tokens as f64 / total.seconds.max(1e-9);
+    Ok(total)
+}

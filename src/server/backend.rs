@@ -1,0 +1,620 @@
+//! One client connection: the LSP methods and pema's own, on top of the shared daemon.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Value};
+use tower_lsp_server::jsonrpc::{Error, Result};
+use tower_lsp_server::lsp_types::*;
+use tower_lsp_server::{Client, LanguageServer, UriExt};
+
+use super::protocol::*;
+use crate::daemon::{Daemon, Event, RequestError, RewriteRequest, Stage};
+use crate::decode::Mode;
+
+pub const REWRITE_COMMAND: &str = "pema.rewrite";
+pub const REWRITE_TITLE: &str = "Rewrite in workspace style";
+
+pub struct Backend {
+    client: Client,
+    /// None when the daemon could not start (e.g. no model): every request answers why.
+    daemon: std::result::Result<Arc<Daemon>, String>,
+    /// The token clients must present, if the daemon was started with one.
+    token: Option<String>,
+    authorized: AtomicBool,
+    /// Workspaces this connection opened (closed when it goes).
+    roots: Arc<Mutex<HashSet<PathBuf>>>,
+    documents: Mutex<HashMap<Uri, String>>,
+    work_done_progress: AtomicBool,
+    default_mode: Mutex<Mode>,
+    lambda_max: Mutex<Option<f32>>,
+    forwarder: Mutex<Option<tokio::task::AbortHandle>>,
+    /// Subscribed before the workspaces open, so that no progress is missed before
+    /// `initialized` starts the forwarding.
+    events: Mutex<Option<tokio::sync::broadcast::Receiver<Event>>>,
+}
+
+impl Backend {
+    pub fn new(
+        client: Client,
+        daemon: std::result::Result<Arc<Daemon>, String>,
+        token: Option<String>,
+    ) -> Self {
+        Self {
+            client,
+            daemon,
+            token,
+            authorized: AtomicBool::new(false),
+            roots: Arc::new(Mutex::new(HashSet::new())),
+            documents: Mutex::new(HashMap::new()),
+            work_done_progress: AtomicBool::new(false),
+            default_mode: Mutex::new(Mode::Gu),
+            lambda_max: Mutex::new(None),
+            forwarder: Mutex::new(None),
+            events: Mutex::new(None),
+        }
+    }
+
+    fn daemon(&self) -> Result<&Arc<Daemon>> {
+        if !self.authorized.load(Ordering::SeqCst) {
+            return Err(Error {
+                code: tower_lsp_server::jsonrpc::ErrorCode::InvalidRequest,
+                message: "not authorized: initialize with the daemon's token first".into(),
+                data: None,
+            });
+        }
+        self.daemon.as_ref().map_err(|e| Error {
+            code: tower_lsp_server::jsonrpc::ErrorCode::ServerError(REQUEST_FAILED),
+            message: e.clone().into(),
+            data: None,
+        })
+    }
+
+    fn open_root(&self, daemon: &Daemon, path: &std::path::Path) -> Result<PathBuf> {
+        let mut roots = self.roots.lock().unwrap();
+        let root = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        if roots.contains(&root) {
+            return Ok(root);
+        }
+        let root = daemon.open_workspace(path).map_err(to_rpc)?;
+        if !roots.insert(root.clone()) {
+            daemon.close_workspace(&root);
+        }
+        Ok(root)
+    }
+
+    fn workspace_path(&self, s: &str) -> PathBuf {
+        if s.starts_with("file:") {
+            if let Ok(u) = s.parse::<Uri>() {
+                if let Some(p) = u.to_file_path() {
+                    return p.into_owned();
+                }
+            }
+        }
+        PathBuf::from(s)
+    }
+
+    fn text_of(&self, uri: &Uri, range: &Range) -> Result<String> {
+        let doc = self.documents.lock().unwrap().get(uri).cloned();
+        let text = match doc {
+            Some(t) => t,
+            None => {
+                let path = uri
+                    .to_file_path()
+                    .ok_or_else(|| invalid_params(format!("{} is not a file URI", uri.as_str())))?;
+                std::fs::read_to_string(&path)
+                    .map_err(|e| invalid_params(format!("cannot read {}: {e}", path.display())))?
+            }
+        };
+        let (a, b) = (offset(&text, range.start), offset(&text, range.end));
+        match (a, b) {
+            (Some(a), Some(b)) if a <= b => Ok(text[a..b].to_string()),
+            _ => Err(invalid_params(format!(
+                "the range {}:{}-{}:{} is outside the document",
+                range.start.line, range.start.character, range.end.line, range.end.character
+            ))),
+        }
+    }
+
+    /// Runs a rewrite to the end, streaming partial text to `partial` if given.
+    async fn rewrite(&self, p: RewriteParams) -> Result<RewriteResult> {
+        let daemon = self.daemon()?.clone();
+        let (text, workspace_hint) = match (&p.text, &p.uri, &p.range) {
+            (Some(t), None, None) => (t.clone(), None),
+            (None, Some(u), Some(r)) => (
+                self.text_of(u, r)?,
+                u.to_file_path().map(|p| p.into_owned()),
+            ),
+            _ => {
+                return Err(invalid_params(
+                    "give either text, or uri and range of a document",
+                ))
+            }
+        };
+        let workspace = match (&p.workspace, workspace_hint) {
+            (Some(w), _) => Some(self.workspace_path(w)),
+            (None, Some(path)) => Some(daemon.workspace_of(&path).map_err(to_rpc)?),
+            (None, None) => None,
+        };
+        let mode: Mode = match &p.mode {
+            Some(m) => m.parse().map_err(|e| invalid_params(format!("{e:#}")))?,
+            None => *self.default_mode.lock().unwrap(),
+        };
+        let o = &p.options;
+        let d = RewriteRequest::default();
+        let req = RewriteRequest {
+            text,
+            workspace: workspace.clone(),
+            mode,
+            lambda_max: o.lambda_max.or(*self.lambda_max.lock().unwrap()),
+            lambda_fixed: o.lambda_fixed,
+            temperature: o.temperature.unwrap_or(d.temperature),
+            top_p: o.top_p.unwrap_or(d.top_p),
+            seed: o.seed.unwrap_or(d.seed),
+            max_tokens: o.max_tokens,
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        // Dropping this future ($/cancelRequest, a closed connection) stops the rewrite before
+        // its next token.
+        let cancel = Arc::new(AtomicBool::new(false));
+        let _guard = CancelOnDrop(cancel.clone());
+        let mut done = daemon
+            .rewrite(req, move |t| drop(tx.send(t.to_string())), cancel)
+            .map_err(to_rpc)?;
+        let mut so_far = String::new();
+        let result = loop {
+            tokio::select! {
+                Some(delta) = rx.recv() => {
+                    so_far.push_str(&delta);
+                    if let Some(token) = &p.partial_result_token {
+                        self.client.send_notification::<AnyProgress>(json!({
+                            "token": token,
+                            "value": {"delta": delta, "text": so_far},
+                        })).await;
+                    }
+                }
+                r = &mut done => {
+                    break r.map_err(|_| invalid_params("the rewrite was dropped"))?;
+                }
+            }
+        };
+        let r = result.map_err(to_rpc)?;
+        Ok(RewriteResult {
+            text: r.text,
+            mode: format!("{:?}", r.mode).to_lowercase(),
+            tokens: r.tokens,
+            stopped_by: serde_json::to_value(&r.stopped_by)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default(),
+            seconds: r.seconds,
+            tokens_per_second: r.tokens_per_second,
+            workspace: workspace.map(|w| w.display().to_string()),
+            range: p.range,
+        })
+    }
+
+    fn spawn_forwarder(&self, daemon: &Arc<Daemon>) {
+        let mut events = self
+            .events
+            .lock()
+            .unwrap()
+            .take()
+            .unwrap_or_else(|| daemon.subscribe());
+        let client = self.client.clone();
+        let roots = self.roots.clone();
+        let standard = self.work_done_progress.load(Ordering::SeqCst);
+        let task = tokio::spawn(async move {
+            let mut tokens: HashMap<u64, ProgressToken> = HashMap::new();
+            loop {
+                let e: Event = match events.recv().await {
+                    Ok(e) => e,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(_) => return,
+                };
+                if !roots.lock().unwrap().iter().any(|r| r == &e.workspace) {
+                    continue;
+                }
+                let token = tokens
+                    .entry(e.id)
+                    .or_insert_with(|| {
+                        ProgressToken::String(format!(
+                            "pema/{}/{}",
+                            json!(e.task).as_str().unwrap_or(""),
+                            e.id
+                        ))
+                    })
+                    .clone();
+                let value = match e.stage {
+                    Stage::Begin => {
+                        json!({"kind": "begin", "title": e.task.title(), "message": e.message, "percentage": 0, "cancellable": false})
+                    }
+                    Stage::Report { percent } => {
+                        json!({"kind": "report", "message": e.message, "percentage": percent})
+                    }
+                    Stage::End => json!({"kind": "end", "message": e.message}),
+                };
+                if matches!(e.stage, Stage::End) {
+                    tokens.remove(&e.id);
+                }
+                let params = json!({"token": token, "value": value, "workspace": e.workspace});
+                if standard {
+                    if matches!(e.stage, Stage::Begin) {
+                        let created = client
+                            .send_request::<request::WorkDoneProgressCreate>(
+                                WorkDoneProgressCreateParams {
+                                    token: token.clone(),
+                                },
+                            )
+                            .await;
+                        if created.is_err() {
+                            continue;
+                        }
+                    }
+                    let mut params = params;
+                    params.as_object_mut().unwrap().remove("workspace");
+                    client.send_notification::<AnyProgress>(params).await;
+                } else {
+                    client.send_notification::<PemaProgress>(params).await;
+                }
+            }
+        });
+        *self.forwarder.lock().unwrap() = Some(task.abort_handle());
+    }
+}
+
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Byte offset of an LSP position (UTF-16 code units) in `text`.
+fn offset(text: &str, pos: Position) -> Option<usize> {
+    let mut line_start = 0;
+    for _ in 0..pos.line {
+        line_start += text[line_start..].find('\n')? + 1;
+    }
+    let line_end = text[line_start..]
+        .find('\n')
+        .map_or(text.len(), |i| line_start + i);
+    let mut units = 0u32;
+    for (i, c) in text[line_start..line_end].char_indices() {
+        if units >= pos.character {
+            return Some(line_start + i);
+        }
+        units += c.len_utf16() as u32;
+    }
+    // Past the end of the line: the line's end, as LSP asks.
+    Some(line_end)
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        if let Some(t) = self.forwarder.lock().unwrap().take() {
+            t.abort();
+        }
+        if let Ok(d) = &self.daemon {
+            for r in self.roots.lock().unwrap().drain() {
+                d.close_workspace(&r);
+            }
+        }
+    }
+}
+
+fn folder_paths(params: &InitializeParams) -> Vec<PathBuf> {
+    let mut out = vec![];
+    if let Some(folders) = &params.workspace_folders {
+        out.extend(
+            folders
+                .iter()
+                .filter_map(|f| f.uri.to_file_path().map(|p| p.into_owned())),
+        );
+    }
+    #[allow(deprecated)]
+    if out.is_empty() {
+        if let Some(u) = &params.root_uri {
+            out.extend(u.to_file_path().map(|p| p.into_owned()));
+        }
+    }
+    out
+}
+
+impl LanguageServer for Backend {
+    async fn initialize(&self, params: InitializeParams) -> Result<InitializeResult> {
+        let opts: InitOptions = match &params.initialization_options {
+            Some(v) => serde_json::from_value(v.clone())
+                .map_err(|e| invalid_params(format!("initializationOptions: {e}")))?,
+            None => InitOptions::default(),
+        };
+        if let Some(expected) = &self.token {
+            if opts.token.as_deref() != Some(expected.as_str()) {
+                return Err(Error {
+                    code: tower_lsp_server::jsonrpc::ErrorCode::InvalidRequest,
+                    message: "this pema daemon needs a token: pass initializationOptions.token"
+                        .into(),
+                    data: None,
+                });
+            }
+        }
+        self.authorized.store(true, Ordering::SeqCst);
+        if let Some(m) = &opts.mode {
+            *self.default_mode.lock().unwrap() = m
+                .parse()
+                .map_err(|e| invalid_params(format!("initializationOptions.mode: {e:#}")))?;
+        }
+        *self.lambda_max.lock().unwrap() = opts.lambda_max;
+        let wdp = params
+            .capabilities
+            .window
+            .as_ref()
+            .and_then(|w| w.work_done_progress)
+            .unwrap_or(false);
+        self.work_done_progress.store(wdp, Ordering::SeqCst);
+        if let Ok(d) = &self.daemon {
+            *self.events.lock().unwrap() = Some(d.subscribe());
+            for path in folder_paths(&params) {
+                if let Err(e) = self.open_root(d, &path) {
+                    tracing::warn!("{}", e.message);
+                }
+            }
+        }
+        Ok(InitializeResult {
+            capabilities: ServerCapabilities {
+                text_document_sync: Some(TextDocumentSyncCapability::Kind(
+                    TextDocumentSyncKind::FULL,
+                )),
+                code_action_provider: Some(CodeActionProviderCapability::Options(
+                    CodeActionOptions {
+                        code_action_kinds: Some(vec![CodeActionKind::REFACTOR_REWRITE]),
+                        resolve_provider: Some(true),
+                        work_done_progress_options: Default::default(),
+                    },
+                )),
+                execute_command_provider: Some(ExecuteCommandOptions {
+                    commands: vec![REWRITE_COMMAND.into()],
+                    work_done_progress_options: Default::default(),
+                }),
+                workspace: Some(WorkspaceServerCapabilities {
+                    workspace_folders: Some(WorkspaceFoldersServerCapabilities {
+                        supported: Some(true),
+                        change_notifications: Some(OneOf::Left(true)),
+                    }),
+                    file_operations: None,
+                }),
+                ..Default::default()
+            },
+            server_info: Some(ServerInfo {
+                name: "pema".into(),
+                version: Some(env!("CARGO_PKG_VERSION").into()),
+            }),
+        })
+    }
+
+    async fn initialized(&self, _: InitializedParams) {
+        match &self.daemon {
+            Ok(d) => self.spawn_forwarder(d),
+            Err(e) => {
+                self.client
+                    .show_message(MessageType::ERROR, format!("pema cannot start: {e}"))
+                    .await
+            }
+        }
+    }
+
+    async fn shutdown(&self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn did_open(&self, p: DidOpenTextDocumentParams) {
+        self.documents
+            .lock()
+            .unwrap()
+            .insert(p.text_document.uri, p.text_document.text);
+    }
+
+    async fn did_change(&self, p: DidChangeTextDocumentParams) {
+        if let Some(c) = p.content_changes.into_iter().last() {
+            self.documents
+                .lock()
+                .unwrap()
+                .insert(p.text_document.uri, c.text);
+        }
+    }
+
+    async fn did_close(&self, p: DidCloseTextDocumentParams) {
+        self.documents.lock().unwrap().remove(&p.text_document.uri);
+    }
+
+    async fn did_change_workspace_folders(&self, p: DidChangeWorkspaceFoldersParams) {
+        let Ok(d) = self.daemon() else { return };
+        for f in p.event.removed {
+            if let Some(path) = f.uri.to_file_path() {
+                let root = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+                if self.roots.lock().unwrap().remove(&root) {
+                    d.close_workspace(&root);
+                }
+            }
+        }
+        for f in p.event.added {
+            if let Some(path) = f.uri.to_file_path() {
+                if let Err(e) = self.open_root(d, &path) {
+                    self.client
+                        .show_message(MessageType::ERROR, e.message)
+                        .await;
+                }
+            }
+        }
+    }
+
+    async fn code_action(&self, p: CodeActionParams) -> Result<Option<CodeActionResponse>> {
+        let d = self.daemon()?;
+        let wanted = p.context.only.as_ref().is_none_or(|kinds| {
+            kinds.iter().any(|k| {
+                CodeActionKind::REFACTOR_REWRITE
+                    .as_str()
+                    .starts_with(k.as_str())
+            })
+        });
+        let path = p.text_document.uri.to_file_path().map(|p| p.into_owned());
+        let in_workspace = path.is_some_and(|p| d.workspace_of(&p).is_ok());
+        if !wanted || !in_workspace || p.range.start == p.range.end {
+            return Ok(None);
+        }
+        // Resolved lazily: nothing runs until the user picks the action.
+        Ok(Some(vec![CodeActionOrCommand::CodeAction(CodeAction {
+            title: REWRITE_TITLE.into(),
+            kind: Some(CodeActionKind::REFACTOR_REWRITE),
+            data: Some(json!(CodeActionData {
+                uri: p.text_document.uri,
+                range: p.range,
+            })),
+            ..Default::default()
+        })]))
+    }
+
+    async fn code_action_resolve(&self, mut action: CodeAction) -> Result<CodeAction> {
+        let data: CodeActionData = action
+            .data
+            .clone()
+            .and_then(|v| serde_json::from_value(v).ok())
+            .ok_or_else(|| invalid_params("this code action carries no pema data"))?;
+        let r = self
+            .rewrite(RewriteParams {
+                text: None,
+                uri: Some(data.uri.clone()),
+                range: Some(data.range),
+                workspace: None,
+                mode: None,
+                options: Default::default(),
+                partial_result_token: None,
+            })
+            .await?;
+        action.edit = Some(edit(data.uri, data.range, r.text));
+        Ok(action)
+    }
+
+    async fn execute_command(&self, p: ExecuteCommandParams) -> Result<Option<LSPAny>> {
+        if p.command != REWRITE_COMMAND {
+            return Err(invalid_params(format!("unknown command {:?}", p.command)));
+        }
+        let arg =
+            p.arguments.into_iter().next().ok_or_else(|| {
+                invalid_params("pema.rewrite takes one argument {uri, range, mode?}")
+            })?;
+        let params: RewriteParams = serde_json::from_value(arg)
+            .map_err(|e| invalid_params(format!("pema.rewrite: {e}")))?;
+        let (Some(uri), Some(range)) = (params.uri.clone(), params.range) else {
+            return Err(invalid_params("pema.rewrite needs uri and range"));
+        };
+        let r = self.rewrite(params).await?;
+        let applied = self
+            .client
+            .apply_edit(edit(uri, range, r.text.clone()))
+            .await
+            .map(|a| a.applied)
+            .unwrap_or(false);
+        let mut v = serde_json::to_value(&r).unwrap_or(Value::Null);
+        v["applied"] = json!(applied);
+        Ok(Some(v))
+    }
+}
+
+fn edit(uri: Uri, range: Range, text: String) -> WorkspaceEdit {
+    WorkspaceEdit {
+        changes: Some(HashMap::from([(
+            uri,
+            vec![TextEdit {
+                range,
+                new_text: text,
+            }],
+        )])),
+        ..Default::default()
+    }
+}
+
+/// pema's own methods.
+impl Backend {
+    pub async fn pema_rewrite(&self, p: RewriteParams) -> Result<RewriteResult> {
+        self.rewrite(p).await
+    }
+
+    pub async fn pema_status(&self, p: Option<WorkspaceParams>) -> Result<Value> {
+        let d = self.daemon()?;
+        let root = p.and_then(|p| p.workspace).map(|w| self.workspace_path(&w));
+        let s = d.status(root.as_deref()).map_err(to_rpc)?;
+        Ok(serde_json::to_value(s).unwrap_or(Value::Null))
+    }
+
+    fn root_of(&self, d: &Daemon, p: &WorkspaceParams) -> Result<PathBuf> {
+        match &p.workspace {
+            Some(w) => d.workspace_of(&self.workspace_path(w)).map_err(to_rpc),
+            None => {
+                let roots = self.roots.lock().unwrap();
+                match roots.len() {
+                    1 => Ok(roots.iter().next().unwrap().clone()),
+                    _ => Err(to_rpc(RequestError::InvalidRequest(
+                        "say which workspace (workspace: a path inside it)".into(),
+                    ))),
+                }
+            }
+        }
+    }
+
+    pub async fn pema_train(&self, p: WorkspaceParams) -> Result<Value> {
+        let d = self.daemon()?;
+        let root = self.root_of(d, &p)?;
+        d.train(&root, p.from_scratch).map_err(to_rpc)?;
+        Ok(json!({"workspace": root}))
+    }
+
+    pub async fn pema_rebuild(&self, p: WorkspaceParams) -> Result<Value> {
+        let d = self.daemon()?;
+        let root = self.root_of(d, &p)?;
+        d.rebuild(&root, p.from_scratch).map_err(to_rpc)?;
+        Ok(json!({"workspace": root}))
+    }
+
+    pub async fn pema_open_workspace(&self, p: OpenWorkspaceParams) -> Result<OpenWorkspaceResult> {
+        let d = self.daemon()?.clone();
+        let root = self.open_root(&d, &self.workspace_path(&p.path))?;
+        Ok(OpenWorkspaceResult {
+            root: root.display().to_string(),
+        })
+    }
+
+    pub async fn pema_close_workspace(&self, p: OpenWorkspaceParams) -> Result<Value> {
+        let d = self.daemon()?;
+        let path = self.workspace_path(&p.path);
+        let root = path.canonicalize().unwrap_or(path);
+        if self.roots.lock().unwrap().remove(&root) {
+            d.close_workspace(&root);
+            Ok(json!({"closed": true}))
+        } else {
+            Err(invalid_params(format!(
+                "{} is not open on this connection",
+                root.display()
+            )))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utf16_positions() {
+        let t = "héllo 😀 x\nsecond";
+        assert_eq!(offset(t, Position::new(0, 0)), Some(0));
+        assert_eq!(&t[offset(t, Position::new(0, 6)).unwrap()..][..4], "😀");
+        assert_eq!(&t[offset(t, Position::new(0, 9)).unwrap()..], "x\nsecond");
+        assert_eq!(&t[offset(t, Position::new(1, 3)).unwrap()..], "ond");
+        assert_eq!(offset(t, Position::new(1, 99)), Some(t.len()));
+        assert_eq!(offset(t, Position::new(5, 0)), None);
+    }
+}

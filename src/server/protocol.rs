@@ -1,0 +1,135 @@
+//! The wire types of pema's own methods (docs/protocol.md), and the daemon's errors as JSON-RPC
+//! errors.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tower_lsp_server::jsonrpc::{Error, ErrorCode};
+use tower_lsp_server::lsp_types::{ProgressToken, Range, Uri};
+
+use crate::daemon::RequestError;
+
+/// LSP's RequestFailed: the request was valid but could not be done now.
+pub const REQUEST_FAILED: i64 = -32803;
+
+pub fn to_rpc(e: RequestError) -> Error {
+    let code = match &e {
+        RequestError::InvalidRequest(_) | RequestError::NotInWorkspace { .. } => {
+            ErrorCode::InvalidParams
+        }
+        RequestError::Cancelled => ErrorCode::RequestCancelled,
+        RequestError::NotReady(_) | RequestError::Failed(_) => {
+            ErrorCode::ServerError(REQUEST_FAILED)
+        }
+    };
+    Error {
+        code,
+        message: e.to_string().into(),
+        data: None,
+    }
+}
+
+pub fn invalid_params(message: impl Into<String>) -> Error {
+    Error {
+        code: ErrorCode::InvalidParams,
+        message: message.into().into(),
+        data: None,
+    }
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RewriteOptionsParams {
+    pub lambda_max: Option<f32>,
+    pub lambda_fixed: Option<f32>,
+    pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
+    pub seed: Option<u64>,
+    pub max_tokens: Option<usize>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RewriteParams {
+    /// The text to rewrite; or `uri` and `range` of a document.
+    pub text: Option<String>,
+    pub uri: Option<Uri>,
+    pub range: Option<Range>,
+    /// A path (or file URI) inside the workspace whose style to use.
+    pub workspace: Option<String>,
+    /// `gu` (default), `fixed` or `plain`.
+    pub mode: Option<String>,
+    #[serde(default)]
+    pub options: RewriteOptionsParams,
+    pub partial_result_token: Option<ProgressToken>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RewriteResult {
+    pub text: String,
+    pub mode: String,
+    pub tokens: usize,
+    pub stopped_by: String,
+    pub seconds: f64,
+    pub tokens_per_second: f64,
+    pub workspace: Option<String>,
+    /// The rewritten range, when the request named a document.
+    pub range: Option<Range>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkspaceParams {
+    pub workspace: Option<String>,
+    #[serde(default)]
+    pub from_scratch: bool,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OpenWorkspaceParams {
+    pub path: String,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OpenWorkspaceResult {
+    pub root: String,
+}
+
+/// What the rewrite code action carries until it is resolved.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CodeActionData {
+    pub uri: Uri,
+    pub range: Range,
+}
+
+/// Settings an editor passes in `initializationOptions`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct InitOptions {
+    /// Required when the daemon was started with a token.
+    pub token: Option<String>,
+    /// Mode of code actions and `pema.rewrite` (default `gu`).
+    pub mode: Option<String>,
+    /// Overrides the workspaces' λ_max. Unknown settings are ignored, not refused, so that
+    /// newer clients work with older daemons.
+    pub lambda_max: Option<f32>,
+}
+
+/// `$/progress` with any value (partial results; lsp-types only knows work-done values).
+pub enum AnyProgress {}
+
+impl tower_lsp_server::lsp_types::notification::Notification for AnyProgress {
+    type Params = Value;
+    const METHOD: &'static str = "$/progress";
+}
+
+/// Progress for clients that did not declare `window.workDoneProgress`.
+pub enum PemaProgress {}
+
+impl tower_lsp_server::lsp_types::notification::Notification for PemaProgress {
+    type Params = Value;
+    const METHOD: &'static str = "pema/progress";
+}

@@ -1,0 +1,321 @@
+//! Workspaces: a folder of the user's files turned into pairs. This module knows files, units and
+//! pairs; it runs no model (paraphrasing is a function the daemon calls on its worker).
+
+pub mod config;
+pub mod files;
+pub mod paraphrase;
+pub mod state;
+pub mod units;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use anyhow::{bail, Context as _, Result};
+
+pub use config::{PendingUnits, UnitKind, WorkspaceConfig};
+pub use files::FileKind;
+pub use state::ParaphraseCache;
+
+use crate::memory::{self, Pair, PairsRead, SkippedLine};
+use files::{Classifier, Found};
+
+/// What pema took from one file.
+#[derive(Clone, Debug)]
+struct FileEntry {
+    kind: FileKind,
+    len: u64,
+    modified: Option<SystemTime>,
+    content: blake3::Hash,
+    /// Corpus files: the units. Pairs files: none.
+    units: Vec<String>,
+    /// Pairs files: the pairs.
+    pairs: Vec<Pair>,
+    bad_lines: Vec<SkippedLine>,
+}
+
+/// What a refresh found.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct Refresh {
+    /// Files read and split again because they are new or their content changed.
+    pub files_read: usize,
+    pub files_removed: usize,
+    pub files_unchanged: usize,
+    pub config_reloaded: bool,
+}
+
+/// A skipped file and why.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Skipped {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+/// The pairs a memory of this workspace is built from.
+pub struct PairSet {
+    pub pairs: Vec<Pair>,
+    /// Units whose paraphrase is not ready, in file order.
+    pub pending: Vec<String>,
+}
+
+pub struct Workspace {
+    root: PathBuf,
+    config: WorkspaceConfig,
+    config_error: Option<String>,
+    config_stamp: Option<SystemTime>,
+    classifier: Classifier,
+    state: PathBuf,
+    files: BTreeMap<PathBuf, FileEntry>,
+    /// Skipped files: why, and the size and time they had (so they are not read again until
+    /// they change).
+    skipped: BTreeMap<PathBuf, (String, u64, Option<SystemTime>)>,
+}
+
+impl Workspace {
+    /// The workspace at `root` (an existing folder), with nothing read yet.
+    pub fn open(root: &Path) -> Result<Self> {
+        let root = root
+            .canonicalize()
+            .with_context(|| format!("cannot open the workspace {}", root.display()))?;
+        if !root.is_dir() {
+            bail!("the workspace {} is not a folder", root.display());
+        }
+        let (config, config_error) = match WorkspaceConfig::load(&root) {
+            Ok(c) => (c, None),
+            Err(e) => (
+                WorkspaceConfig::default(),
+                Some(format!("{e:#}; using the defaults")),
+            ),
+        };
+        let state = state::state_dir(&root, &config);
+        Ok(Self {
+            classifier: Classifier::new(&config)?,
+            config_stamp: config_stamp(&root),
+            root,
+            config,
+            config_error,
+            state,
+            files: BTreeMap::new(),
+            skipped: BTreeMap::new(),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn config(&self) -> &WorkspaceConfig {
+        &self.config
+    }
+
+    pub fn config_error(&self) -> Option<&str> {
+        self.config_error.as_deref()
+    }
+
+    /// The folder of this workspace's memory, adapter and caches.
+    pub fn state_dir(&self) -> &Path {
+        &self.state
+    }
+
+    /// Brings the file table up to date with the disk: only new or changed files are read and
+    /// split again. A changed `.pema.toml` is reloaded (and, if it changed how files are read,
+    /// every file is read again).
+    pub fn refresh(&mut self) -> Result<Refresh> {
+        if !self.root.is_dir() {
+            bail!(
+                "the workspace folder {} is gone; its memory and adapter are kept",
+                self.root.display()
+            );
+        }
+        let mut r = Refresh::default();
+        let stamp = config_stamp(&self.root);
+        if stamp != self.config_stamp {
+            self.config_stamp = stamp;
+            r.config_reloaded = true;
+            match WorkspaceConfig::load(&self.root) {
+                Ok(c) => {
+                    if c.corpus != self.config.corpus
+                        || c.pairs != self.config.pairs
+                        || c.exclude != self.config.exclude
+                        || c.unit != self.config.unit
+                        || c.max_file_bytes != self.config.max_file_bytes
+                    {
+                        self.files.clear();
+                    }
+                    self.classifier = Classifier::new(&c)?;
+                    self.config = c;
+                    self.config_error = None;
+                }
+                Err(e) => self.config_error = Some(format!("{e:#}; keeping the previous settings")),
+            }
+        }
+        let found = files::walk(&self.root, &self.classifier, Some(&self.state));
+        let present: std::collections::HashSet<&Path> =
+            found.iter().map(|f| f.path.as_path()).collect();
+        let before = self.files.len();
+        self.files.retain(|p, _| present.contains(p.as_path()));
+        self.skipped.retain(|p, _| present.contains(p.as_path()));
+        r.files_removed = before - self.files.len();
+        for f in &found {
+            match self.files.get_mut(&f.path) {
+                Some(e) if e.kind == f.kind && e.len == f.len && e.modified == f.modified => {
+                    r.files_unchanged += 1;
+                }
+                None if self
+                    .skipped
+                    .get(&f.path)
+                    .is_some_and(|(_, len, m)| *len == f.len && *m == f.modified) =>
+                {
+                    r.files_unchanged += 1;
+                }
+                _ => {
+                    if self.read(f)? {
+                        r.files_read += 1;
+                    } else {
+                        r.files_unchanged += 1;
+                    }
+                }
+            }
+        }
+        Ok(r)
+    }
+
+    /// Reads one file into the table; false when its content had not changed after all.
+    fn read(&mut self, f: &Found) -> Result<bool> {
+        let text = match files::read_text(&f.path, self.config.max_file_bytes) {
+            Ok(t) => t,
+            Err(skip) => {
+                self.files.remove(&f.path);
+                self.skipped
+                    .insert(f.path.clone(), (skip.to_string(), f.len, f.modified));
+                return Ok(true);
+            }
+        };
+        self.skipped.remove(&f.path);
+        let content = blake3::hash(text.as_bytes());
+        if let Some(e) = self.files.get_mut(&f.path) {
+            if e.content == content && e.kind == f.kind {
+                e.len = f.len;
+                e.modified = f.modified;
+                return Ok(false);
+            }
+        }
+        let mut entry = FileEntry {
+            kind: f.kind,
+            len: f.len,
+            modified: f.modified,
+            content,
+            units: vec![],
+            pairs: vec![],
+            bad_lines: vec![],
+        };
+        match f.kind {
+            FileKind::Corpus => {
+                let ext = f
+                    .path
+                    .extension()
+                    .map(|e| e.to_string_lossy().to_lowercase())
+                    .unwrap_or_default();
+                entry.units = units::split(&text, &ext, self.config.unit);
+            }
+            FileKind::Pairs => {
+                let mut read = PairsRead::default();
+                memory::parse_pairs(&f.path, text.as_bytes(), &mut read);
+                entry.pairs = read.pairs;
+                entry.bad_lines = read.skipped;
+            }
+        }
+        self.files.insert(f.path.clone(), entry);
+        Ok(true)
+    }
+
+    /// Forgets every file so that the next refresh reads them all again.
+    pub fn forget_files(&mut self) {
+        self.files.clear();
+        self.skipped.clear();
+    }
+
+    /// Every unit of the corpus files, in file order.
+    pub fn units(&self) -> impl Iterator<Item = &str> {
+        self.files
+            .values()
+            .flat_map(|e| e.units.iter().map(String::as_str))
+    }
+
+    /// Pairs from the pairs files and from the corpus units whose paraphrase is in `cache`.
+    pub fn pairs(&self, cache: &ParaphraseCache) -> PairSet {
+        let mut out = PairSet {
+            pairs: vec![],
+            pending: vec![],
+        };
+        for e in self.files.values() {
+            out.pairs.extend(e.pairs.iter().cloned());
+            for u in &e.units {
+                match cache.get(u) {
+                    Some(p) => out.pairs.push(paraphrase::pseudo_pair(u, p)),
+                    None => {
+                        out.pending.push(u.clone());
+                        if self.config.pending_units == PendingUnits::Identity {
+                            out.pairs.push(paraphrase::pseudo_pair(u, u));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    pub fn counts(&self) -> FileCounts {
+        let mut c = FileCounts::default();
+        for e in self.files.values() {
+            match e.kind {
+                FileKind::Corpus => c.corpus_files += 1,
+                FileKind::Pairs => c.pairs_files += 1,
+            }
+            c.units += e.units.len();
+            c.file_pairs += e.pairs.len();
+            c.bad_lines += e.bad_lines.len();
+        }
+        c
+    }
+
+    /// Files not read, with the reason; pairs files' bad lines too.
+    pub fn skipped(&self) -> Vec<Skipped> {
+        let mut out: Vec<Skipped> = self
+            .skipped
+            .iter()
+            .map(|(p, (r, _, _))| Skipped {
+                path: p.clone(),
+                reason: r.clone(),
+            })
+            .collect();
+        for e in self.files.values() {
+            out.extend(e.bad_lines.iter().map(|s| Skipped {
+                path: s.file.clone(),
+                reason: format!("line {}: {}", s.line, s.reason),
+            }));
+        }
+        out
+    }
+
+    /// Whether `path` is inside this workspace.
+    pub fn contains(&self, path: &Path) -> bool {
+        path.starts_with(&self.root)
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct FileCounts {
+    pub corpus_files: usize,
+    pub pairs_files: usize,
+    pub units: usize,
+    /// Pairs read from pairs files.
+    pub file_pairs: usize,
+    pub bad_lines: usize,
+}
+
+fn config_stamp(root: &Path) -> Option<SystemTime> {
+    std::fs::metadata(root.join(config::FILE_NAME))
+        .and_then(|m| m.modified())
+        .ok()
+}

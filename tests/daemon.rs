@@ -1,0 +1,526 @@
+//! The daemon end to end: the real `pema` binary, the real model, a workspace of real files,
+//! and a JSON-RPC client over stdio (`pema lsp`) and TCP (`pema serve`).
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::rpc::{self, file_uri, Rpc};
+use serde_json::{json, Value};
+
+const LONG: Duration = Duration::from_secs(900);
+
+/// Prose in the style to learn (the archaic English of the shipped Bible targets), a pairs file,
+/// and files pema must skip or ignore.
+fn make_workspace(dir: &Path) {
+    let targets: Vec<String> = common::bible_pairs(60)
+        .into_iter()
+        .map(|p| p.target)
+        .collect();
+    let train = {
+        let mut r = pema::memory::PairsRead::default();
+        pema::memory::read_pairs_file(
+            &common::repo().join("examples/bible_bbe_asv/train.jsonl"),
+            &mut r,
+        )
+        .unwrap();
+        r.pairs
+    };
+    std::fs::create_dir_all(dir.join("style")).unwrap();
+    std::fs::create_dir_all(dir.join("drafts")).unwrap();
+    std::fs::write(
+        dir.join(".pema.toml"),
+        "# retrain soon after a change, and skip files over 20 kB\nretrain_after_seconds = 1.0\nmax_file_bytes = 20000\n",
+    )
+    .unwrap();
+    let md = format!(
+        "# Sayings\n\n{}\n\n```\nlet code = \"not prose\";\n```\n\n{}\n",
+        targets[..4].join(" "),
+        targets[4..8].join("\n")
+    );
+    std::fs::write(dir.join("style/sayings.md"), md).unwrap();
+    std::fs::write(dir.join("letters.txt"), targets[8..11].join("\n\n")).unwrap();
+    common::write_pairs(&dir.join("examples.pairs.jsonl"), &train[..40]);
+    std::fs::write(dir.join("notes.txt"), b"binary\0\x01\x02 data").unwrap();
+    std::fs::write(
+        dir.join("latin1.txt"),
+        b"caf\xe9 au lait, s'il vous pla\xeet",
+    )
+    .unwrap();
+    std::fs::write(dir.join("huge.md"), "Words and more words. ".repeat(1500)).unwrap();
+    std::fs::write(dir.join(".gitignore"), "drafts/\n").unwrap();
+    std::fs::write(
+        dir.join("drafts/secret.md"),
+        "A draft that must never be read by pema.",
+    )
+    .unwrap();
+}
+
+fn progress_of<'a>(seen: &'a [Value], task: &str) -> Vec<&'a Value> {
+    seen.iter()
+        .filter(|m| {
+            m["method"] == "$/progress"
+                && m["params"]["token"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with(&format!("pema/{task}/")))
+        })
+        .collect()
+}
+
+fn kinds(msgs: &[&Value]) -> Vec<String> {
+    msgs.iter()
+        .map(|m| {
+            m["params"]["value"]["kind"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect()
+}
+
+fn wait_ready(c: &mut Rpc) -> Value {
+    c.wait_status(LONG, |w| {
+        w["adapter"]["state"] == "ready"
+            && w["units_pending"] == 0
+            && w["memory"]["builds"].as_u64() > Some(0)
+    })
+}
+
+fn error_code(e: &Value) -> i64 {
+    e["code"].as_i64().unwrap_or(0)
+}
+
+#[test]
+fn lsp_over_stdio_learns_the_workspace_and_rewrites() {
+    let ws = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    make_workspace(ws.path());
+    let root = ws.path().canonicalize().unwrap();
+    let (mut child, mut c) = rpc::lsp(cache.path());
+
+    let init = c.initialize(&[&root], json!({})).expect("initialize");
+    let caps = &init["capabilities"];
+    assert_eq!(
+        caps["codeActionProvider"]["codeActionKinds"],
+        json!(["refactor.rewrite"])
+    );
+    assert_eq!(caps["codeActionProvider"]["resolveProvider"], json!(true));
+    assert_eq!(
+        caps["executeCommandProvider"]["commands"],
+        json!(["pema.rewrite"])
+    );
+
+    eprintln!("== Progress: paraphrasing");
+    // Progress: paraphrasing, memory and training each begin, report and end.
+    c.wait_for(0, LONG, |m| {
+        m["method"] == "$/progress"
+            && m["params"]["token"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("pema/training/"))
+            && m["params"]["value"]["kind"] == "end"
+    });
+    for task in ["paraphrase", "memory", "training"] {
+        let k = kinds(&progress_of(&c.seen, task));
+        assert_eq!(
+            k.first().map(String::as_str),
+            Some("begin"),
+            "{task}: {k:?}"
+        );
+        assert!(k.iter().any(|k| k == "report"), "{task}: {k:?}");
+        assert!(k.iter().any(|k| k == "end"), "{task}: {k:?}");
+    }
+    let creates = c
+        .seen
+        .iter()
+        .filter(|m| m["method"] == "window/workDoneProgress/create")
+        .count();
+    assert!(
+        creates >= 3,
+        "progress tokens are created first ({creates} created)"
+    );
+
+    let st = wait_ready(&mut c);
+    assert_eq!(st["root"], json!(root));
+    assert_eq!(
+        (st["corpus_files"].as_u64(), st["pairs_files"].as_u64()),
+        (Some(2), Some(1)),
+        "{st:#}"
+    );
+    assert!(st["units"].as_u64().unwrap() >= 8, "{st:#}");
+    assert!(st["memory"]["entries"].as_u64().unwrap() > 500, "{st:#}");
+    assert!(st["adapter"]["held_out_loss"].as_f64().unwrap().is_finite());
+    let skipped: Vec<(String, String)> = st["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["path"].as_str().unwrap().to_string(),
+                s["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let reason = |name: &str| {
+        skipped
+            .iter()
+            .find(|(p, _)| p.ends_with(name))
+            .map(|(_, r)| r.clone())
+            .unwrap_or_else(|| panic!("{name} not reported as skipped: {skipped:?}"))
+    };
+    assert!(reason("notes.txt").contains("binary"));
+    assert!(reason("latin1.txt").contains("UTF-8"));
+    assert!(reason("huge.md").contains("limit"));
+    assert!(
+        !skipped.iter().any(|(p, _)| p.contains("drafts")),
+        "ignored files are not even looked at"
+    );
+    // The state lives in the cache folder, not in the user's tree.
+    assert!(st["state_dir"]
+        .as_str()
+        .unwrap()
+        .starts_with(&cache.path().display().to_string()));
+    assert_eq!(
+        std::fs::read_dir(&root).unwrap().count(),
+        9,
+        "the daemon wrote into the workspace"
+    );
+
+    eprintln!("== A rewrite streams");
+    // A rewrite streams its text as partial results.
+    let source = "Do not be troubled in your heart: have faith in God and have faith in me.";
+    let r = c
+        .call(
+            "pema/rewrite",
+            json!({"text": source, "partialResultToken": "p1"}),
+        )
+        .expect("pema/rewrite");
+    let text = r["text"].as_str().unwrap();
+    assert!(
+        !text.is_empty() && r["mode"] == "gu" && r["tokens"].as_u64() > Some(0),
+        "{r:#}"
+    );
+    let partials: Vec<&Value> = c
+        .seen
+        .iter()
+        .filter(|m| m["method"] == "$/progress" && m["params"]["token"] == "p1")
+        .collect();
+    assert!(partials.len() > 1, "partial results stream");
+    let streamed: String = partials
+        .iter()
+        .map(|m| m["params"]["value"]["delta"].as_str().unwrap())
+        .collect();
+    assert_eq!(streamed.trim(), text);
+
+    eprintln!("== The code action is offered");
+    // The code action is offered on a selection and resolved lazily to an edit.
+    let doc = root.join("letters.txt");
+    let uri = file_uri(&doc);
+    let first_line = std::fs::read_to_string(&doc)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    let range = json!({"start": {"line": 0, "character": 0}, "end": {"line": 0, "character": first_line.encode_utf16().count()}});
+    let actions = c
+        .call(
+            "textDocument/codeAction",
+            json!({"textDocument": {"uri": uri}, "range": range, "context": {"diagnostics": []}}),
+        )
+        .unwrap();
+    let action = &actions[0];
+    assert_eq!(action["kind"], "refactor.rewrite");
+    assert_eq!(action["title"], "Rewrite in workspace style");
+    assert!(action.get("edit").is_none(), "computed only when resolved");
+    let resolved = c.call("codeAction/resolve", action.clone()).unwrap();
+    let edit = &resolved["edit"]["changes"][&uri][0];
+    assert_eq!(edit["range"], range);
+    assert!(!edit["newText"].as_str().unwrap().is_empty());
+    // No action on an empty selection or outside the workspace.
+    let empty = json!({"start": {"line": 0, "character": 3}, "end": {"line": 0, "character": 3}});
+    let none = c
+        .call(
+            "textDocument/codeAction",
+            json!({"textDocument": {"uri": uri}, "range": empty, "context": {"diagnostics": []}}),
+        )
+        .unwrap();
+    assert!(none.is_null() || none == json!([]), "{none}");
+
+    eprintln!("== The command applies");
+    // The command applies its edit through workspace/applyEdit.
+    let from = c.seen.len();
+    let done = c
+        .call(
+            "workspace/executeCommand",
+            json!({"command": "pema.rewrite", "arguments": [{"uri": uri, "range": range}]}),
+        )
+        .unwrap();
+    assert_eq!(done["applied"], json!(true));
+    let i = c.wait_for(from, Duration::from_secs(5), |m| {
+        m["method"] == "workspace/applyEdit"
+    });
+    assert_eq!(
+        c.seen[i]["params"]["edit"]["changes"][&uri][0]["newText"],
+        done["text"]
+    );
+
+    eprintln!("== Bad input gets errors");
+    // Bad input gets errors and the daemon goes on serving.
+    let from = c.seen.len();
+    c.send_raw(b"Content-Length: 9\r\n\r\n{\"bad\": }");
+    let i = c.wait_for(from, Duration::from_secs(10), |m| m.get("error").is_some());
+    assert_eq!(error_code(&c.seen[i]["error"]), -32700);
+    assert_eq!(
+        error_code(&c.call("pema/nonsense", json!({})).unwrap_err()),
+        -32601
+    );
+    assert_eq!(
+        error_code(&c.call("pema/rewrite", json!({"text": 5})).unwrap_err()),
+        -32602
+    );
+    let e = c.call("pema/rewrite", json!({})).unwrap_err();
+    assert_eq!(error_code(&e), -32602);
+    assert!(e["message"].as_str().unwrap().contains("text"), "{e}");
+    let e = c
+        .call("pema/rewrite", json!({"text": "x y z", "mode": "loud"}))
+        .unwrap_err();
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("gu, fixed or plain"),
+        "{e}"
+    );
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(
+        outside.path().join("a.txt"),
+        "Some text outside the workspace.",
+    )
+    .unwrap();
+    let e = c
+        .call(
+            "pema/rewrite",
+            json!({"uri": file_uri(&outside.path().join("a.txt")), "range": range}),
+        )
+        .unwrap_err();
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("not inside an open workspace"),
+        "{e}"
+    );
+    c.call("pema/status", json!({})).expect("still serving");
+
+    eprintln!("== Editing one file");
+    // Editing one file recomputes only that file's new unit.
+    let before = c.call("pema/status", json!({})).unwrap()["workspaces"][0].clone();
+    let added =
+        "And the king said unto his servants, Behold, the day cometh when all shall be made known.";
+    let mut letters = std::fs::read_to_string(&doc).unwrap();
+    letters.push_str("\n\n");
+    letters.push_str(added);
+    std::fs::write(&doc, letters).unwrap();
+    let builds = before["memory"]["builds"].as_u64().unwrap();
+    let after = c.wait_status(LONG, |w| {
+        w["memory"]["builds"].as_u64() > Some(builds) && w["units_pending"] == 0
+    });
+    assert_eq!(
+        after["files_read"].as_u64(),
+        before["files_read"].as_u64().map(|n| n + 1),
+        "{after:#}"
+    );
+    assert_eq!(
+        after["units_paraphrased"].as_u64(),
+        before["units_paraphrased"].as_u64().map(|n| n + 1)
+    );
+    let last = &after["memory"]["last_build"];
+    // The new unit's pair is the only one computed (a last build that swaps the unit's
+    // placeholder (unit → unit) for its paraphrase also removes that placeholder).
+    assert_eq!(last["pairs_computed"].as_u64(), Some(1), "{last:#}");
+    assert!(last["pairs_removed"].as_u64() <= Some(1), "{last:#}");
+    assert_eq!(
+        last["pairs_reused"].as_u64(),
+        before["memory"]["pairs"].as_u64(),
+        "{last:#}"
+    );
+
+    eprintln!("== A cancelled rewrite");
+    // A cancelled rewrite stops within a token.
+    let long = common::bible_pairs(8)
+        .iter()
+        .map(|p| p.source.clone())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let id = c.request(
+        "pema/rewrite",
+        json!({"text": long, "mode": "plain", "partialResultToken": "c1"}),
+    );
+    let first = c.wait_for(0, Duration::from_secs(300), |m| {
+        m["params"]["token"] == "c1"
+    });
+    c.notify("$/cancelRequest", json!({"id": id}));
+    let cancelled_at = c.seen.len();
+    let e = c.response(id, Duration::from_secs(60)).unwrap_err();
+    assert_eq!(error_code(&e), -32800, "{e}");
+    let after_cancel = c.seen[cancelled_at..]
+        .iter()
+        .filter(|m| m["params"]["token"] == "c1")
+        .count();
+    assert!(
+        after_cancel <= 1,
+        "{after_cancel} tokens streamed after the cancel (first at {first})"
+    );
+    c.call("pema/status", json!({}))
+        .expect("serving after a cancel");
+
+    c.call("shutdown", Value::Null).unwrap();
+    c.notify("exit", Value::Null);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "pema lsp exits cleanly: {status}");
+}
+
+#[test]
+fn serve_over_tcp_two_clients_and_restart_after_kill() {
+    let ws = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    make_workspace(ws.path());
+    let root = ws.path().canonicalize().unwrap();
+    let (mut child, addr) = rpc::serve(cache.path(), &[]);
+    assert!(
+        addr.starts_with("127.0.0.1:"),
+        "loopback by default: {addr}"
+    );
+
+    eprintln!("== Two clients, one workspace");
+    // Two clients, one workspace, one daemon.
+    let mut a = rpc::connect(&addr);
+    let mut b = rpc::connect(&addr);
+    a.initialize(&[], json!({})).unwrap();
+    b.initialize(&[], json!({})).unwrap();
+    let ra = a.call("pema/openWorkspace", json!({"path": root})).unwrap();
+    let rb = b
+        .call("pema/openWorkspace", json!({"path": root.join("style")}))
+        .unwrap();
+    assert_eq!(ra["root"], json!(root));
+    assert_eq!(
+        rb["root"],
+        json!(root.join("style")),
+        "a sub-folder can be a workspace of its own"
+    );
+    b.call("pema/closeWorkspace", json!({"path": root.join("style")}))
+        .unwrap();
+    b.call("pema/openWorkspace", json!({"path": root})).unwrap();
+    let st = wait_ready(&mut a);
+    let entries = st["memory"]["entries"].as_u64().unwrap();
+
+    eprintln!("== Both ask at once");
+    // Both ask at once; both are answered.
+    let ia = a.request(
+        "pema/rewrite",
+        json!({"text": "And he said to them, Go into the town.", "workspace": root}),
+    );
+    let ib = b.request(
+        "pema/rewrite",
+        json!({"text": "Give ear to my words, O Lord.", "workspace": root, "mode": "fixed"}),
+    );
+    let ta = a.response(ia, LONG).unwrap();
+    let tb = b.response(ib, LONG).unwrap();
+    assert!(!ta["text"].as_str().unwrap().is_empty() && tb["mode"] == "fixed");
+    assert!(!tb["text"].as_str().unwrap().is_empty());
+    // Progress went to both clients of the workspace.
+    for c in [&a, &b] {
+        assert!(!progress_of(&c.seen, "training").is_empty());
+    }
+
+    eprintln!("== An edit starts a training");
+    // An edit starts a training; the daemon is killed in the middle of it.
+    let from = a.seen.len();
+    let doc = root.join("letters.txt");
+    let mut text = std::fs::read_to_string(&doc).unwrap();
+    text.push_str("\n\nAnd the people answered and said, We will serve Jehovah our God all the days of our life.");
+    std::fs::write(&doc, text).unwrap();
+    a.wait_for(from, LONG, |m| {
+        m["method"] == "$/progress"
+            && m["params"]["token"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("pema/training/"))
+            && m["params"]["value"]["kind"] == "begin"
+    });
+    let during = a.call("pema/status", json!({})).unwrap()["workspaces"][0].clone();
+    assert_eq!(during["adapter"]["state"], "training");
+    let new_entries = during["memory"]["entries"].as_u64().unwrap();
+    assert!(new_entries > entries, "the new sentence is in the memory");
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    eprintln!("== Restart: the memory");
+    // Restart: the memory and the last good adapter load from disk; nothing is recomputed.
+    let (mut child, addr) = rpc::serve(cache.path(), &[]);
+    let mut c = rpc::connect(&addr);
+    c.initialize(&[], json!({})).unwrap();
+    c.call("pema/openWorkspace", json!({"path": root})).unwrap();
+    let st = c.call("pema/status", json!({})).unwrap()["workspaces"][0].clone();
+    assert_eq!(
+        st["adapter"]["available"],
+        json!(true),
+        "the last good adapter serves at once: {st:#}"
+    );
+    assert_eq!(st["memory"]["entries"].as_u64(), Some(new_entries));
+    let r = c
+        .call(
+            "pema/rewrite",
+            json!({"text": "Let your hearts be strong.", "workspace": root}),
+        )
+        .unwrap();
+    assert!(!r["text"].as_str().unwrap().is_empty());
+    let st = c.wait_status(LONG, |w| w["memory"]["builds"].as_u64() > Some(0));
+    assert_eq!(st["units_paraphrased"], json!(0), "{st:#}");
+    assert_eq!(
+        st["memory"]["last_build"]["pairs_computed"],
+        json!(0),
+        "{st:#}"
+    );
+    assert_eq!(st["memory"]["entries"].as_u64(), Some(new_entries));
+    // The stale adapter is retrained (warm) and becomes ready again.
+    let st = wait_ready(&mut c);
+    assert_eq!(st["adapter"]["stale"], json!(false));
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn remote_listening_needs_a_flag_and_a_token() {
+    let cache = tempfile::tempdir().unwrap();
+    let out = rpc::pema_command(cache.path())
+        .args(["serve", "--listen", "0.0.0.0:0"])
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--allow-remote"));
+    let out = rpc::pema_command(cache.path())
+        .args(["serve", "--listen", "0.0.0.0:0", "--allow-remote"])
+        .env_remove("PEMA_TOKEN")
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--token"));
+
+    // With a token, a client must present it.
+    let (mut child, addr) = rpc::serve(cache.path(), &["--token", "s3cret"]);
+    let mut c = rpc::connect(&addr);
+    let e = c.initialize(&[], json!({})).unwrap_err();
+    assert!(e["message"].as_str().unwrap().contains("token"), "{e}");
+    let e = c.call("pema/status", json!({})).unwrap_err();
+    assert!(
+        error_code(&e) != 0,
+        "nothing is served before a good initialize"
+    );
+    let mut c = rpc::connect(&addr);
+    c.initialize(&[], json!({"token": "s3cret"})).unwrap();
+    c.call("pema/status", json!({})).unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
