@@ -426,6 +426,7 @@ impl Pipeline {
                     ),
                     Err(e) => format!("failed: {e:#}"),
                 });
+                release_memory();
                 shared.status.lock().unwrap().building = false;
                 let _ = tx.send(Signal::Built(r));
             }),
@@ -544,6 +545,7 @@ impl Pipeline {
                     ));
                     Ok(a)
                 })();
+                release_memory();
                 let _ = tx.send(Signal::Trained(r));
             });
         if let Err(e) = spawned {
@@ -604,6 +606,16 @@ impl Pipeline {
             AdapterState::None
         };
         st.adapter.stale = st.adapter.available && !fresh;
+    }
+}
+
+/// Training's and building's buffers are freed, but glibc keeps the pages; hand them back so
+/// that an idle daemon stays small.
+fn release_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free heap pages; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

@@ -229,13 +229,17 @@ fn rewrite_lines(session: &mut Session, job: &mut RewriteJob) -> Result<Rewrite>
         }
         if body.is_empty() {
             total.text.push_str(line);
-            (job.on_text)(line);
+            if !line.is_empty() {
+                (job.on_text)(line);
+            }
             continue;
         }
         // Keep the line's indentation (list items, quotes) around the rewritten text.
         let indent = &line[..line.len() - line.trim_start().len()];
         total.text.push_str(indent);
-        (job.on_text)(indent);
+        if !indent.is_empty() {
+            (job.on_text)(indent);
+        }
         let prompt = Prompt::for_source(session, &job.template, body)?;
         let mut first = true;
         let r = decode::generate(

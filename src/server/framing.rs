@@ -11,8 +11,10 @@ use tokio::sync::mpsc;
 const MAX_FRAME: usize = 64 << 20;
 
 /// Reads one frame: Ok(None) at end of input; Err(message) for a frame to answer with an error.
+/// `check` parses the body (incoming frames); outgoing frames from tower-lsp are only framed.
 async fn read_frame<R: AsyncRead + Unpin>(
     r: &mut BufReader<R>,
+    check: bool,
 ) -> std::io::Result<Option<Result<Vec<u8>, (i64, String)>>> {
     let mut len: Option<usize> = None;
     let mut bad_header = None;
@@ -50,6 +52,9 @@ async fn read_frame<R: AsyncRead + Unpin>(
     }
     let mut body = vec![0; len];
     r.read_exact(&mut body).await?;
+    if !check {
+        return Ok(Some(Ok(body)));
+    }
     let v: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => return Ok(Some(Err((-32700, format!("Parse error: {e}"))))),
@@ -85,7 +90,7 @@ where
 
     tokio::spawn(async move {
         let mut r = BufReader::new(input);
-        while let Ok(Some(frame_or_error)) = read_frame(&mut r).await {
+        while let Ok(Some(frame_or_error)) = read_frame(&mut r, true).await {
             match frame_or_error {
                 Ok(body) => {
                     if to_server.write_all(&frame(&body)).await.is_err() {
@@ -107,7 +112,7 @@ where
     let (frames_tx, mut frames_rx) = mpsc::unbounded_channel::<Vec<u8>>();
     tokio::spawn(async move {
         let mut from = BufReader::new(from_server);
-        while let Ok(Some(f)) = read_frame(&mut from).await {
+        while let Ok(Some(f)) = read_frame(&mut from, false).await {
             if let Ok(body) = f {
                 if frames_tx.send(body).is_err() {
                     break;

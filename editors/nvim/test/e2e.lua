@@ -1,0 +1,281 @@
+-- End-to-end test of the Neovim client against the real daemon and model.
+-- Run by test/run.sh:  nvim --headless -u NONE -i NONE -n -l test/e2e.lua
+-- Environment: PEMA_NVIM_PLUGIN (this plugin), PEMA_BIN, PEMA_TEST_WS (a workspace with notes.md),
+-- XDG_CACHE_HOME (daemon state), PEMA_MODEL, PEMA_READY_TIMEOUT (seconds, default 480),
+-- PEMA_TEST_OUT (a file to write the result to, optional).
+
+local api = vim.api
+local t0 = vim.uv.hrtime()
+local function elapsed()
+  return (vim.uv.hrtime() - t0) / 1e9
+end
+local function log(fmt, ...)
+  io.stdout:write(('[e2e %6.1fs] '):format(elapsed()) .. fmt:format(...) .. '\n')
+  io.stdout:flush()
+end
+
+local function stop_clients()
+  local clients = vim.lsp.get_clients({ name = 'pema' })
+  for _, c in ipairs(clients) do
+    c:stop()
+  end
+  vim.wait(10000, function()
+    for _, c in ipairs(clients) do
+      if not c:is_stopped() then
+        return false
+      end
+    end
+    return true
+  end, 100)
+  for _, c in ipairs(clients) do
+    if not c:is_stopped() then
+      c:stop(true)
+    end
+  end
+end
+
+local function fail(fmt, ...)
+  io.stderr:write(('FAIL [%.1fs]: '):format(elapsed()) .. fmt:format(...) .. '\n')
+  io.stderr:flush()
+  stop_clients()
+  os.exit(1)
+end
+
+local function check(cond, fmt, ...)
+  if not cond then
+    fail(fmt, ...)
+  end
+end
+
+local plugin = assert(vim.env.PEMA_NVIM_PLUGIN, 'PEMA_NVIM_PLUGIN is not set')
+local bin = assert(vim.env.PEMA_BIN, 'PEMA_BIN is not set')
+local ws = assert(vim.env.PEMA_TEST_WS, 'PEMA_TEST_WS is not set')
+local ready_timeout = tonumber(vim.env.PEMA_READY_TIMEOUT or '') or 480
+vim.opt.rtp:prepend(plugin)
+vim.o.columns, vim.o.lines = 100, 30
+
+-- Every notification is printed; errors from the plugin fail the test.
+local errors = {}
+vim.notify = function(msg, level)
+  log('notify(%s): %s', tostring(level), msg)
+  if level and level >= vim.log.levels.ERROR then
+    errors[#errors + 1] = msg
+  end
+end
+
+local pema = require('pema')
+
+---------------------------------------------------------------------------------------------------
+-- 1. Position conversion (no daemon): UTF-16 columns of a characterwise selection.
+---------------------------------------------------------------------------------------------------
+do
+  local b = api.nvim_create_buf(false, true)
+  api.nvim_set_current_buf(b)
+  api.nvim_buf_set_lines(b, 0, -1, false, { 'héllo 😀 wörld', 'second' })
+  -- select "😀 w" characterwise: bytes 7..12 ("😀" is 4 bytes at byte 7)
+  vim.cmd('normal! 06lv2l\27')
+  local sr, sc, er, ec = pema._byte_range(b, 1, 1)
+  local r = pema._lsp_range(b, sr, sc, er, ec, 'utf-16')
+  check(
+    sc == 7 and ec == 13 and r.start.character == 6 and r['end'].character == 10,
+    'charwise range: bytes %d..%d, utf-16 %d..%d (want 7..13, 6..10)',
+    sc,
+    ec,
+    r.start.character,
+    r['end'].character
+  )
+  -- linewise: the whole lines, end at the last line's length in UTF-16 units
+  vim.cmd('normal! ggVj\27')
+  sr, sc, er, ec = pema._byte_range(b, 1, 2)
+  r = pema._lsp_range(b, sr, sc, er, ec, 'utf-16')
+  check(r.start.line == 0 and r.start.character == 0 and r['end'].line == 1 and r['end'].character == 6, 'linewise range %s', vim.inspect(r))
+  api.nvim_buf_delete(b, { force = true })
+  log('position conversion: ok')
+end
+
+---------------------------------------------------------------------------------------------------
+-- 2. Start the daemon on notes.md and wait until the workspace has its adapter.
+---------------------------------------------------------------------------------------------------
+local progress = { total = 0, begin = 0, report = 0, ['end'] = 0, leaked = 0, titles = {} }
+api.nvim_create_autocmd('LspProgress', {
+  callback = function(ev)
+    local c = vim.lsp.get_client_by_id(ev.data.client_id)
+    if not c or c.name ~= 'pema' then
+      return
+    end
+    local p = ev.data.params
+    if type(p.token) == 'string' and p.token:find('^pema%.nvim/rewrite/') then
+      progress.leaked = progress.leaked + 1
+      return
+    end
+    local v = p.value or {}
+    progress.total = progress.total + 1
+    if v.kind and progress[v.kind] then
+      progress[v.kind] = progress[v.kind] + 1
+    end
+    if v.kind == 'begin' then
+      progress.titles[#progress.titles + 1] = ('%s [%s]'):format(tostring(v.title), tostring(p.token))
+      log('progress begin %s: %s %s', p.token, tostring(v.title), tostring(v.message or ''))
+    elseif v.kind == 'end' then
+      log('progress end   %s: %s', p.token, tostring(v.message or ''))
+    end
+  end,
+})
+
+local notes = vim.fs.joinpath(ws, 'notes.md')
+vim.cmd.edit(vim.fn.fnameescape(notes))
+local buf = api.nvim_get_current_buf()
+local original = api.nvim_buf_get_lines(buf, 0, -1, true)
+check(#original >= 3, 'notes.md has %d lines, want >= 3', #original)
+
+pema.setup({ server_path = bin, mode = 'gu', progress = false })
+check(pema.find_root(notes) == vim.fs.normalize(ws), 'root of notes.md is %s, want %s', pema.find_root(notes), ws)
+
+local client
+check(
+  vim.wait(30000, function()
+    client = vim.lsp.get_clients({ bufnr = buf, name = 'pema' })[1]
+    return client ~= nil and client.initialized == true
+  end, 100),
+  'no initialized pema client attached to notes.md within 30 s (errors: %s)',
+  table.concat(errors, '; ')
+)
+log('client %d attached, offset encoding %s, root %s', client.id, client.offset_encoding, tostring(client.root_dir))
+
+local real_ws = vim.uv.fs_realpath(ws)
+local function workspace_status()
+  local res, err = client:request_sync('pema/status', vim.empty_dict(), 30000, buf)
+  check(res ~= nil, 'pema/status: %s', tostring(err))
+  check(res.err == nil, 'pema/status error: %s', vim.inspect(res.err))
+  for _, w in ipairs(res.result.workspaces or {}) do
+    if vim.uv.fs_realpath(w.root) == real_ws then
+      return w, res.result
+    end
+  end
+  return nil, res.result
+end
+
+local last_line, w, status
+local deadline = elapsed() + ready_timeout
+while true do
+  w, status = workspace_status()
+  if w then
+    check(w.config_error == vim.NIL or w.config_error == nil, 'config error: %s', vim.inspect(w.config_error))
+    local a = w.adapter or {}
+    local line = ('workspace: %s files, %s units (%s pending), memory %s entries, adapter %s'):format(
+      tostring(w.files),
+      tostring(w.units),
+      tostring(w.units_pending),
+      tostring(type(w.memory) == 'table' and w.memory.entries),
+      tostring(a.state)
+    )
+    if line ~= last_line then
+      log('%s', line)
+      last_line = line
+    end
+    if a.state == 'ready' and a.available then
+      break
+    end
+  end
+  if elapsed() > deadline then
+    fail('adapter not ready after %d s; last status: %s', ready_timeout, vim.inspect(status))
+  end
+  vim.wait(2000)
+end
+log('adapter ready: held-out loss %s', tostring(w.adapter.held_out_loss))
+vim.wait(500) -- let the last progress notifications in
+check(progress.begin > 0 and progress['end'] > 0, 'no work-done progress arrived: %s', vim.inspect(progress))
+log('work-done progress so far: %d LspProgress events (%d begin, %d end)', progress.total, progress.begin, progress['end'])
+
+-- :PemaStatus opens a float with a readable summary.
+vim.cmd('PemaStatus')
+local status_lines
+vim.wait(10000, function()
+  local b = api.nvim_get_current_buf()
+  if vim.bo[b].filetype == 'pema-status' then
+    status_lines = api.nvim_buf_get_lines(b, 0, -1, true)
+    return true
+  end
+end, 50)
+check(status_lines ~= nil, ':PemaStatus opened no status window')
+local joined = table.concat(status_lines, '\n')
+check(joined:find('adapter      ready', 1, true) and joined:find('memory', 1, true), ':PemaStatus text:\n%s', joined)
+log(':PemaStatus:\n    %s', table.concat(status_lines, '\n    '))
+vim.cmd('close')
+check(api.nvim_get_current_buf() == buf, 'not back in notes.md after closing the status window')
+
+---------------------------------------------------------------------------------------------------
+-- 3. :PemaRewrite — a first request replaced by a second one (cancelled), streamed, accepted.
+---------------------------------------------------------------------------------------------------
+vim.cmd('3PemaRewrite')
+local s1 = pema._session
+check(s1 ~= nil and s1.preview_win and api.nvim_win_is_valid(s1.preview_win), 'first :PemaRewrite opened no preview')
+api.nvim_set_current_win(s1.src_win)
+-- select lines 1-2 visually and rewrite them: the first request is cancelled
+vim.cmd('normal! ggVj\27')
+vim.cmd("'<,'>PemaRewrite")
+local s = pema._session
+check(s ~= nil and s ~= s1, 'the second :PemaRewrite did not replace the first')
+check(not (s1.preview_win and api.nvim_win_is_valid(s1.preview_win)), 'the first preview is still open')
+check(s.range.start.line == 0 and s.range['end'].line == 1, 'range sent: %s', vim.inspect(s.range))
+check(s.range['end'].character == vim.str_utfindex(original[2], 'utf-16'), 'range end: %s', vim.inspect(s.range))
+local t_req = elapsed()
+local ok = vim.wait(300000, function()
+  return s.done or pema._session ~= s
+end, 50)
+check(ok, 'no rewrite result within 300 s (partials so far: %d, text %q)', s.partials, s.text)
+check(s.done and s.result, 'the rewrite failed: %s', table.concat(errors, '; '))
+local result = s.result
+log(
+  'rewrite: %d partial results, %s tokens in %.2f s (%.1f tok/s, stopped by %s), %.1f s round trip',
+  s.partials,
+  tostring(result.tokens),
+  result.seconds or -1,
+  result.tokensPerSecond or -1,
+  tostring(result.stoppedBy),
+  elapsed() - t_req
+)
+log('original:\n    %s\nrewrite:\n    %s', table.concat({ original[1], original[2] }, '\n    '), result.text:gsub('\n', '\n    '))
+check(type(result.text) == 'string' and result.text ~= '', 'empty rewrite')
+check(s.partials > 0, 'no partial result ($/progress with the partialResultToken) arrived')
+check(progress.leaked == 0, '%d partial results leaked into LspProgress', progress.leaked)
+
+-- the preview shows the final text
+local pv = api.nvim_buf_get_lines(s.preview_buf, 0, -1, true)
+check(table.concat(pv, '\n') == result.text, 'preview holds %q, want %q', table.concat(pv, '\n'), result.text)
+
+vim.cmd('PemaAccept')
+check(pema._session == nil, 'the session is still open after :PemaAccept')
+check(api.nvim_get_current_buf() == buf, 'not back in notes.md after accepting')
+local expected = vim.split(result.text, '\n', { plain = true })
+for i = 3, #original do
+  expected[#expected + 1] = original[i]
+end
+local got = api.nvim_buf_get_lines(buf, 0, -1, true)
+check(
+  vim.deep_equal(got, expected),
+  'buffer after accept:\n%s\nwant:\n%s',
+  table.concat(got, '\n'),
+  table.concat(expected, '\n')
+)
+log('accepted: the buffer holds the rewrite')
+
+-- a discarded rewrite leaves the buffer alone (plain mode: no adapter needed)
+vim.cmd('$PemaRewrite plain')
+check(pema._session ~= nil, ':PemaRewrite plain opened no session')
+vim.cmd('PemaDiscard')
+check(pema._session == nil and vim.deep_equal(api.nvim_buf_get_lines(buf, 0, -1, true), expected), 'discard changed the buffer')
+
+check(#errors == 0, 'errors were reported: %s', table.concat(errors, '; '))
+local _ = vim.lsp.status() -- the built-in progress summary works
+log('LspProgress events in total: %d (%d begin, %d report, %d end)', progress.total, progress.begin, progress.report, progress['end'])
+
+if vim.env.PEMA_TEST_OUT then
+  local f = assert(io.open(vim.env.PEMA_TEST_OUT, 'w'))
+  f:write(vim.json.encode({ text = result.text, tokens = result.tokens, seconds = result.seconds, partials = s.partials }))
+  f:close()
+end
+
+stop_clients()
+log('PASS')
+os.exit(0)

@@ -1,0 +1,510 @@
+// The VS Code client of pema: starts `pema lsp`, adds "PEMA: Rewrite Selection" with a streamed
+// diff preview, and a status-bar item. Pure logic lives in ./logic.ts (unit-tested).
+
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import * as vscode from "vscode";
+import {
+  LanguageClient,
+  LanguageClientOptions,
+  ProgressType,
+  ResponseError,
+  ServerOptions,
+  State,
+  TransportKind,
+  WorkDoneProgress,
+  WorkDoneProgressCreateRequest,
+} from "vscode-languageclient/node";
+import {
+  DaemonStatus,
+  MODES,
+  Mode,
+  PartialRewrite,
+  PartialText,
+  ProgressState,
+  RESTART_SETTINGS,
+  REWRITE_METHOD,
+  RewriteResult,
+  STATUS_METHOD,
+  Settings,
+  WorkDoneValue,
+  allReady,
+  applyProgress,
+  applyRewrite,
+  buildRewriteParams,
+  documentSelector,
+  newPartialToken,
+  resolveServerBinary,
+  serverEnv,
+  settingsToInitOptions,
+  statusBarText,
+  statusTooltip,
+} from "./logic";
+
+const PREVIEW_SCHEME = "pema-preview";
+
+let client: LanguageClient | undefined;
+let output: vscode.OutputChannel;
+let statusItem: vscode.StatusBarItem;
+let extensionPath = "";
+let lastStatus: DaemonStatus | undefined;
+let clientError: string | undefined;
+const progress = new Map<string, ProgressState>();
+let pollTimer: NodeJS.Timeout | undefined;
+let pollTick = 0;
+
+// ---------------------------------------------------------------------------------------------
+// Trace for tests: with PEMA_VSCODE_TRACE set, events are appended to that file as JSON lines.
+
+function trace(event: string, data: Record<string, unknown>): void {
+  const file = process.env.PEMA_VSCODE_TRACE;
+  if (!file) return;
+  try {
+    fs.appendFileSync(file, JSON.stringify({ event, time: Date.now(), ...data }) + "\n");
+  } catch {
+    // tracing never breaks the extension
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Settings and the client
+
+function readSettings(): Settings & { languages: string[]; pollSeconds: number } {
+  const c = vscode.workspace.getConfiguration("pema");
+  return {
+    serverPath: c.get<string>("serverPath", ""),
+    modelPath: c.get<string>("modelPath", ""),
+    mode: c.get<string>("mode", "gu"),
+    lambdaMax: c.get<number | null>("lambdaMax", null),
+    languages: c.get<string[]>("languages", ["markdown", "plaintext"]),
+    pollSeconds: Math.max(1, c.get<number>("statusPollSeconds", 3)),
+  };
+}
+
+function isExecutable(p: string): boolean {
+  try {
+    const st = fs.statSync(p);
+    if (!st.isFile()) return false;
+    if (process.platform !== "win32") fs.accessSync(p, fs.constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function startClient(): Promise<void> {
+  const settings = readSettings();
+  const resolved = resolveServerBinary({
+    serverPath: settings.serverPath,
+    extensionPath,
+    pathEnv: process.env.PATH,
+    homeDir: os.homedir(),
+    isExecutable,
+  });
+  if (!resolved.ok) {
+    clientError = resolved.message;
+    output.appendLine(resolved.message);
+    output.appendLine(`tried: ${resolved.tried.join(", ") || "(nothing)"}`);
+    trace("server-missing", { message: resolved.message });
+    updateStatusBar();
+    void vscode.window.showErrorMessage(resolved.message, "Open Settings").then((choice) => {
+      if (choice === "Open Settings") {
+        void vscode.commands.executeCommand("workbench.action.openSettings", "pema.serverPath");
+      }
+    });
+    return;
+  }
+  output.appendLine(`starting ${resolved.path} lsp (found via ${resolved.source})`);
+  const serverOptions: ServerOptions = {
+    command: resolved.path,
+    args: ["lsp"],
+    transport: TransportKind.stdio,
+    options: { env: serverEnv(settings, process.env, os.homedir()) },
+  };
+  const clientOptions: LanguageClientOptions = {
+    documentSelector: documentSelector(settings.languages),
+    initializationOptions: settingsToInitOptions(settings),
+    outputChannelName: "pema server",
+  };
+  const c = new LanguageClient("pema", "pema", serverOptions, clientOptions);
+  client = c;
+  clientError = undefined;
+  c.onDidChangeState((e) => {
+    if (e.newState === State.Stopped && client === c) {
+      clientError = "the pema daemon stopped";
+      updateStatusBar();
+    }
+  });
+  try {
+    await c.start();
+  } catch (e) {
+    clientError = `pema: could not start ${resolved.path}: ${errorMessage(e)}`;
+    output.appendLine(clientError);
+    void vscode.window.showErrorMessage(clientError);
+    updateStatusBar();
+    return;
+  }
+  trace("started", { server: resolved.path });
+  // Track pema's work-done progress for the status bar. This replaces the client's default
+  // handler (a notification per token): background work shows in the status bar instead.
+  c.onRequest(WorkDoneProgressCreateRequest.type, (params) => {
+    const token = String(params.token);
+    const sub = c.onProgress(WorkDoneProgress.type, params.token, (value) => {
+      const next = applyProgress(progress.get(token), token, value as WorkDoneValue);
+      if (next) {
+        progress.set(token, next);
+        trace("progress", { token, value });
+      }
+      if (value.kind === "end") {
+        sub.dispose();
+        progress.delete(token);
+        void pollStatus();
+      }
+      updateStatusBar();
+    });
+    return null;
+  });
+  startPolling(settings.pollSeconds);
+  await pollStatus();
+}
+
+async function stopClient(): Promise<void> {
+  stopPolling();
+  progress.clear();
+  lastStatus = undefined;
+  const c = client;
+  client = undefined;
+  if (c) {
+    try {
+      await c.stop(5000);
+    } catch {
+      // already gone
+    }
+  }
+}
+
+function errorMessage(e: unknown): string {
+  if (e instanceof Error) return e.message;
+  return String(e);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Status bar
+
+function activeFsPath(): string | undefined {
+  const doc = vscode.window.activeTextEditor?.document;
+  return doc && doc.uri.scheme === "file" ? doc.uri.fsPath : undefined;
+}
+
+function updateStatusBar(): void {
+  if (!statusItem) return;
+  const running = [...progress.values()];
+  if (clientError) {
+    statusItem.text = "$(error) pema: not running";
+    statusItem.tooltip = clientError;
+    statusItem.backgroundColor = new vscode.ThemeColor("statusBarItem.errorBackground");
+  } else {
+    const text = statusBarText(lastStatus, running, activeFsPath());
+    const busy = running.some((p) => !p.done) || !allReady(lastStatus);
+    statusItem.text = `${busy ? "$(sync~spin)" : "$(pencil)"} ${text}`;
+    statusItem.tooltip = statusTooltip(lastStatus, running, activeFsPath());
+    statusItem.backgroundColor = undefined;
+  }
+  statusItem.show();
+}
+
+async function pollStatus(): Promise<DaemonStatus | undefined> {
+  const c = client;
+  if (!c || c.state !== State.Running) return undefined;
+  try {
+    const status = (await c.sendRequest(STATUS_METHOD, {})) as DaemonStatus;
+    if (client === c) {
+      const before = allReady(lastStatus);
+      lastStatus = status;
+      if (allReady(status) !== before) trace("status", { status });
+      updateStatusBar();
+    }
+    return status;
+  } catch (e) {
+    output.appendLine(`pema/status failed: ${errorMessage(e)}`);
+    return undefined;
+  }
+}
+
+function startPolling(seconds: number): void {
+  stopPolling();
+  pollTick = 0;
+  pollTimer = setInterval(() => {
+    pollTick += 1;
+    // every few seconds while not ready; every ten ticks once ready (files may change)
+    if (!allReady(lastStatus) || progress.size > 0 || pollTick % 10 === 0) void pollStatus();
+  }, seconds * 1000);
+}
+
+function stopPolling(): void {
+  if (pollTimer) clearInterval(pollTimer);
+  pollTimer = undefined;
+}
+
+async function showStatus(): Promise<void> {
+  output.show(true);
+  if (!client) {
+    output.appendLine(clientError ?? "pema: the daemon is not running");
+    return;
+  }
+  const status = await pollStatus();
+  output.appendLine(`--- pema/status at ${new Date().toISOString()}`);
+  output.appendLine(status ? JSON.stringify(status, null, 2) : "(no answer)");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Preview documents
+
+class PreviewProvider implements vscode.TextDocumentContentProvider {
+  private readonly contents = new Map<string, string>();
+  private readonly emitter = new vscode.EventEmitter<vscode.Uri>();
+  readonly onDidChange = this.emitter.event;
+
+  set(uri: vscode.Uri, text: string): void {
+    this.contents.set(uri.toString(), text);
+    this.emitter.fire(uri);
+  }
+  delete(uri: vscode.Uri): void {
+    this.contents.delete(uri.toString());
+  }
+  provideTextDocumentContent(uri: vscode.Uri): string {
+    return this.contents.get(uri.toString()) ?? "";
+  }
+}
+
+const preview = new PreviewProvider();
+
+interface RewriteSession {
+  id: number;
+  docUri: vscode.Uri;
+  range: vscode.Range;
+  originalText: string;
+  docText: string;
+  docVersion: number;
+  leftUri: vscode.Uri;
+  rightUri: vscode.Uri;
+  cts: vscode.CancellationTokenSource;
+  result?: RewriteResult;
+  finished: boolean;
+}
+
+let session: RewriteSession | undefined;
+let sessionCounter = 0;
+
+function setPending(pending: boolean): void {
+  void vscode.commands.executeCommand("setContext", "pema.rewritePending", pending);
+}
+
+async function closePreview(s: RewriteSession): Promise<void> {
+  const tabs: vscode.Tab[] = [];
+  for (const group of vscode.window.tabGroups.all) {
+    for (const tab of group.tabs) {
+      const input = tab.input;
+      if (input instanceof vscode.TabInputTextDiff && input.modified.toString() === s.rightUri.toString()) {
+        tabs.push(tab);
+      }
+    }
+  }
+  if (tabs.length) await vscode.window.tabGroups.close(tabs);
+  preview.delete(s.leftUri);
+  preview.delete(s.rightUri);
+}
+
+async function endSession(s: RewriteSession, cancel: boolean): Promise<void> {
+  if (cancel) s.cts.cancel();
+  s.cts.dispose();
+  s.finished = true;
+  if (session === s) {
+    session = undefined;
+    setPending(false);
+  }
+  await closePreview(s);
+}
+
+async function rewriteSelection(): Promise<void> {
+  const editor = vscode.window.activeTextEditor;
+  if (!editor || editor.document.uri.scheme === PREVIEW_SCHEME) {
+    void vscode.window.showWarningMessage("pema: open a document and select the text to rewrite.");
+    return;
+  }
+  if (editor.selection.isEmpty) {
+    void vscode.window.showWarningMessage("pema: select the text to rewrite first.");
+    return;
+  }
+  const c = client;
+  if (!c || c.state !== State.Running) {
+    void vscode.window.showErrorMessage(clientError ?? "pema: the daemon is not running (PEMA: Restart Server).");
+    return;
+  }
+  // A new request cancels the previous one.
+  if (session) await endSession(session, true);
+
+  const doc = editor.document;
+  const range = new vscode.Range(editor.selection.start, editor.selection.end);
+  const id = ++sessionCounter;
+  const base = path.basename(doc.uri.path) || "untitled";
+  const s: RewriteSession = {
+    id,
+    docUri: doc.uri,
+    range,
+    originalText: doc.getText(range),
+    docText: doc.getText(),
+    docVersion: doc.version,
+    leftUri: vscode.Uri.from({ scheme: PREVIEW_SCHEME, path: `/${id}/original/${base}` }),
+    rightUri: vscode.Uri.from({ scheme: PREVIEW_SCHEME, path: `/${id}/rewrite/${base}` }),
+    cts: new vscode.CancellationTokenSource(),
+    finished: false,
+  };
+  session = s;
+  const lspRange = c.code2ProtocolConverter.asRange(range);
+  const settings = readSettings();
+  const synced = vscode.languages.match(documentSelector(settings.languages), doc) > 0;
+  const token = newPartialToken();
+  const params = buildRewriteParams({
+    uri: c.code2ProtocolConverter.asUri(doc.uri),
+    range: lspRange,
+    selectedText: s.originalText,
+    synced,
+    fsPath: doc.uri.scheme === "file" ? doc.uri.fsPath : undefined,
+    mode: (MODES as readonly string[]).includes(settings.mode ?? "") ? (settings.mode as Mode) : undefined,
+    partialResultToken: token,
+  });
+  trace("rewrite-request", { id, params, originalText: s.originalText });
+
+  preview.set(s.leftUri, s.docText);
+  preview.set(s.rightUri, s.docText);
+  await vscode.commands.executeCommand(
+    "vscode.diff",
+    s.leftUri,
+    s.rightUri,
+    `${base}: selection ↔ pema rewrite`,
+    { preview: true, preserveFocus: false, selection: range },
+  );
+
+  const partial = new PartialText();
+  const sub = c.onProgress(new ProgressType<PartialRewrite>(), token, (value) => {
+    if (s.finished) return;
+    const text = partial.push(value);
+    preview.set(s.rightUri, applyRewrite(s.docText, lspRange, text));
+  });
+  let result: RewriteResult;
+  try {
+    result = (await vscode.window.withProgress(
+      { location: vscode.ProgressLocation.Window, title: "pema: rewriting" },
+      () => c.sendRequest(REWRITE_METHOD, params, s.cts.token),
+    )) as RewriteResult;
+  } catch (e) {
+    sub.dispose();
+    const cancelled = s.cts.token.isCancellationRequested || (e instanceof ResponseError && e.code === -32800);
+    trace("rewrite-error", { id, cancelled, message: errorMessage(e) });
+    if (!s.finished) await endSession(s, false);
+    if (!cancelled) void vscode.window.showErrorMessage(`pema: ${errorMessage(e)}`);
+    return;
+  }
+  sub.dispose();
+  if (s.finished) return; // discarded or replaced meanwhile
+  s.result = result;
+  preview.set(s.rightUri, applyRewrite(s.docText, lspRange, result.text));
+  trace("rewrite-result", { id, result, partialUpdates: partial.updates, partialText: partial.text });
+  output.appendLine(
+    `rewrite (${result.mode}, ${result.tokens} tokens, ${result.seconds ?? "?"} s): ${JSON.stringify(s.originalText)} → ${JSON.stringify(result.text)}`,
+  );
+  setPending(true);
+  const choice = await vscode.window.showInformationMessage(
+    `pema: rewrite ready (${result.tokens} tokens). Accept it?`,
+    "Accept",
+    "Discard",
+  );
+  if (session !== s || s.finished) return;
+  if (choice === "Accept") await acceptRewrite();
+  else if (choice === "Discard") await discardRewrite();
+  // dismissed: the preview stays, with Accept/Discard in its title bar and the palette
+}
+
+async function acceptRewrite(): Promise<void> {
+  const s = session;
+  if (!s || !s.result) {
+    void vscode.window.showWarningMessage("pema: no rewrite is waiting.");
+    return;
+  }
+  const doc = await vscode.workspace.openTextDocument(s.docUri);
+  if (doc.version !== s.docVersion && doc.getText(s.range) !== s.originalText) {
+    void vscode.window.showErrorMessage("pema: the document changed since the rewrite; rewrite the selection again.");
+    await endSession(s, false);
+    return;
+  }
+  const edit = new vscode.WorkspaceEdit();
+  edit.replace(s.docUri, s.range, s.result.text);
+  const applied = await vscode.workspace.applyEdit(edit);
+  const newText = s.result.text;
+  await endSession(s, false);
+  trace("accepted", { id: s.id, applied, documentText: doc.getText() });
+  if (!applied) {
+    void vscode.window.showErrorMessage("pema: the edit could not be applied.");
+    return;
+  }
+  const editor = await vscode.window.showTextDocument(doc, { preserveFocus: false });
+  const lines = newText.split("\n");
+  const end =
+    lines.length === 1
+      ? s.range.start.translate(0, newText.length)
+      : new vscode.Position(s.range.start.line + lines.length - 1, lines[lines.length - 1].length);
+  editor.selection = new vscode.Selection(s.range.start, end);
+}
+
+async function discardRewrite(): Promise<void> {
+  const s = session;
+  if (!s) return;
+  trace("discarded", { id: s.id });
+  await endSession(s, true);
+  await vscode.window.showTextDocument(s.docUri, { preserveFocus: false });
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export async function activate(context: vscode.ExtensionContext): Promise<void> {
+  extensionPath = context.extensionPath;
+  output = vscode.window.createOutputChannel("pema");
+  statusItem = vscode.window.createStatusBarItem("pema.status", vscode.StatusBarAlignment.Right, 100);
+  statusItem.name = "pema";
+  statusItem.command = "pema.showStatus";
+  statusItem.text = "$(sync~spin) pema: starting…";
+  statusItem.show();
+  context.subscriptions.push(
+    output,
+    statusItem,
+    vscode.workspace.registerTextDocumentContentProvider(PREVIEW_SCHEME, preview),
+    vscode.commands.registerCommand("pema.rewriteSelection", rewriteSelection),
+    vscode.commands.registerCommand("pema.acceptRewrite", acceptRewrite),
+    vscode.commands.registerCommand("pema.discardRewrite", discardRewrite),
+    vscode.commands.registerCommand("pema.showStatus", showStatus),
+    vscode.commands.registerCommand("pema.restartServer", async () => {
+      await stopClient();
+      await startClient();
+    }),
+    vscode.window.onDidChangeActiveTextEditor(() => updateStatusBar()),
+    vscode.workspace.onDidChangeConfiguration(async (e) => {
+      if (RESTART_SETTINGS.some((k) => e.affectsConfiguration(k))) {
+        output.appendLine("settings changed: restarting the daemon");
+        await stopClient();
+        await startClient();
+      } else if (e.affectsConfiguration("pema.statusPollSeconds")) {
+        startPolling(readSettings().pollSeconds);
+      }
+    }),
+    { dispose: () => void stopClient() },
+  );
+  setPending(false);
+  await startClient();
+}
+
+export async function deactivate(): Promise<void> {
+  if (session) await endSession(session, true);
+  await stopClient();
+}

@@ -1,0 +1,440 @@
+// Pure logic of the pema extension: no `vscode` import here, so that unit tests and the
+// daemon test (test/daemon.test.ts) run it under plain Node.
+
+import * as path from "path";
+
+// ---------------------------------------------------------------------------------------------
+// Finding the binary
+
+export interface BinaryCandidate {
+  path: string;
+  source: "setting" | "bundled" | "PATH";
+}
+
+export interface ResolveEnv {
+  /** `pema.serverPath` (may be empty). */
+  serverPath?: string;
+  /** The extension's install folder. */
+  extensionPath?: string;
+  /** `process.env.PATH`. */
+  pathEnv?: string;
+  platform?: NodeJS.Platform;
+  /** Whether a file exists and is executable (injected so tests need no files). */
+  isExecutable: (p: string) => boolean;
+  /** Expands `~` at the start of the setting. */
+  homeDir?: string;
+}
+
+export type ResolveResult =
+  | { ok: true; path: string; source: BinaryCandidate["source"] }
+  | { ok: false; message: string; tried: string[] };
+
+export const INSTALL_HINT =
+  "Install pema (from the pema repository: `cargo install --path .`, or build it with " +
+  "`cargo build --release` and put `target/release/pema` on your PATH), or set " +
+  "`pema.serverPath` to the binary.";
+
+function exeName(platform: NodeJS.Platform): string {
+  return platform === "win32" ? "pema.exe" : "pema";
+}
+
+/**
+ * The binary to start: `pema.serverPath`, else `<extension>/bin/pema`, else `pema` on PATH.
+ * A `pema.serverPath` that does not exist is an error (not silently replaced by another binary).
+ */
+export function resolveServerBinary(env: ResolveEnv): ResolveResult {
+  const platform = env.platform ?? process.platform;
+  const exe = exeName(platform);
+  const tried: string[] = [];
+  let setting = (env.serverPath ?? "").trim();
+  if (setting) {
+    if (setting === "~" || setting.startsWith("~/")) {
+      setting = path.join(env.homeDir ?? "", setting.slice(1));
+    }
+    if (env.isExecutable(setting)) {
+      return { ok: true, path: setting, source: "setting" };
+    }
+    return {
+      ok: false,
+      tried: [setting],
+      message:
+        `pema: the binary set in pema.serverPath (${setting}) does not exist or is not executable. ` +
+        `Fix the setting, or clear it to use \`pema\` from your PATH. ${INSTALL_HINT}`,
+    };
+  }
+  if (env.extensionPath) {
+    const bundled = path.join(env.extensionPath, "bin", exe);
+    tried.push(bundled);
+    if (env.isExecutable(bundled)) {
+      return { ok: true, path: bundled, source: "bundled" };
+    }
+  }
+  const sep = platform === "win32" ? ";" : ":";
+  for (const dir of (env.pathEnv ?? "").split(sep)) {
+    if (!dir) continue;
+    const candidate = path.join(dir, exe);
+    tried.push(candidate);
+    if (env.isExecutable(candidate)) {
+      return { ok: true, path: candidate, source: "PATH" };
+    }
+  }
+  return {
+    ok: false,
+    tried,
+    message: `pema: the \`pema\` binary was not found (not in pema.serverPath, not bundled, not on PATH). ${INSTALL_HINT}`,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Settings
+
+export type Mode = "gu" | "fixed" | "plain";
+export const MODES: readonly Mode[] = ["gu", "fixed", "plain"];
+
+export interface Settings {
+  serverPath?: string;
+  modelPath?: string;
+  mode?: string;
+  lambdaMax?: number | null;
+}
+
+export interface InitializationOptions {
+  mode?: Mode;
+  lambdaMax?: number;
+}
+
+/** `pema.mode` and `pema.lambdaMax` → the daemon's `initializationOptions`. */
+export function settingsToInitOptions(s: Settings): InitializationOptions {
+  const out: InitializationOptions = {};
+  if (s.mode && (MODES as readonly string[]).includes(s.mode)) {
+    out.mode = s.mode as Mode;
+  }
+  if (typeof s.lambdaMax === "number" && Number.isFinite(s.lambdaMax)) {
+    out.lambdaMax = Math.min(1, Math.max(0, s.lambdaMax));
+  }
+  return out;
+}
+
+/** The environment of `pema lsp`: the editor's, plus `PEMA_MODEL` when `pema.modelPath` is set. */
+export function serverEnv(
+  s: Settings,
+  base: NodeJS.ProcessEnv,
+  homeDir?: string,
+): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...base };
+  let model = (s.modelPath ?? "").trim();
+  if (model) {
+    if (model === "~" || model.startsWith("~/")) model = path.join(homeDir ?? "", model.slice(1));
+    env.PEMA_MODEL = model;
+  }
+  return env;
+}
+
+/** Settings whose change needs the daemon restarted (they are read at start). */
+export const RESTART_SETTINGS = [
+  "pema.serverPath",
+  "pema.modelPath",
+  "pema.mode",
+  "pema.lambdaMax",
+  "pema.languages",
+];
+
+/** `pema.languages` → an LSP document selector. */
+export function documentSelector(languages: string[] | undefined): { scheme: string; language?: string }[] {
+  const langs = languages && languages.length ? languages : ["markdown", "plaintext"];
+  if (langs.includes("*")) return [{ scheme: "file" }];
+  return langs.map((language) => ({ scheme: "file", language }));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rewrite requests
+
+export interface Position {
+  line: number;
+  character: number;
+}
+export interface Range {
+  start: Position;
+  end: Position;
+}
+
+export const REWRITE_METHOD = "pema/rewrite";
+export const STATUS_METHOD = "pema/status";
+
+export interface RewriteParams {
+  uri?: string;
+  range?: Range;
+  text?: string;
+  workspace?: string;
+  mode?: Mode;
+  options?: Record<string, number>;
+  partialResultToken?: string;
+}
+
+export interface RewriteResult {
+  text: string;
+  mode: string;
+  tokens: number;
+  stoppedBy?: string;
+  seconds?: number;
+  tokensPerSecond?: number;
+  workspace?: string;
+  range?: Range | null;
+}
+
+export interface PartialRewrite {
+  delta?: string;
+  text?: string;
+}
+
+let tokenCounter = 0;
+/** A fresh partial-result token for one rewrite. */
+export function newPartialToken(prefix = "pema-vscode-rw"): string {
+  tokenCounter += 1;
+  return `${prefix}-${process.pid}-${tokenCounter}`;
+}
+
+/**
+ * The params of `pema/rewrite` for a selection. A document the daemon sees (synced: its language
+ * is in `pema.languages`) is sent as `uri` + `range`, so the daemon reads its unsaved text; any
+ * other is sent as `text` with its folder as `workspace`.
+ */
+export function buildRewriteParams(req: {
+  uri: string;
+  range: Range;
+  selectedText: string;
+  synced: boolean;
+  fsPath?: string;
+  mode?: Mode;
+  partialResultToken?: string;
+}): RewriteParams {
+  const params: RewriteParams = req.synced
+    ? { uri: req.uri, range: req.range }
+    : { text: req.selectedText, workspace: req.fsPath ? path.dirname(req.fsPath) : req.uri };
+  if (req.mode) params.mode = req.mode;
+  if (req.partialResultToken) params.partialResultToken = req.partialResultToken;
+  return params;
+}
+
+/** Accumulates the streamed `{delta, text}` values of a rewrite into the text so far. */
+export class PartialText {
+  private current = "";
+  private count = 0;
+  push(value: PartialRewrite | null | undefined): string {
+    if (!value) return this.current;
+    this.count += 1;
+    if (typeof value.text === "string") this.current = value.text;
+    else if (typeof value.delta === "string") this.current += value.delta;
+    return this.current;
+  }
+  get text(): string {
+    return this.current;
+  }
+  get updates(): number {
+    return this.count;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A text buffer model (UTF-16 LSP positions), for the preview and for tests.
+
+export class TextBuffer {
+  constructor(public text: string) {}
+
+  private lineStarts(): number[] {
+    const starts = [0];
+    for (let i = 0; i < this.text.length; i++) {
+      if (this.text.charCodeAt(i) === 10) starts.push(i + 1);
+    }
+    return starts;
+  }
+
+  offsetAt(p: Position): number {
+    const starts = this.lineStarts();
+    if (p.line < 0) return 0;
+    if (p.line >= starts.length) return this.text.length;
+    const lineStart = starts[p.line];
+    let lineEnd = p.line + 1 < starts.length ? starts[p.line + 1] - 1 : this.text.length;
+    if (lineEnd > lineStart && this.text.charCodeAt(lineEnd - 1) === 13) lineEnd -= 1; // \r\n
+    return Math.min(lineStart + Math.max(0, p.character), lineEnd);
+  }
+
+  getText(r?: Range): string {
+    if (!r) return this.text;
+    return this.text.slice(this.offsetAt(r.start), this.offsetAt(r.end));
+  }
+
+  /** Replaces `r` by `newText`; returns the range the new text covers. */
+  replace(r: Range, newText: string): Range {
+    const a = this.offsetAt(r.start);
+    const b = this.offsetAt(r.end);
+    this.text = this.text.slice(0, a) + newText + this.text.slice(b);
+    const lines = newText.split("\n");
+    const end: Position =
+      lines.length === 1
+        ? { line: r.start.line, character: r.start.character + newText.length }
+        : { line: r.start.line + lines.length - 1, character: lines[lines.length - 1].length };
+    return { start: r.start, end };
+  }
+}
+
+/** `text` with `range` replaced by `newText` (the preview of a rewrite). */
+export function applyRewrite(text: string, range: Range, newText: string): string {
+  const b = new TextBuffer(text);
+  b.replace(range, newText);
+  return b.text;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Status bar
+
+export interface WorkDoneValue {
+  kind: "begin" | "report" | "end";
+  title?: string;
+  message?: string;
+  percentage?: number;
+}
+
+export interface ProgressState {
+  task: string;
+  workspace?: string;
+  title?: string;
+  message?: string;
+  percentage?: number;
+  done: boolean;
+}
+
+const TASK_WORDS: Record<string, string> = {
+  paraphrase: "paraphrasing",
+  memory: "building memory",
+  training: "training",
+};
+
+/** `pema/<task>/<n>` → `<task>`, or undefined for tokens that are not pema's. */
+export function progressTask(token: string | number): string | undefined {
+  if (typeof token !== "string") return undefined;
+  const m = /^pema\/([^/]+)\/\d+$/.exec(token);
+  return m ? m[1] : undefined;
+}
+
+/** Folds one `$/progress` value into the state of its token. */
+export function applyProgress(
+  prev: ProgressState | undefined,
+  token: string,
+  value: WorkDoneValue,
+): ProgressState | undefined {
+  const task = progressTask(token);
+  if (!task) return undefined;
+  const base: ProgressState = prev ?? { task, done: false };
+  switch (value.kind) {
+    case "begin":
+      return { task, title: value.title, message: value.message, percentage: value.percentage, done: false };
+    case "report":
+      return {
+        ...base,
+        message: value.message ?? base.message,
+        percentage: value.percentage ?? base.percentage,
+      };
+    case "end":
+      return { ...base, message: value.message ?? base.message, percentage: 100, done: true };
+    default:
+      return base;
+  }
+}
+
+/** "pema: training 40%" */
+export function progressText(p: ProgressState): string {
+  const word = TASK_WORDS[p.task] ?? p.task;
+  if (typeof p.percentage === "number") return `pema: ${word} ${Math.round(p.percentage)}%`;
+  return `pema: ${word}…`;
+}
+
+export interface StatusWorkspace {
+  root: string;
+  memory?: { entries?: number } | null;
+  adapter?: { state?: string; available?: boolean; stale?: boolean; held_out_loss?: number | null } | null;
+  errors?: unknown[];
+  config_error?: string | null;
+  units_pending?: number;
+}
+
+export interface DaemonStatus {
+  version?: string;
+  model?: string;
+  workspaces?: StatusWorkspace[];
+}
+
+/** The workspace of `fsPath` (the longest root that holds it), else the first. */
+export function pickWorkspace(status: DaemonStatus | undefined, fsPath?: string): StatusWorkspace | undefined {
+  const wss = status?.workspaces ?? [];
+  if (fsPath) {
+    let best: StatusWorkspace | undefined;
+    for (const ws of wss) {
+      const root = ws.root.endsWith(path.sep) ? ws.root : ws.root + path.sep;
+      if ((fsPath === ws.root || fsPath.startsWith(root)) && (!best || ws.root.length > best.root.length)) best = ws;
+    }
+    if (best) return best;
+  }
+  return wss[0];
+}
+
+export function adapterReady(ws: StatusWorkspace | undefined): boolean {
+  return !!ws && ws.adapter?.state === "ready" && ws.adapter?.available !== false && !ws.adapter?.stale;
+}
+
+/** Whether every open workspace is ready (polling stops then). */
+export function allReady(status: DaemonStatus | undefined): boolean {
+  const wss = status?.workspaces ?? [];
+  return wss.length > 0 && wss.every(adapterReady);
+}
+
+function entries(ws: StatusWorkspace): string {
+  const n = ws.memory?.entries;
+  return typeof n === "number" ? ` · ${n} entries` : "";
+}
+
+/** The status-bar text: running background work first, else the adapter's state. */
+export function statusBarText(status: DaemonStatus | undefined, running: ProgressState[], fsPath?: string): string {
+  const active = running.filter((p) => !p.done);
+  if (active.length) {
+    // training first, then memory, then paraphrase
+    const order = ["training", "memory", "paraphrase"];
+    active.sort((a, b) => order.indexOf(a.task) - order.indexOf(b.task));
+    return progressText(active[0]);
+  }
+  if (!status) return "pema: starting…";
+  const ws = pickWorkspace(status, fsPath);
+  if (!ws) return "pema: no workspace";
+  if (ws.config_error) return "pema: config error";
+  const state = ws.adapter?.state ?? "none";
+  switch (state) {
+    case "ready":
+      return ws.adapter?.stale ? `pema: ready (retraining)${entries(ws)}` : `pema: ready${entries(ws)}`;
+    case "training":
+      return ws.adapter?.available ? `pema: ready (training)${entries(ws)}` : `pema: training${entries(ws)}`;
+    case "building":
+      return "pema: building memory";
+    case "none":
+      return "pema: no examples yet";
+    default:
+      return `pema: ${state}`;
+  }
+}
+
+export function statusTooltip(status: DaemonStatus | undefined, running: ProgressState[], fsPath?: string): string {
+  const lines: string[] = [];
+  for (const p of running.filter((x) => !x.done)) {
+    lines.push(`${p.title ?? p.task}: ${p.message ?? ""}${typeof p.percentage === "number" ? ` (${p.percentage}%)` : ""}`);
+  }
+  const ws = pickWorkspace(status, fsPath);
+  if (ws) {
+    lines.push(`workspace: ${ws.root}`);
+    lines.push(`adapter: ${ws.adapter?.state ?? "none"}${ws.adapter?.stale ? " (stale)" : ""}`);
+    if (typeof ws.memory?.entries === "number") lines.push(`memory: ${ws.memory.entries} entries`);
+    if (typeof ws.adapter?.held_out_loss === "number") lines.push(`held-out loss: ${ws.adapter.held_out_loss.toFixed(3)}`);
+    if (ws.config_error) lines.push(`config error: ${ws.config_error}`);
+  }
+  if (status?.model) lines.push(`model: ${status.model}`);
+  lines.push("Click for the full status");
+  return lines.join("\n");
+}

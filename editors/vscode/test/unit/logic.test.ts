@@ -1,0 +1,215 @@
+import { strict as assert } from "node:assert";
+import { describe, it } from "node:test";
+import {
+  PartialText,
+  TextBuffer,
+  allReady,
+  applyProgress,
+  applyRewrite,
+  buildRewriteParams,
+  documentSelector,
+  progressTask,
+  progressText,
+  resolveServerBinary,
+  serverEnv,
+  settingsToInitOptions,
+  statusBarText,
+  DaemonStatus,
+  ProgressState,
+} from "../../src/logic";
+
+describe("resolveServerBinary", () => {
+  const exists = (set: string[]) => (p: string) => set.includes(p);
+
+  it("uses pema.serverPath when it exists", () => {
+    const r = resolveServerBinary({
+      serverPath: "/opt/pema/bin/pema",
+      extensionPath: "/ext",
+      pathEnv: "/usr/bin",
+      platform: "linux",
+      isExecutable: exists(["/opt/pema/bin/pema", "/ext/bin/pema", "/usr/bin/pema"]),
+    });
+    assert.deepEqual(r, { ok: true, path: "/opt/pema/bin/pema", source: "setting" });
+  });
+
+  it("expands ~ in pema.serverPath", () => {
+    const r = resolveServerBinary({
+      serverPath: "~/bin/pema",
+      homeDir: "/home/ann",
+      platform: "linux",
+      isExecutable: exists(["/home/ann/bin/pema"]),
+    });
+    assert.equal(r.ok && r.path, "/home/ann/bin/pema");
+  });
+
+  it("refuses a pema.serverPath that does not exist, without falling back", () => {
+    const r = resolveServerBinary({
+      serverPath: "/nope/pema",
+      extensionPath: "/ext",
+      pathEnv: "/usr/bin",
+      platform: "linux",
+      isExecutable: exists(["/usr/bin/pema"]),
+    });
+    assert.equal(r.ok, false);
+    assert.match(!r.ok ? r.message : "", /pema\.serverPath \(\/nope\/pema\)/);
+  });
+
+  it("prefers the bundled binary to PATH", () => {
+    const r = resolveServerBinary({
+      extensionPath: "/ext",
+      pathEnv: "/usr/local/bin:/usr/bin",
+      platform: "linux",
+      isExecutable: exists(["/ext/bin/pema", "/usr/bin/pema"]),
+    });
+    assert.deepEqual(r, { ok: true, path: "/ext/bin/pema", source: "bundled" });
+  });
+
+  it("searches PATH in order", () => {
+    const r = resolveServerBinary({
+      serverPath: "  ",
+      extensionPath: "/ext",
+      pathEnv: "/a::/b:/c",
+      platform: "linux",
+      isExecutable: exists(["/b/pema", "/c/pema"]),
+    });
+    assert.deepEqual(r, { ok: true, path: "/b/pema", source: "PATH" });
+  });
+
+  it("says how to fix a missing binary", () => {
+    const r = resolveServerBinary({ extensionPath: "/ext", pathEnv: "/a", platform: "linux", isExecutable: () => false });
+    assert.equal(r.ok, false);
+    if (!r.ok) {
+      assert.match(r.message, /not found/);
+      assert.match(r.message, /cargo install --path \./);
+      assert.match(r.message, /pema\.serverPath/);
+      assert.deepEqual(r.tried, ["/ext/bin/pema", "/a/pema"]);
+    }
+  });
+});
+
+describe("settings", () => {
+  it("maps mode and lambdaMax to initializationOptions", () => {
+    assert.deepEqual(settingsToInitOptions({ mode: "fixed", lambdaMax: 0.7 }), { mode: "fixed", lambdaMax: 0.7 });
+    assert.deepEqual(settingsToInitOptions({ mode: "gu", lambdaMax: null }), { mode: "gu" });
+    assert.deepEqual(settingsToInitOptions({ mode: "bogus" }), {});
+    assert.deepEqual(settingsToInitOptions({ lambdaMax: 3 }), { lambdaMax: 1 });
+    assert.deepEqual(settingsToInitOptions({ lambdaMax: Number.NaN }), {});
+  });
+
+  it("passes pema.modelPath as PEMA_MODEL", () => {
+    const env = serverEnv({ modelPath: "~/m.gguf" }, { PATH: "/usr/bin" }, "/home/ann");
+    assert.equal(env.PEMA_MODEL, "/home/ann/m.gguf");
+    assert.equal(env.PATH, "/usr/bin");
+    assert.equal(serverEnv({ modelPath: "" }, { PEMA_MODEL: "/x" }).PEMA_MODEL, "/x");
+  });
+
+  it("builds the document selector", () => {
+    assert.deepEqual(documentSelector(["markdown"]), [{ scheme: "file", language: "markdown" }]);
+    assert.deepEqual(documentSelector(["markdown", "*"]), [{ scheme: "file" }]);
+    assert.equal(documentSelector([]).length, 2);
+  });
+});
+
+describe("rewrite requests", () => {
+  const range = { start: { line: 1, character: 0 }, end: { line: 1, character: 5 } };
+  it("sends uri + range for synced documents", () => {
+    const p = buildRewriteParams({
+      uri: "file:///w/notes.md",
+      range,
+      selectedText: "hello",
+      synced: true,
+      mode: "gu",
+      partialResultToken: "t1",
+    });
+    assert.deepEqual(p, { uri: "file:///w/notes.md", range, mode: "gu", partialResultToken: "t1" });
+  });
+  it("sends text + workspace for documents the daemon does not see", () => {
+    const p = buildRewriteParams({ uri: "file:///w/a.rs", range, selectedText: "hello", synced: false, fsPath: "/w/a.rs" });
+    assert.deepEqual(p, { text: "hello", workspace: "/w" });
+  });
+  it("accumulates partial results", () => {
+    const p = new PartialText();
+    p.push({ delta: "Let" });
+    p.push({ delta: " not" });
+    assert.equal(p.text, "Let not");
+    p.push({ delta: " your", text: "Let not your" });
+    assert.equal(p.text, "Let not your");
+    p.push(null);
+    assert.equal(p.updates, 3);
+  });
+});
+
+describe("TextBuffer", () => {
+  it("replaces UTF-16 ranges", () => {
+    const b = new TextBuffer("one\ntwo 🙂 three\nfour");
+    const r = { start: { line: 1, character: 4 }, end: { line: 1, character: 6 } };
+    assert.equal(b.getText(r), "🙂");
+    const nr = b.replace(r, "x\ny");
+    assert.equal(b.text, "one\ntwo x\ny three\nfour");
+    assert.deepEqual(nr.end, { line: 2, character: 1 });
+  });
+  it("handles CRLF and out-of-range positions", () => {
+    const t = "a\r\nbc\r\n";
+    assert.equal(applyRewrite(t, { start: { line: 1, character: 0 }, end: { line: 1, character: 99 } }, "XY"), "a\r\nXY\r\n");
+    assert.equal(applyRewrite("ab", { start: { line: 5, character: 0 }, end: { line: 6, character: 0 } }, "!"), "ab!");
+  });
+});
+
+describe("status bar", () => {
+  it("parses pema progress tokens", () => {
+    assert.equal(progressTask("pema/training/5"), "training");
+    assert.equal(progressTask("pema/memory/12"), "memory");
+    assert.equal(progressTask("rw-7"), undefined);
+    assert.equal(progressTask(3), undefined);
+  });
+
+  it("shows training 40%", () => {
+    let s = applyProgress(undefined, "pema/training/5", {
+      kind: "begin",
+      title: "pema: training the adapter",
+      message: "1650 entries",
+      percentage: 0,
+    });
+    assert.equal(s && progressText(s), "pema: training 0%");
+    s = applyProgress(s, "pema/training/5", { kind: "report", message: "epoch 3", percentage: 40 });
+    assert.equal(statusBarText(undefined, [s!]), "pema: training 40%");
+    s = applyProgress(s, "pema/training/5", { kind: "end", message: "held-out loss 2.364" });
+    assert.equal(s!.done, true);
+    assert.equal(applyProgress(undefined, "other", { kind: "begin" }), undefined);
+  });
+
+  it("names every task", () => {
+    const p = (task: string, percentage?: number): ProgressState => ({ task, percentage, done: false });
+    assert.equal(progressText(p("paraphrase", 12.4)), "pema: paraphrasing 12%");
+    assert.equal(progressText(p("memory")), "pema: building memory…");
+    // training wins over other running work
+    assert.equal(statusBarText(undefined, [p("memory", 10), p("training", 40)]), "pema: training 40%");
+  });
+
+  it("shows the adapter state and memory entries", () => {
+    const st = (state: string, extra: object = {}): DaemonStatus => ({
+      workspaces: [{ root: "/w", memory: { entries: 1650 }, adapter: { state, available: state === "ready", ...extra } }],
+    });
+    assert.equal(statusBarText(undefined, []), "pema: starting…");
+    assert.equal(statusBarText({ workspaces: [] }, []), "pema: no workspace");
+    assert.equal(statusBarText(st("ready"), []), "pema: ready · 1650 entries");
+    assert.equal(statusBarText(st("ready", { stale: true }), []), "pema: ready (retraining) · 1650 entries");
+    assert.equal(statusBarText(st("building"), []), "pema: building memory");
+    assert.equal(statusBarText(st("none"), []), "pema: no examples yet");
+    assert.equal(statusBarText(st("training"), []), "pema: training · 1650 entries");
+    assert.equal(allReady(st("ready")), true);
+    assert.equal(allReady(st("training")), false);
+    assert.equal(allReady({ workspaces: [] }), false);
+  });
+
+  it("picks the workspace of the active file", () => {
+    const status: DaemonStatus = {
+      workspaces: [
+        { root: "/a", adapter: { state: "none" } },
+        { root: "/b", adapter: { state: "ready", available: true }, memory: { entries: 3 } },
+      ],
+    };
+    assert.equal(statusBarText(status, [], "/b/notes.md"), "pema: ready · 3 entries");
+    assert.equal(statusBarText(status, [], "/bb/notes.md"), "pema: no examples yet");
+  });
+});
