@@ -334,11 +334,17 @@ local function open_preview(s)
   s.preview_buf = buf
   local width, height = preview_size(s, { '…' })
   local p = (M.config or M.defaults).preview
+  -- just below the last line of the range, however many screen lines it wraps to
+  local below = 1
+  pcall(function()
+    local er = s.range['end'].line
+    below = api.nvim_win_text_height(s.src_win, { start_row = er, end_row = er }).all
+  end)
   local win = api.nvim_open_win(buf, true, {
     relative = 'win',
     win = s.src_win,
     bufpos = { s.range['end'].line, 0 },
-    row = 1,
+    row = below,
     col = 0,
     width = width,
     height = height,
@@ -556,7 +562,8 @@ function M.format_status(st)
   local function add(fmt, ...)
     L[#L + 1] = select('#', ...) > 0 and fmt:format(...) or fmt
   end
-  add('pema %s · model %s · up %s s', fmt_any(st.version), fmt_any(st.model), fmt_num(st.uptime_seconds))
+  local up = nn(st.uptime_seconds)
+  add('pema %s · model %s · up %s s', fmt_any(st.version), fmt_any(st.model), type(up) == 'number' and ('%.0f'):format(up) or '-')
   local q = nn(st.queue) or {}
   add(
     'queue: %s rewrites waiting · background waiting: %s · busy: %s',
