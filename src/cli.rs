@@ -45,7 +45,11 @@ enum Command {
     /// Score rewrites against reference targets: BLEU and chrF of plain, 3-shot, fixed λ and GU.
     Eval(EvalArgs),
     /// The language server for editors: LSP over stdin/stdout (editors start this).
-    Lsp,
+    Lsp {
+        /// Accepted and ignored: some LSP clients add it; stdio is the only transport here.
+        #[arg(long, hide = true)]
+        stdio: bool,
+    },
     /// The daemon for other tools: the same JSON-RPC over TCP or a unix socket, many clients.
     Serve(ServeArgs),
     /// Back-paraphrase the targets of a pairs file (as if they were a plain corpus) into
@@ -315,7 +319,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Rewrite(a) => rewrite(cli.model.as_ref(), a),
         Command::Eval(a) => evaluate(cli.model.as_ref(), a),
         Command::Paraphrase(a) => paraphrase(cli.model.as_ref(), a),
-        Command::Lsp => {
+        Command::Lsp { .. } => {
             let daemon = model::resolve_model(cli.model.as_deref())
                 .and_then(|p| pema::daemon::Daemon::start(&p))
                 .map_err(|e| format!("{e:#}"));

@@ -12,7 +12,6 @@ import {
   ResponseError,
   ServerOptions,
   State,
-  TransportKind,
   WorkDoneProgress,
   WorkDoneProgressCreateRequest,
 } from "vscode-languageclient/node";
@@ -119,7 +118,7 @@ async function startClient(): Promise<void> {
   const serverOptions: ServerOptions = {
     command: resolved.path,
     args: ["lsp"],
-    transport: TransportKind.stdio,
+    // no `transport`: with TransportKind.stdio the client appends `--stdio`, which `pema lsp` refuses
     options: { env: serverEnv(settings, process.env, os.homedir()) },
   };
   const clientOptions: LanguageClientOptions = {

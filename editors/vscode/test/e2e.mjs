@@ -1,0 +1,240 @@
+// End-to-end: the packaged extension in code-server, driven by headless Chromium.
+// Started by test/run.sh, which sets:
+//   CODE_SERVER   the code-server binary        E2E_DIR     scratch folder (user data, logs)
+//   PLAYWRIGHT    path of playwright-core        CHROMIUM    the Chromium binary
+//   VSIX          the packaged extension        WORKSPACE   the test workspace (has notes.md)
+//   PEMA_BIN, PEMA_MODEL, XDG_CACHE_HOME         SCREENSHOT  where the final screenshot goes
+//   PEMA_READY_TIMEOUT (s, default 400)
+import { spawn, execFileSync } from "node:child_process";
+import fs from "node:fs";
+import net from "node:net";
+import path from "node:path";
+import { createRequire } from "node:module";
+
+const env = process.env;
+const need = (k) => {
+  if (!env[k]) throw new Error(`e2e: ${k} is not set (run test/run.sh)`);
+  return env[k];
+};
+const CODE_SERVER = need("CODE_SERVER");
+const E2E_DIR = need("E2E_DIR");
+const WORKSPACE = need("WORKSPACE");
+const VSIX = need("VSIX");
+const SCREENSHOT = need("SCREENSHOT");
+const CHROMIUM = env.CHROMIUM || "/usr/bin/chromium";
+const READY_TIMEOUT_MS = Number(env.PEMA_READY_TIMEOUT || 400) * 1000;
+const { chromium } = createRequire(import.meta.url)(need("PLAYWRIGHT"));
+
+const t0 = Date.now();
+const log = (m) => console.log(`[e2e +${((Date.now() - t0) / 1000).toFixed(1)}s] ${m}`);
+
+const userData = path.join(E2E_DIR, "user-data");
+const extDir = path.join(E2E_DIR, "extensions");
+const trace = path.join(E2E_DIR, "trace.jsonl");
+fs.rmSync(userData, { recursive: true, force: true });
+fs.rmSync(extDir, { recursive: true, force: true });
+fs.rmSync(trace, { force: true });
+fs.mkdirSync(path.join(userData, "User"), { recursive: true });
+fs.writeFileSync(
+  path.join(userData, "User", "settings.json"),
+  JSON.stringify(
+    {
+      "pema.serverPath": need("PEMA_BIN"),
+      "pema.modelPath": need("PEMA_MODEL"),
+      "pema.statusPollSeconds": 2,
+      "editor.wordWrap": "off",
+      "[markdown]": { "editor.wordWrap": "off", "editor.quickSuggestions": { other: false, comments: false, strings: false } },
+      "workbench.startupEditor": "none",
+      "workbench.tips.enabled": false,
+      "workbench.enableExperiments": false,
+      "security.workspace.trust.enabled": false,
+      "telemetry.telemetryLevel": "off",
+      "extensions.ignoreRecommendations": true,
+      "extensions.autoUpdate": false,
+      "update.mode": "none",
+      "files.autoSave": "off",
+    },
+    null,
+    2,
+  ),
+);
+
+const base = [`--user-data-dir=${userData}`, `--extensions-dir=${extDir}`];
+log(`installing ${VSIX}`);
+execFileSync(CODE_SERVER, [...base, "--install-extension", VSIX], { stdio: "inherit", timeout: 120_000 });
+
+const port = await new Promise((resolve) => {
+  const srv = net.createServer();
+  srv.listen(0, "127.0.0.1", () => {
+    const p = srv.address().port;
+    srv.close(() => resolve(p));
+  });
+});
+const csLog = fs.openSync(path.join(E2E_DIR, "code-server.log"), "w");
+const cs = spawn(
+  CODE_SERVER,
+  [
+    ...base,
+    "--auth=none",
+    `--bind-addr=127.0.0.1:${port}`,
+    "--disable-telemetry",
+    "--disable-update-check",
+    "--disable-workspace-trust",
+    "--disable-getting-started-override",
+    WORKSPACE,
+  ],
+  { env: { ...env, PEMA_VSCODE_TRACE: trace }, stdio: ["ignore", csLog, csLog], detached: true },
+);
+let browser;
+const cleanup = async () => {
+  try {
+    if (browser) await browser.close();
+  } catch {
+    /* closed */
+  }
+  try {
+    process.kill(-cs.pid, "SIGTERM"); // code-server and its children (extension host, pema lsp)
+  } catch {
+    /* gone */
+  }
+};
+
+for (const sig of ["SIGINT", "SIGTERM"]) {
+  process.on(sig, () => {
+    void cleanup().then(() => process.exit(130));
+  });
+}
+
+const traceEvents = () =>
+  fs.existsSync(trace)
+    ? fs.readFileSync(trace, "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l))
+    : [];
+async function waitFor(what, fn, timeoutMs, everyMs = 500) {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`e2e: timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+let failed = false;
+try {
+  await waitFor(
+    "code-server to listen",
+    () =>
+      fetch(`http://127.0.0.1:${port}/healthz`).then(
+        (r) => r.ok,
+        () => false,
+      ),
+    60_000,
+  );
+  log(`code-server on 127.0.0.1:${port}`);
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+  });
+  const page = await browser.newPage({ viewport: { width: 1400, height: 850 } });
+  page.on("pageerror", (e) => log(`page error: ${e.message}`));
+  await page.goto(`http://127.0.0.1:${port}/?folder=${encodeURIComponent(WORKSPACE)}`);
+  await page.waitForSelector(".monaco-workbench", { timeout: 120_000 });
+  log("workbench loaded");
+
+  // The status bar shows the daemon's progress, then "pema: ready".
+  const item = page.locator(".statusbar-item", { hasText: "pema:" }).first();
+  await item.waitFor({ timeout: 120_000 });
+  const seen = new Set();
+  await waitFor(
+    "the status bar to say 'pema: ready'",
+    async () => {
+      const text = (await item.innerText().catch(() => "")).trim();
+      if (text && !seen.has(text)) {
+        seen.add(text);
+        log(`status bar: ${text}`);
+      }
+      return /pema: ready/.test(text) && !/retraining|training\)/.test(text);
+    },
+    READY_TIMEOUT_MS,
+    300,
+  );
+
+  // Open notes.md with Quick Open, select its first line.
+  await page.keyboard.press("Control+P");
+  await page.waitForSelector(".quick-input-widget input", { state: "visible" });
+  await page.keyboard.type("notes.md");
+  await page.waitForSelector(".quick-input-list .monaco-list-row", { hasText: "notes.md" });
+  await page.waitForTimeout(300);
+  await page.keyboard.press("Enter");
+  await page.waitForSelector(".tab.active", { hasText: "notes.md" });
+  const lines = page.locator(".editor-instance .monaco-editor .view-lines").first();
+  await lines.click({ position: { x: 5, y: 5 } });
+  await page.keyboard.press("Control+Home");
+  await page.keyboard.press("Shift+End");
+  const original = fs.readFileSync(path.join(WORKSPACE, "notes.md"), "utf8");
+  log(`selected line 1: ${JSON.stringify(original.split("\n")[0])}`);
+
+  // Command palette: PEMA: Rewrite Selection.
+  await page.keyboard.press("F1");
+  await page.waitForSelector(".quick-input-widget input", { state: "visible" });
+  await page.keyboard.type("PEMA: Rewrite Selection");
+  await page.locator(".quick-input-list .monaco-list-row", { hasText: "PEMA: Rewrite Selection" }).first().waitFor();
+  await page.waitForTimeout(300);
+  await page.keyboard.press("Enter");
+  log("ran PEMA: Rewrite Selection");
+
+  const toast = page.locator(".notifications-toasts .notification-toast", { hasText: "pema: rewrite ready" });
+  await toast.waitFor({ timeout: 180_000 });
+  const result = traceEvents().find((e) => e.event === "rewrite-result");
+  if (!result) throw new Error("e2e: no rewrite-result in the trace");
+  log(`rewrite: ${JSON.stringify(result.result.text)} (${result.partialUpdates} partial results)`);
+  const previewTab = page.locator(".tab", { hasText: "pema rewrite" });
+  if (!(await previewTab.count())) throw new Error("e2e: the diff preview is not open");
+  await page.screenshot({ path: SCREENSHOT.replace(/\.png$/, "-preview.png") });
+
+  await toast.getByRole("button", { name: "Accept" }).click();
+  log("clicked Accept");
+  const accepted = await waitFor("the accepted edit", () => traceEvents().find((e) => e.event === "accepted"), 30_000);
+  if (!accepted.applied) throw new Error("e2e: the edit was not applied");
+  await page.waitForSelector(".tab.active", { hasText: "notes.md" });
+  await page.waitForTimeout(500);
+
+  // Save, and check the file on disk.
+  await page.keyboard.press("Control+S");
+  const saved = await waitFor(
+    "notes.md to be saved",
+    () => {
+      const t = fs.readFileSync(path.join(WORKSPACE, "notes.md"), "utf8");
+      return t !== original ? t : undefined;
+    },
+    15_000,
+  );
+  const expected = [result.result.text, ...original.split("\n").slice(1)].join("\n");
+  if (saved !== expected) {
+    throw new Error(`e2e: notes.md is\n${saved}\nexpected\n${expected}`);
+  }
+  if (accepted.documentText !== expected) throw new Error("e2e: the editor's text is not the rewrite");
+  if (result.result.text === original.split("\n")[0]) throw new Error("e2e: the rewrite did not change the text");
+  log("notes.md holds the daemon's rewrite");
+  await page.screenshot({ path: SCREENSHOT });
+  log(`screenshot: ${SCREENSHOT}`);
+  log(`status texts seen: ${[...seen].join(" | ")}`);
+  if (![...seen].some((s) => /pema: (training|building memory|paraphrasing)/.test(s))) {
+    log("note: no background progress was seen in the status bar (the daemon may have been ready at once)");
+  }
+} catch (e) {
+  failed = true;
+  console.error(e);
+  try {
+    const pages = browser ? browser.contexts().flatMap((c) => c.pages()) : [];
+    if (pages[0]) await pages[0].screenshot({ path: path.join(E2E_DIR, "failure.png") });
+  } catch {
+    /* no screenshot */
+  }
+  console.error(`code-server log: ${path.join(E2E_DIR, "code-server.log")}; trace: ${trace}`);
+} finally {
+  await cleanup();
+}
+log(failed ? "FAILED" : "PASSED");
+process.exit(failed ? 1 : 0);
