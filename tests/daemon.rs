@@ -524,3 +524,42 @@ fn remote_listening_needs_a_flag_and_a_token() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn serve_over_a_unix_socket() {
+    let cache = tempfile::tempdir().unwrap();
+    let sock = cache.path().join("pema.sock");
+    let mut child = rpc::pema_command(cache.path())
+        .args(["serve", "--listen", &format!("unix:{}", sock.display())])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("listening on unix") {
+        line.clear();
+        assert!(
+            std::io::BufRead::read_line(&mut err, &mut line).unwrap() > 0,
+            "pema serve exited"
+        );
+    }
+    let s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    let mut c = Rpc::new(s.try_clone().unwrap(), s);
+    c.initialize(&[], json!({})).unwrap();
+    let st = c.call("pema/status", json!({})).unwrap();
+    assert_eq!(st["workspaces"], json!([]));
+    // Plain rewrites need no workspace.
+    let r = c
+        .call(
+            "pema/rewrite",
+            json!({"text": "Give ear to my words.", "mode": "plain"}),
+        )
+        .unwrap();
+    assert!(!r["text"].as_str().unwrap().is_empty());
+    let e = c
+        .call("pema/rewrite", json!({"text": "Give ear to my words."}))
+        .unwrap_err();
+    assert!(e["message"].as_str().unwrap().contains("workspace"), "{e}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -291,16 +291,7 @@ impl Daemon {
 
     /// The root of the open workspace that holds `path` (the innermost one).
     pub fn workspace_of(&self, path: &Path) -> Result<PathBuf, RequestError> {
-        let all = self.workspaces.lock().unwrap();
-        let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
-        all.keys()
-            .filter(|r| path.starts_with(r))
-            .max_by_key(|r| r.as_os_str().len())
-            .cloned()
-            .ok_or_else(|| RequestError::NotInWorkspace {
-                path,
-                open: all.keys().cloned().collect(),
-            })
+        root_of(&self.workspaces.lock().unwrap(), path)
     }
 
     fn with_workspace<T>(
@@ -321,7 +312,7 @@ impl Daemon {
         let all = self.workspaces.lock().unwrap();
         let workspaces = match root {
             Some(r) => {
-                let r = self_root(&all, r)?;
+                let r = root_of(&all, r)?;
                 vec![all[&r].shared.status.lock().unwrap().clone()]
             }
             None => all
@@ -384,7 +375,7 @@ impl Daemon {
         let serving = {
             let all = self.workspaces.lock().unwrap();
             let root = match &req.workspace {
-                Some(p) => Some(self_root(&all, p)?),
+                Some(p) => Some(root_of(&all, p)?),
                 None if all.len() == 1 => all.keys().next().cloned(),
                 None if req.mode == Mode::Plain => None,
                 None => {
@@ -448,7 +439,8 @@ impl Daemon {
     }
 }
 
-fn self_root(all: &BTreeMap<PathBuf, OpenWorkspace>, path: &Path) -> Result<PathBuf, RequestError> {
+/// The innermost open workspace holding `path`.
+fn root_of(all: &BTreeMap<PathBuf, OpenWorkspace>, path: &Path) -> Result<PathBuf, RequestError> {
     let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
     all.keys()
         .filter(|r| path.starts_with(r))
