@@ -84,10 +84,6 @@ pub struct WorkspaceStatus {
     /// The most recent problems, oldest first.
     pub errors: Vec<String>,
     pub config_error: Option<String>,
-    #[serde(skip)]
-    pub paraphrasing: bool,
-    #[serde(skip)]
-    pub building: bool,
 }
 
 impl WorkspaceStatus {

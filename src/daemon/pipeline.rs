@@ -34,7 +34,8 @@ pub(crate) enum Signal {
     Train {
         from_scratch: bool,
     },
-    Paraphrased,
+    /// A paraphrase batch ended, with this many new paraphrases.
+    Paraphrased(usize),
     Built(Result<BuildReport>),
     Trained(Result<Adapter>),
     Stop,
@@ -65,6 +66,8 @@ pub(crate) struct Pipeline {
     shared: Arc<Shared>,
     tx: Sender<Signal>,
     paraphrasing: Option<TaskProgress>,
+    /// A paraphrase batch is on the worker (it signals `Paraphrased` when done).
+    paraphrase_in_flight: bool,
     paraphrase_total: usize,
     paraphrased_since_build: usize,
     building: bool,
@@ -156,6 +159,7 @@ impl Pipeline {
             shared: shared.clone(),
             tx,
             paraphrasing: None,
+            paraphrase_in_flight: false,
             paraphrase_total: 0,
             paraphrased_since_build: 0,
             building: false,
@@ -176,7 +180,7 @@ impl Pipeline {
         self.publish_state();
         loop {
             // Whatever is in flight signals its end; only the quiet period needs a timeout.
-            let idle = self.training.is_none() && !self.building && !self.paraphrase_pending_work();
+            let idle = self.training.is_none() && !self.building && !self.paraphrase_in_flight;
             let timeout = match self.quiet_left() {
                 Some(t) if idle => t,
                 _ => Duration::from_secs(3600),
@@ -219,9 +223,9 @@ impl Pipeline {
                 }
             }
             Signal::Train { from_scratch } => self.train_now = Some(from_scratch),
-            Signal::Paraphrased => {
-                self.paraphrased_since_build += PARAPHRASE_BATCH;
-                self.need_build = true;
+            Signal::Paraphrased(n) => {
+                self.paraphrase_in_flight = false;
+                self.paraphrased_since_build += n;
             }
             Signal::Built(r) => {
                 self.building = false;
@@ -249,6 +253,8 @@ impl Pipeline {
                     st.files_read += r.files_read;
                     st.config_error = self.ws.config_error().map(String::from);
                     drop(st);
+                    // Paraphrases of units no longer in the workspace are not kept.
+                    self.cache.lock().unwrap().retain_units(self.ws.units());
                     let c = self.ws.config();
                     let mut s = self.shared.serving.write().unwrap();
                     s.lambda_max = c.lambda_max;
@@ -259,7 +265,7 @@ impl Pipeline {
                 Err(e) => self.error(format!("{e:#}")),
             }
         }
-        if self.paraphrase_pending_work() || self.building {
+        if self.paraphrase_in_flight || self.building {
             return;
         }
         let set = self.ws.pairs(&self.cache.lock().unwrap());
@@ -275,13 +281,15 @@ impl Pipeline {
             st.skipped = self.ws.skipped();
         }
         let identity = self.ws.config().pending_units == PendingUnits::Identity;
-        // With units still waiting for their paraphrase, the memory is still rebuilt every
-        // BUILD_EVERY new pseudo-pairs, so a large workspace gets a memory early.
-        let build_now = set.pending.is_empty()
-            || identity
-            || self.paraphrased_since_build >= BUILD_EVERY
-            || self.memory_digest.is_none() && self.paraphrased_since_build > 0;
-        if self.need_build && build_now {
+        // Changed files enter the memory at once when pending units stand in as identity pairs.
+        // New paraphrases are gathered: the memory is rebuilt when none is pending any more, or
+        // every BUILD_EVERY of them, so a large workspace is not rewritten after every batch.
+        let files_due = self.need_build && (set.pending.is_empty() || identity);
+        let paraphrases_due = self.paraphrased_since_build > 0
+            && (set.pending.is_empty()
+                || self.paraphrased_since_build >= BUILD_EVERY
+                || self.memory_digest.is_none());
+        if files_due || paraphrases_due {
             self.need_build = false;
             self.paraphrased_since_build = 0;
             if set.pairs.is_empty() {
@@ -306,10 +314,6 @@ impl Pipeline {
         }
     }
 
-    fn paraphrase_pending_work(&self) -> bool {
-        self.shared.status.lock().unwrap().paraphrasing
-    }
-
     fn start_paraphrase(&mut self, pending: Vec<String>) {
         if self.paraphrasing.is_none() {
             self.paraphrase_total = pending.len();
@@ -327,7 +331,7 @@ impl Pipeline {
                 format!("{done}/{total} units")
             });
         }
-        self.shared.status.lock().unwrap().paraphrasing = true;
+        self.paraphrase_in_flight = true;
         let batch: Vec<String> = pending.into_iter().take(PARAPHRASE_BATCH).collect();
         let cache = self.cache.clone();
         let shared = self.shared.clone();
@@ -360,20 +364,18 @@ impl Pipeline {
                     errors.push(format!("{e:#}"));
                 }
                 let mut st = shared.status.lock().unwrap();
-                st.paraphrasing = false;
                 st.units_paraphrased += batch.len();
                 for e in errors {
                     st.push_error(e);
                 }
                 drop(st);
-                let _ = tx.send(Signal::Paraphrased);
+                let _ = tx.send(Signal::Paraphrased(batch.len()));
             }),
         );
     }
 
     fn start_build(&mut self, pairs: Vec<memory::Pair>) {
         self.building = true;
-        self.shared.status.lock().unwrap().building = true;
         let c = self.ws.config();
         let opts_template = c.template();
         let cap = c.memory_cap;
@@ -427,7 +429,6 @@ impl Pipeline {
                     Err(e) => format!("failed: {e:#}"),
                 });
                 release_memory();
-                shared.status.lock().unwrap().building = false;
                 let _ = tx.send(Signal::Built(r));
             }),
         );
@@ -587,24 +588,23 @@ impl Pipeline {
                 .is_some_and(|a| self.memory_digest.as_ref() == Some(&a.info().memory_digest))
         };
         let mut st = self.shared.status.lock().unwrap();
-        st.adapter.state = if self.training.is_some() || (self.train_now.is_some() && !st.building)
-        {
-            AdapterState::Training
-        } else if self.building
-            || st.paraphrasing
-            || st.units_pending > 0
-            || self.need_build
-            || (self.memory_changed.is_some() && !fresh)
-        {
-            AdapterState::Building
-        } else if st.adapter.available && fresh {
-            AdapterState::Ready
-        } else if st.adapter.available {
-            // An adapter of an earlier memory, serving while nothing newer can be trained.
-            AdapterState::Ready
-        } else {
-            AdapterState::None
-        };
+        st.adapter.state =
+            if self.training.is_some() || (self.train_now.is_some() && !self.building) {
+                AdapterState::Training
+            } else if self.building
+                || self.paraphrase_in_flight
+                || st.units_pending > 0
+                || self.need_build
+                || (self.memory_changed.is_some() && !fresh)
+            {
+                AdapterState::Building
+            } else if st.adapter.available {
+                // Fresh, or an adapter of an earlier memory serving while nothing newer can be
+                // trained (`stale` tells them apart).
+                AdapterState::Ready
+            } else {
+                AdapterState::None
+            };
         st.adapter.stale = st.adapter.available && !fresh;
     }
 }

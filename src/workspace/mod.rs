@@ -273,8 +273,6 @@ impl Workspace {
                 FileKind::Pairs => c.pairs_files += 1,
             }
             c.units += e.units.len();
-            c.file_pairs += e.pairs.len();
-            c.bad_lines += e.bad_lines.len();
         }
         c
     }
@@ -297,11 +295,6 @@ impl Workspace {
         }
         out
     }
-
-    /// Whether `path` is inside this workspace.
-    pub fn contains(&self, path: &Path) -> bool {
-        path.starts_with(&self.root)
-    }
 }
 
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
@@ -309,9 +302,6 @@ pub struct FileCounts {
     pub corpus_files: usize,
     pub pairs_files: usize,
     pub units: usize,
-    /// Pairs read from pairs files.
-    pub file_pairs: usize,
-    pub bad_lines: usize,
 }
 
 fn config_stamp(root: &Path) -> Option<SystemTime> {
