@@ -176,7 +176,9 @@ impl Backend {
                     }
                 }
                 r = &mut done => {
-                    break r.map_err(|_| invalid_params("the rewrite was dropped"))?;
+                    break r.map_err(|_| to_rpc(RequestError::Failed(anyhow::anyhow!(
+                        "the inference worker stopped before finishing the rewrite"
+                    ))))?;
                 }
             }
         };
