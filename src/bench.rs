@@ -61,7 +61,7 @@ pub fn memory_build(
     let seqs: Vec<Vec<Token>> = pairs
         .iter()
         .map(|p| memory::tokenize_pair(&session, &template, p, end).map(|t| t.0))
-        .filter(|s| s.as_ref().map_or(true, |s| s.len() <= session.n_ctx()))
+        .filter(|s| s.as_ref().map_or(true, |s| s.len() <= session.n_batch()))
         .collect::<Result<_>>()?;
     let tokens: usize = seqs.iter().map(|s| s.len()).sum();
     let batches = session.pack(seqs.iter().map(|s| s.len()));
@@ -97,6 +97,7 @@ pub fn memory_build(
             replace: true,
             cancel: None,
             max_entries: None,
+            shots: 0,
         },
         |_| {},
     )?;

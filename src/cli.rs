@@ -112,18 +112,26 @@ struct TrainArgs {
     /// Start from this adapter instead of from PCA.
     #[arg(long, value_name = "FILE")]
     warm_start: Option<PathBuf>,
+    /// The reference adapter, softmax(W·B_pd·A·h), instead of the residual softmax(W·(h + B_pd·A·h)).
+    #[arg(long)]
+    bottleneck: bool,
     #[arg(long)]
     json: bool,
 }
 
+/// Each flag overrides one setting; what no flag names comes from the adapter's own choice
+/// (`pema rewrite`) or the reference values (the fixed and GU rows of `pema eval`).
 #[derive(Args)]
 struct GenerationArgs {
-    /// λ_max of Gradual Unrolling.
-    #[arg(long, default_value_t = 0.9)]
-    lambda_max: f32,
-    /// λ of the fixed mode.
-    #[arg(long, default_value_t = 0.5)]
-    lambda: f32,
+    /// λ_max of Gradual Unrolling [reference: 0.9].
+    #[arg(long)]
+    lambda_max: Option<f32>,
+    /// λ of the fixed mode [reference: 0.5].
+    #[arg(long)]
+    lambda: Option<f32>,
+    /// The lowest λ Gradual Unrolling decays to [reference: 0].
+    #[arg(long)]
+    lambda_floor: Option<f32>,
     /// 0 is greedy.
     #[arg(long, default_value_t = 0.0)]
     temperature: f32,
@@ -134,17 +142,26 @@ struct GenerationArgs {
 }
 
 impl GenerationArgs {
-    fn options(&self, mode: Mode) -> RewriteOptions {
+    /// The flags over `base`.
+    fn over(&self, base: RewriteOptions) -> RewriteOptions {
         RewriteOptions {
-            mode,
-            lambda_max: self.lambda_max,
-            lambda_fixed: self.lambda,
+            lambda_max: self.lambda_max.unwrap_or(base.lambda_max),
+            lambda_fixed: self.lambda.unwrap_or(base.lambda_fixed),
+            lambda_floor: self.lambda_floor.unwrap_or(base.lambda_floor),
             max_tokens: self.max_tokens,
             temperature: self.temperature,
             top_p: self.top_p,
             seed: 0,
             stop_at_boundary: true,
+            ..base
         }
+    }
+
+    fn options(&self, mode: Mode) -> RewriteOptions {
+        self.over(RewriteOptions {
+            mode,
+            ..RewriteOptions::default()
+        })
     }
 }
 
@@ -152,9 +169,9 @@ impl GenerationArgs {
 struct RewriteArgs {
     #[arg(long, value_name = "FILE")]
     adapter: PathBuf,
-    /// gu, fixed or plain.
-    #[arg(long, default_value = "gu")]
-    mode: String,
+    /// gu, fixed or plain [default: the adapter's own choice, made on its held-out pairs].
+    #[arg(long)]
+    mode: Option<String>,
     #[command(flatten)]
     gen: GenerationArgs,
     /// The text; `-` or nothing reads standard input, one rewrite per line.
@@ -178,6 +195,17 @@ struct EvalArgs {
     /// Pairs whose first 3 are the worked examples of the 3-shot system (without it, no 3-shot).
     #[arg(long, value_name = "FILE")]
     shots: Option<PathBuf>,
+    /// The 3-shot system's template (default: the adapter's).
+    #[arg(long)]
+    few_shot_template: Option<String>,
+    /// Pairs to train the style classifier on (sources: not the style; targets: the style).
+    /// Default: the --shots file.
+    #[arg(long, value_name = "FILE")]
+    style_pairs: Option<PathBuf>,
+    /// Score only the held-out pairs of this memory's split among --pairs (to choose settings
+    /// on the adapter's own held-out data, never on the evaluation set).
+    #[arg(long)]
+    held_out_only: bool,
     #[command(flatten)]
     gen: GenerationArgs,
     /// With --json, include every output of every system.
@@ -215,6 +243,9 @@ struct BuildArgs {
     /// Discard a memory in DIR that was built with another model or template.
     #[arg(long)]
     replace: bool,
+    /// Worked examples, drawn from the pairs, in front of every prompt (0: none).
+    #[arg(long, default_value_t = memory::DEFAULT_SHOTS)]
+    shots: usize,
     #[arg(long)]
     json: bool,
 }
@@ -440,6 +471,7 @@ fn memory_build(model: Option<&PathBuf>, a: BuildArgs) -> Result<()> {
             replace: a.replace,
             cancel: None,
             max_entries: None,
+            shots: a.shots,
         },
         |p| {
             bar.set_length(p.tokens_total as u64);
@@ -625,6 +657,7 @@ fn train(model: Option<&PathBuf>, a: TrainArgs) -> Result<()> {
         learning_rate: a.learning_rate,
         device,
         warm_start: warm.as_ref(),
+        residual: !a.bottleneck,
         ..Default::default()
     };
     let bar = if std::io::stderr().is_terminal() && !a.json {
@@ -674,7 +707,11 @@ fn rewrite(model: Option<&PathBuf>, a: RewriteArgs) -> Result<()> {
     let model = load_model(model)?;
     let adapter = load_adapter(&model, &a.adapter)?;
     let template = adapter.template()?;
-    let opts = a.gen.options(a.mode.parse()?);
+    let mut base = adapter.default_rewrite();
+    if let Some(m) = &a.mode {
+        base.mode = m.parse()?;
+    }
+    let opts = a.gen.over(base);
     let mut session = model.session(Default::default())?;
     let inputs: Vec<String> = match a.text.as_deref() {
         Some(t) if t != "-" => vec![t.to_string()],
@@ -749,7 +786,15 @@ fn evaluate(model: Option<&PathBuf>, a: EvalArgs) -> Result<()> {
     let model = load_model(model)?;
     let adapter = load_adapter(&model, &a.adapter)?;
     let template = adapter.template()?;
-    let pairs = read_pairs(&a.pairs, a.limit)?;
+    let mut pairs = read_pairs(&a.pairs, None)?;
+    if a.held_out_only {
+        pairs.retain(|p| {
+            memory::split::is_held_out(&p.hash(), memory::DEFAULT_HELD_OUT_PERCENT)
+        });
+    }
+    if let Some(n) = a.limit {
+        pairs.truncate(n);
+    }
     let mut systems = vec![System::CopySource, System::Plain];
     let shots = match &a.shots {
         Some(p) => {
@@ -758,7 +803,23 @@ fn evaluate(model: Option<&PathBuf>, a: EvalArgs) -> Result<()> {
         }
         None => vec![],
     };
-    systems.extend([System::Fixed, System::Gu]);
+    systems.extend([System::Fixed, System::Gu, System::Default]);
+    let style = match a.style_pairs.as_ref().or(a.shots.as_ref()) {
+        Some(p) => {
+            let train = read_pairs(p, None)?;
+            let mut ex: Vec<(&str, bool)> = Vec::with_capacity(2 * train.len());
+            for t in &train {
+                ex.push((&t.source, false));
+                ex.push((&t.target, true));
+            }
+            Some(eval::StyleClassifier::train(&ex))
+        }
+        None => None,
+    };
+    let few_shot_template = match &a.few_shot_template {
+        Some(t) => Some(Template::from_arg(t)?),
+        None => None,
+    };
     let mut session = model.session(Default::default())?;
     let bar = if std::io::stderr().is_terminal() && !a.json {
         ProgressBar::new((systems.len() * pairs.len()) as u64)
@@ -773,7 +834,10 @@ fn evaluate(model: Option<&PathBuf>, a: EvalArgs) -> Result<()> {
         &eval::EvalOptions {
             systems,
             shots,
+            few_shot_template,
             rewrite: a.gen.options(Mode::Gu),
+            default_rewrite: adapter.default_rewrite(),
+            style,
         },
         |p| bar.set_position((p.system * p.pairs + p.pair) as u64),
     );
@@ -789,17 +853,20 @@ fn evaluate(model: Option<&PathBuf>, a: EvalArgs) -> Result<()> {
     }
     println!("{} pairs from {} (BLEU: sacreBLEU-compatible, 13a tokenisation; chrF: char 6-grams, beta 2)", pairs.len(), a.pairs.display());
     println!(
-        "{:<12} {:>7} {:>7} {:>9}",
-        "system", "BLEU", "chrF", "tok/s"
+        "{:<12} {:>7} {:>7} {:>9} {:>7} {:>6} {:>9}",
+        "system", "BLEU", "chrF", "chrF-src", "style", "degen", "tok/s"
     );
     for s in &scores {
         let name = serde_json::to_value(&s.system)?
             .as_str()
             .unwrap_or("")
             .to_string();
+        let style = s
+            .style_accuracy
+            .map_or("-".to_string(), |v| format!("{v:.2}"));
         println!(
-            "{:<12} {:>7.2} {:>7.2} {:>9.1}",
-            name, s.bleu, s.chrf, s.tokens_per_second
+            "{:<12} {:>7.2} {:>7.2} {:>9.2} {:>7} {:>6} {:>9.1}",
+            name, s.bleu, s.chrf, s.chrf_source, style, s.degenerate, s.tokens_per_second
         );
     }
     Ok(())

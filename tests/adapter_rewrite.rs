@@ -25,6 +25,7 @@ fn build(pairs: &[Pair], dir: &Path, template: Template) -> Memory {
             replace: true,
             cancel: None,
             max_entries: None,
+            shots: memory::DEFAULT_SHOTS,
         },
         |_| {},
     )
@@ -121,39 +122,49 @@ fn gu_learns_an_invented_word_substitution_the_plain_model_cannot_know() {
     println!("training: {t:?}");
 
     let mut s = common::session();
-    let tpl = Template::default();
-    let mut outs = |mode| -> Vec<String> {
+    // The memory's template: worked examples from the pairs, then the prompt.
+    let tpl = a.template().unwrap();
+    assert_eq!(tpl.text(), memory.template().unwrap().text());
+    let mut outs = |mode: Option<Mode>| -> Vec<String> {
         test.iter()
             .map(|p| {
                 let prompt = Prompt::for_source(&s, &tpl, &p.source).unwrap();
-                decode::generate(
-                    &mut s,
-                    Some(&a),
-                    &prompt,
-                    &RewriteOptions {
-                        mode,
-                        ..Default::default()
-                    },
-                    |_| {},
-                    None,
-                )
+                let mut o = a.default_rewrite();
+                if let Some(m) = mode {
+                    o.mode = m;
+                    o.lambda_max = 0.9;
+                    o.lambda_fixed = 0.5;
+                    o.lambda_floor = 0.0;
+                }
+                decode::generate(&mut s, Some(&a), &prompt, &o, |_| {}, None)
                 .unwrap()
                 .text
             })
             .collect()
     };
-    let gu = outs(Mode::Gu);
-    let fixed = outs(Mode::Fixed);
-    let plain = outs(Mode::Plain);
-    let (rg, rf, rp) = (
+    let gu = outs(Some(Mode::Gu));
+    let fixed = outs(Some(Mode::Fixed));
+    let plain = outs(Some(Mode::Plain));
+    let default = outs(None);
+    let (rg, rf, rp, rd) = (
         invented_rate(&gu),
         invented_rate(&fixed),
         invented_rate(&plain),
+        invented_rate(&default),
     );
     println!(
-        "invented-word rate over {} held-out sentences: GU {rg:.2}, fixed λ {rf:.2}, plain {rp:.2}",
-        test.len()
+        "invented-word rate over {} held-out sentences: default ({:?}) {rd:.2}, GU {rg:.2}, \
+         fixed λ {rf:.2}, plain {rp:.2}",
+        test.len(),
+        a.info().decoding
     );
+    // What a user gets with no options (the schedule chosen on the adapter's held-out pairs).
+    // Bar set before measuring it: at least fixed λ's bar.
+    assert!(
+        rd >= 0.5,
+        "the default mode used the invented words in only {rd} of held-out rewrites"
+    );
+    assert!(a.info().decoding.is_some());
     println!("GU: {gu:?}\nfixed: {fixed:?}\nplain: {:?}", &plain[..3]);
     assert!(
         rp <= 0.05,

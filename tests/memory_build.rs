@@ -24,6 +24,7 @@ fn build_in(
             replace,
             cancel: None,
             max_entries: None,
+            shots: 0,
         },
         |_| {},
     )

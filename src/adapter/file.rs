@@ -39,6 +39,10 @@ pub fn save(adapter: &Adapter, path: &Path) -> Result<()> {
     put("train.held_out_loss", t.held_out_loss.to_string());
     put("train.train_loss", t.train_loss.to_string());
     put("train.seconds", t.seconds.to_string());
+    put("residual", i.residual.to_string());
+    if let Some(d) = &i.decoding {
+        put("decoding", serde_json::to_string(d)?);
+    }
 
     let cpu = Device::Cpu;
     let vocab = Tensor::from_slice(&adapter.vocab, adapter.vocab.len(), &cpu)?;
@@ -101,6 +105,16 @@ pub fn load(path: &Path) -> Result<Adapter> {
             train_loss: num("train.train_loss")? as f32,
             seconds: num("train.seconds")?,
         },
+        // Adapters from before this key are the reference form.
+        residual: meta.get("residual").is_some_and(|v| v == "true"),
+        // Adapters from before the choice was stored decode with the reference GU.
+        decoding: match meta.get("decoding") {
+            Some(j) => Some(
+                serde_json::from_str(j)
+                    .map_err(|e| bad(format!("`decoding` is not readable ({e})")))?,
+            ),
+            None => None,
+        },
     };
     let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
         .map_err(|e| bad(format!("{e}")))?;
@@ -140,5 +154,6 @@ pub fn load(path: &Path) -> Result<Adapter> {
         vocab,
         info,
         proj: None,
+        w_c: None,
     })
 }

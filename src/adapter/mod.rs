@@ -5,6 +5,7 @@
 //! offsite property). `W_C` is the LM head restricted to the adapter's candidate vocabulary: the
 //! tokens it was trained to produce (the whole vocabulary in `full` mode).
 
+mod decoding;
 mod file;
 mod pca;
 mod train;
@@ -14,6 +15,7 @@ use std::path::Path;
 use anyhow::{bail, Result};
 use candle_core::{DType, Device, Tensor};
 
+pub use decoding::{choose_decoding, Decoding, DecodingScore};
 pub use train::{train, TrainOptions, TrainProgress, TrainReport, VocabMode};
 
 use crate::memory::{Memory, Template};
@@ -32,6 +34,10 @@ pub struct AdapterInfo {
     pub vocab_mode: VocabMode,
     pub vocab_size: usize,
     pub training: TrainReport,
+    /// How this adapter rewrites when no options say otherwise: chosen on its held-out pairs.
+    pub decoding: Option<Decoding>,
+    /// `P_PEMA = softmax(W·(h + B_pd·A·h))` instead of the reference `softmax(W·B_pd·A·h)`.
+    pub residual: bool,
 }
 
 pub struct Adapter {
@@ -46,6 +52,8 @@ pub struct Adapter {
     info: AdapterInfo,
     /// `W_C · B_pd` (|C| × r), precomputed for inference (PEMA.md §3's regrouping).
     proj: Option<Tensor>,
+    /// `W_C` (|C| × d), for a residual adapter.
+    w_c: Option<Tensor>,
 }
 
 impl Adapter {
@@ -59,6 +67,16 @@ impl Adapter {
 
     pub fn template(&self) -> Result<Template> {
         Template::new(&self.info.template)
+    }
+
+    /// The rewrite options this adapter was tuned for (its held-out choice), or the reference
+    /// Gradual Unrolling for an adapter that has none.
+    pub fn default_rewrite(&self) -> crate::decode::RewriteOptions {
+        let mut o = crate::decode::RewriteOptions::default();
+        if let Some(d) = &self.info.decoding {
+            d.apply(&mut o);
+        }
+        o
     }
 
     pub fn load(path: &Path) -> Result<Self> {
@@ -123,6 +141,7 @@ impl Adapter {
         let w = candidate_rows(head, &self.vocab, &Device::Cpu)?;
         let b = self.b_pd.to_device(&Device::Cpu)?;
         self.proj = Some(w.matmul(&b)?);
+        self.w_c = self.info.residual.then_some(w);
         self.a = self.a.to_device(&Device::Cpu)?;
         Ok(())
     }
@@ -134,7 +153,11 @@ impl Adapter {
         };
         let h = Tensor::from_slice(h, (h.len(), 1), &Device::Cpu)?;
         let code = self.a.matmul(&h)?;
-        let mut logits = proj.matmul(&code)?.flatten_all()?.to_vec1::<f32>()?;
+        let mut z = proj.matmul(&code)?;
+        if let Some(w) = &self.w_c {
+            z = (z + w.matmul(&h)?)?;
+        }
+        let mut logits = z.flatten_all()?.to_vec1::<f32>()?;
         crate::decode::log_softmax(&mut logits);
         Ok(logits)
     }

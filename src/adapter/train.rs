@@ -56,6 +56,9 @@ pub struct TrainOptions<'a> {
     pub cancel: Option<&'a AtomicBool>,
     /// Warm start from this adapter (same model, template and rank).
     pub warm_start: Option<&'a Adapter>,
+    /// The adapter's logits add to the model's own (`W·(h + B_pd·A·h)`): it learns a correction
+    /// of the model's prediction instead of a whole prediction through a rank-r bottleneck.
+    pub residual: bool,
 }
 
 impl Default for TrainOptions<'_> {
@@ -75,6 +78,7 @@ impl Default for TrainOptions<'_> {
             seed: 0x9e3779b97f4a7c15,
             cancel: None,
             warm_start: None,
+            residual: true,
         }
     }
 }
@@ -245,17 +249,24 @@ pub fn train(
 
     // Phase 1 (closed form) and the start of phase 2: A = Uᵀ, B_rct = B_pd = U, so the adapter
     // starts as the model's own prediction through the rank-r bottleneck.
+    // A residual adapter starts as the model itself: B_pd = 0 (the reference's initialisation).
     let (a0, b_pd0, b_rct) = match opts.warm_start {
-        Some(w) => (
+        Some(w) if w.info.residual == opts.residual => (
             w.a.to_device(dev)?,
             w.b_pd.to_device(dev)?,
             w.b_rct.to_device(dev)?,
         ),
-        None => {
+        _ => {
             let u = pca::principal_directions(&train.x, r, dev)?;
-            (u.t()?.contiguous()?, u.clone(), u)
+            let b_pd = if opts.residual {
+                u.zeros_like()?
+            } else {
+                u.clone()
+            };
+            (u.t()?.contiguous()?, b_pd, u)
         }
     };
+    let w_c_t = w_c.t()?.contiguous()?;
     let a = Var::from_tensor(&a0)?;
     let b_pd = Var::from_tensor(&b_pd0)?;
     let mut opt = AdamW::new(
@@ -279,7 +290,10 @@ pub fn train(
         let mse = (rec - x)?.sqr()?.mean_all()?;
         // W_C · B_pd first: |C|×r, then the logits cost b×r×|C| instead of b×d×|C|.
         let m = w_c.matmul(b_pd.as_tensor())?;
-        let logits = code.matmul(&m.t()?)?;
+        let mut logits = code.matmul(&m.t()?)?;
+        if opts.residual {
+            logits = (logits + x.matmul(&w_c_t)?)?;
+        }
         let ce = candle_nn::loss::cross_entropy(&logits, y)?;
         Ok((mse, ce))
     };
@@ -404,13 +418,18 @@ pub fn train(
         vocab_mode: opts.vocab,
         vocab_size: vocab.len(),
         training: report,
+        decoding: None,
+        residual: opts.residual,
     };
-    Ok(Adapter {
+    let mut adapter = Adapter {
         a: a_best,
         b_pd: b_best,
         b_rct,
         vocab,
         info,
         proj: None,
-    })
+        w_c: None,
+    };
+    super::choose_decoding(&mut adapter, memory, head, &held)?;
+    Ok(adapter)
 }

@@ -141,7 +141,8 @@ pub struct RewriteRequest {
     pub text: String,
     /// A path in the workspace whose style to use; None: the only open workspace.
     pub workspace: Option<PathBuf>,
-    pub mode: Mode,
+    /// None: the adapter's own choice.
+    pub mode: Option<Mode>,
     /// Overrides the workspace's λ_max.
     pub lambda_max: Option<f32>,
     pub lambda_fixed: Option<f32>,
@@ -157,7 +158,7 @@ impl Default for RewriteRequest {
         Self {
             text: String::new(),
             workspace: None,
-            mode: Mode::Gu,
+            mode: None,
             lambda_max: None,
             lambda_fixed: None,
             temperature: d.temperature,
@@ -373,7 +374,7 @@ impl Daemon {
             let root = match &req.workspace {
                 Some(p) => Some(root_of(&all, p)?),
                 None if all.len() == 1 => all.keys().next().cloned(),
-                None if req.mode == Mode::Plain => None,
+                None if req.mode == Some(Mode::Plain) => None,
                 None => {
                     return Err(RequestError::InvalidRequest(format!(
                         "say which workspace's style to use (workspace or uri){}",
@@ -385,35 +386,36 @@ impl Daemon {
         };
         let (adapter, template, lambda_max) = match serving {
             Some(s) => (s.adapter, s.template, s.lambda_max),
-            None => (
-                None,
-                Template::default(),
-                RewriteOptions::default().lambda_max,
-            ),
+            None => (None, Template::default(), None),
         };
-        if req.mode != Mode::Plain && adapter.is_none() {
+        let plain = req.mode == Some(Mode::Plain);
+        if !plain && adapter.is_none() {
             return Err(RequestError::NotReady(
                 "this workspace's style is still being learned (no adapter yet); see pema/status \
                  for progress, or ask for mode \"plain\""
                     .into(),
             ));
         }
-        let d = RewriteOptions::default();
+        // What no option names comes from the adapter's own choice (made on its held-out
+        // pairs): the same defaults as `pema rewrite`.
+        let d = adapter
+            .as_ref()
+            .map_or_else(RewriteOptions::default, |a| a.default_rewrite());
         let options = RewriteOptions {
-            mode: req.mode,
-            lambda_max: req.lambda_max.unwrap_or(lambda_max),
+            mode: req.mode.unwrap_or(d.mode),
+            lambda_max: req.lambda_max.or(lambda_max).unwrap_or(d.lambda_max),
             lambda_fixed: req.lambda_fixed.unwrap_or(d.lambda_fixed),
             max_tokens: req.max_tokens,
             temperature: req.temperature,
             top_p: req.top_p,
             seed: req.seed,
-            stop_at_boundary: true,
+            ..d
         };
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.worker.rewrite(RewriteJob {
             text: req.text,
             template,
-            adapter: if req.mode == Mode::Plain {
+            adapter: if plain {
                 None
             } else {
                 adapter

@@ -46,7 +46,7 @@ pub(crate) enum Signal {
 pub(crate) struct Serving {
     pub adapter: Option<Arc<Adapter>>,
     pub template: Template,
-    pub lambda_max: f32,
+    pub lambda_max: Option<f32>,
 }
 
 /// The part of a workspace that requests read.
@@ -378,6 +378,7 @@ impl Pipeline {
         self.building = true;
         let c = self.ws.config();
         let opts_template = c.template();
+        let shots = c.shots;
         let cap = c.memory_cap;
         let out = self.ws.state_dir().join(state::MEMORY_DIR);
         let replace = std::mem::take(&mut self.replace_memory);
@@ -405,6 +406,7 @@ impl Pipeline {
                     replace: true,
                     cancel: Some(&shared.closed),
                     max_entries: Some(cap),
+                    shots,
                 };
                 let r = memory::build_pairs(
                     session,

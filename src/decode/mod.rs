@@ -1,6 +1,7 @@
 //! Rewrites: token-by-token generation from the model mixed with the adapter, with Gradual
 //! Unrolling (PEMA.md §4).
 
+mod guard;
 mod mixture;
 mod schedule;
 
@@ -11,6 +12,7 @@ use anyhow::{bail, Result};
 use rand::{Rng, SeedableRng};
 
 pub use mixture::{log_add_exp, log_softmax, mix_into};
+pub use guard::RepeatGuard;
 pub use schedule::Schedule;
 
 use crate::adapter::Adapter;
@@ -18,7 +20,7 @@ use crate::memory::Template;
 use crate::model::{Session, Token};
 
 /// Which distribution a rewrite draws from.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// The plain model (λ = 0), same prompt.
@@ -48,6 +50,8 @@ pub struct RewriteOptions {
     pub lambda_max: f32,
     /// λ of the fixed mode.
     pub lambda_fixed: f32,
+    /// The lowest λ Gradual Unrolling decays to (0: the reference schedule).
+    pub lambda_floor: f32,
     /// At most this many tokens; default twice the source's length plus 16.
     pub max_tokens: Option<usize>,
     /// 0 is greedy (the default).
@@ -64,6 +68,7 @@ impl Default for RewriteOptions {
             mode: Mode::Gu,
             lambda_max: 0.9,
             lambda_fixed: 0.5,
+            lambda_floor: 0.0,
             max_tokens: None,
             temperature: 0.0,
             top_p: 1.0,
@@ -95,6 +100,10 @@ pub struct Rewrite {
 pub struct Prompt {
     pub tokens: Vec<Token>,
     pub expected_len: usize,
+    /// The source as the output would hold it (for the repetition guard).
+    pub source_tokens: Vec<Token>,
+    /// Words in the source: a rewrite stops at twice as many plus 8.
+    pub source_words: usize,
 }
 
 impl Prompt {
@@ -120,10 +129,12 @@ impl Prompt {
         text.push_str(&template.prompt(source));
         let mut tokens: Vec<Token> = model.bos().into_iter().collect();
         tokens.extend(model.tokenize(&text)?);
-        let expected_len = model.tokenize(&Template::target_text(source))?.len();
+        let source_tokens = model.tokenize(&Template::target_text(source))?;
         Ok(Self {
             tokens,
-            expected_len,
+            expected_len: source_tokens.len(),
+            source_tokens,
+            source_words: source.split_whitespace().count(),
         })
     }
 }
@@ -149,8 +160,11 @@ pub fn generate(
         (Mode::Gu, _) => Schedule::Gu {
             lambda_max: opts.lambda_max,
             expected_len: prompt.expected_len,
+            floor: opts.lambda_floor,
         },
     };
+    let mut guard = RepeatGuard::new(&prompt.source_tokens);
+    let max_words = 2 * prompt.source_words + 8;
     let end = crate::memory::end_token(session)?;
     let room = session.n_ctx().saturating_sub(prompt.tokens.len() + 1);
     let max = opts
@@ -180,7 +194,15 @@ pub fn generate(
                 logp[t as usize] = f32::NEG_INFINITY;
             }
         }
+        if opts.stop_at_boundary {
+            // Never a loop: a run of tokens the output already holds more often than the
+            // source does cannot be continued the same way again.
+            for t in guard.banned() {
+                logp[t as usize] = f32::NEG_INFINITY;
+            }
+        }
         let token = pick(&mut logp, opts, &mut rng) as Token;
+        guard.push(token);
         if !opts.stop_at_boundary {
             n += 1;
             if n == max {
@@ -206,7 +228,7 @@ pub fn generate(
             break;
         }
         n += 1;
-        bytes.extend(piece);
+        bytes.extend(&piece);
         let valid = match std::str::from_utf8(&bytes) {
             Ok(s) => s.len(),
             Err(e) => e.valid_up_to(),
@@ -216,6 +238,13 @@ pub fn generate(
             emitted = valid;
         }
         if n == max {
+            break;
+        }
+        if piece.first().is_some_and(u8::is_ascii_whitespace)
+            && bytes.split(u8::is_ascii_whitespace).filter(|w| !w.is_empty()).count() > max_words
+        {
+            // Far past the source's length: no rewrite of it is this long.
+            stopped_by = StopReason::MaxTokens;
             break;
         }
         step = session.advance(token)?;
@@ -237,14 +266,19 @@ pub fn generate(
 
 /// Greedy, or sampling with temperature and nucleus (top-p) truncation.
 fn pick(logp: &mut [f32], opts: &RewriteOptions, rng: &mut impl Rng) -> usize {
-    if opts.temperature <= 0.0 {
+    // Below 1e-3 sampling is greedy in all but name, and dividing by it overflows.
+    if !(opts.temperature >= 1e-3) {
         return crate::model::argmax(logp);
     }
+    let best = crate::model::argmax(logp);
     for x in logp.iter_mut() {
         *x /= opts.temperature;
     }
     log_softmax(logp);
     let mut idx: Vec<usize> = (0..logp.len()).filter(|&i| logp[i] > -30.0).collect();
+    if idx.is_empty() {
+        return best;
+    }
     idx.sort_unstable_by(|&a, &b| logp[b].total_cmp(&logp[a]));
     let mut mass = 0f32;
     let mut cut = idx.len();

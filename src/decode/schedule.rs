@@ -9,10 +9,12 @@ pub enum Schedule {
     /// The same λ at every step.
     Fixed { lambda: f32 },
     /// Gradual Unrolling: λ starts at `lambda_max` and decays quadratically to near 0 over about
-    /// `expected_len` tokens, then stays at its last value.
+    /// `expected_len` tokens, then stays at its last value; never below `floor` (0: the
+    /// reference schedule).
     Gu {
         lambda_max: f32,
         expected_len: usize,
+        floor: f32,
     },
 }
 
@@ -25,6 +27,7 @@ impl Schedule {
             Schedule::Gu {
                 lambda_max,
                 expected_len,
+                floor,
             } => {
                 // Reference code: λ_0 = λ_max; then u (from λ_max) shrinks by λ_max / L while it
                 // stays positive, and λ = u². In exact arithmetic u stops at λ_max / L after L − 1
@@ -35,7 +38,7 @@ impl Schedule {
                 let l = expected_len.max(1);
                 let k = t.min(l - 1);
                 let u = lambda_max * (l - k) as f32 / l as f32;
-                u * u
+                (u * u).max(floor)
             }
         })
     }
@@ -58,6 +61,7 @@ mod tests {
         let got: Vec<f32> = Schedule::Gu {
             lambda_max: 0.9,
             expected_len: 3,
+            floor: 0.0,
         }
         .lambdas()
         .take(6)
@@ -67,6 +71,7 @@ mod tests {
         let got: Vec<f32> = Schedule::Gu {
             lambda_max: 0.9,
             expected_len: 4,
+            floor: 0.0,
         }
         .lambdas()
         .take(5)
@@ -79,12 +84,23 @@ mod tests {
         let l: Vec<f32> = Schedule::Gu {
             lambda_max: 0.9,
             expected_len: 40,
+            floor: 0.0,
         }
         .lambdas()
         .take(60)
         .collect();
         assert!(l.windows(2).all(|w| w[1] <= w[0]));
         assert!(l[45] < 0.001 && l[45] > 0.0);
+        let f: Vec<f32> = Schedule::Gu {
+            lambda_max: 0.9,
+            expected_len: 40,
+            floor: 0.3,
+        }
+        .lambdas()
+        .take(60)
+        .collect();
+        assert_eq!(f[0], 0.9);
+        assert!(f.iter().all(|&x| x >= 0.3) && f[45] == 0.3);
     }
 
     #[test]

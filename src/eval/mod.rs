@@ -1,13 +1,17 @@
 //! `pema eval`: how well rewrites match reference targets, for the plain model, a few-shot prompt,
 //! fixed λ and Gradual Unrolling, side by side, in one run.
 
+mod degenerate;
 mod metrics;
+mod style;
 
 use std::time::Instant;
 
 use anyhow::Result;
 
+pub use degenerate::is_degenerate;
 pub use metrics::{corpus_bleu, corpus_chrf, tokenize_13a};
+pub use style::StyleClassifier;
 
 use crate::adapter::Adapter;
 use crate::decode::{self, Mode, Prompt, RewriteOptions};
@@ -25,6 +29,8 @@ pub enum System {
     FewShot,
     Fixed,
     Gu,
+    /// Exactly what `pema rewrite` and the daemon produce for the adapter with no options.
+    Default,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -32,6 +38,13 @@ pub struct SystemScore {
     pub system: System,
     pub bleu: f64,
     pub chrf: f64,
+    /// chrF against the sources: how much of the source's content is kept.
+    pub chrf_source: f64,
+    /// Share of outputs the style classifier puts on the target side (None without training
+    /// pairs for it).
+    pub style_accuracy: Option<f64>,
+    /// Outputs that loop or run far past the source.
+    pub degenerate: usize,
     pub tokens: usize,
     pub seconds: f64,
     pub tokens_per_second: f64,
@@ -43,7 +56,14 @@ pub struct EvalOptions {
     pub systems: Vec<System>,
     /// Worked examples for the few-shot system.
     pub shots: Vec<Pair>,
+    /// The few-shot system's template (the examples are written with it).
+    pub few_shot_template: Option<Template>,
+    /// Options of the plain, fixed and GU systems.
     pub rewrite: RewriteOptions,
+    /// Options of the default system: the adapter's own.
+    pub default_rewrite: RewriteOptions,
+    /// Trains the style classifier.
+    pub style: Option<StyleClassifier>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -63,6 +83,7 @@ pub fn evaluate(
     mut progress: impl FnMut(EvalProgress),
 ) -> Result<Vec<SystemScore>> {
     let refs: Vec<String> = pairs.iter().map(|p| p.target.clone()).collect();
+    let sources: Vec<String> = pairs.iter().map(|p| p.source.clone()).collect();
     let shots: Vec<(String, String)> = opts
         .shots
         .iter()
@@ -79,31 +100,32 @@ pub fn evaluate(
                 pair: pi,
                 pairs: pairs.len(),
             });
-            let mode = match system {
+            let options = match system {
                 System::CopySource => {
                     hyps.push(p.source.clone());
                     continue;
                 }
-                System::Plain | System::FewShot => Mode::Plain,
-                System::Fixed => Mode::Fixed,
-                System::Gu => Mode::Gu,
+                System::Plain | System::FewShot => RewriteOptions {
+                    mode: Mode::Plain,
+                    ..opts.rewrite
+                },
+                System::Fixed => RewriteOptions {
+                    mode: Mode::Fixed,
+                    ..opts.rewrite
+                },
+                System::Gu => RewriteOptions {
+                    mode: Mode::Gu,
+                    ..opts.rewrite
+                },
+                System::Default => opts.default_rewrite,
             };
             let prompt = if *system == System::FewShot {
-                Prompt::with_examples(session, template, &shots, &p.source)?
+                let t = opts.few_shot_template.as_ref().unwrap_or(template);
+                Prompt::with_examples(session, t, &shots, &p.source)?
             } else {
                 Prompt::for_source(session, template, &p.source)?
             };
-            let r = decode::generate(
-                session,
-                Some(adapter),
-                &prompt,
-                &RewriteOptions {
-                    mode,
-                    ..opts.rewrite
-                },
-                |_| {},
-                None,
-            )?;
+            let r = decode::generate(session, Some(adapter), &prompt, &options, |_| {}, None)?;
             tokens += r.tokens;
             hyps.push(r.text);
         }
@@ -112,6 +134,13 @@ pub fn evaluate(
             system: system.clone(),
             bleu: corpus_bleu(&hyps, &refs),
             chrf: corpus_chrf(&hyps, &refs),
+            chrf_source: corpus_chrf(&hyps, &sources),
+            style_accuracy: opts.style.as_ref().map(|c| c.accuracy(&hyps)),
+            degenerate: hyps
+                .iter()
+                .zip(&sources)
+                .filter(|(h, s)| is_degenerate(h, s))
+                .count(),
             tokens,
             seconds,
             tokens_per_second: tokens as f64 / seconds.max(1e-9),

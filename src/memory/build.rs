@@ -25,7 +25,12 @@ pub struct BuildOptions<'a> {
     pub cancel: Option<&'a AtomicBool>,
     /// At most this many entries: pairs past the cap (in input order) are left out.
     pub max_entries: Option<usize>,
+    /// Worked examples drawn from the pairs and put in front of every prompt (0: none).
+    pub shots: usize,
 }
+
+/// Worked examples a memory is built with by default (measured: BENCHMARKS.md, "Quality").
+pub const DEFAULT_SHOTS: usize = 3;
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct BuildProgress {
@@ -57,6 +62,10 @@ pub struct BuildReport {
     pub tokens_processed: usize,
     pub seconds: f64,
     pub tokens_per_second: f64,
+    /// Pairs used as worked examples in the template (left out of the memory itself).
+    pub examples: usize,
+    /// Tokens of the prompt that every pair shares (computed once a batch, not once a pair).
+    pub shared_prefix_tokens: usize,
     pub warnings: Vec<String>,
 }
 
@@ -145,7 +154,7 @@ pub fn build_pairs(
         bail!("no pairs to build a memory from");
     }
     let mut seen = std::collections::HashSet::new();
-    let mut pairs = Vec::with_capacity(input.len());
+    let mut pairs: Vec<Pair> = Vec::with_capacity(input.len());
     for p in input {
         if seen.insert(p.hash()) {
             pairs.push(p);
@@ -154,13 +163,39 @@ pub fn build_pairs(
         }
     }
 
+    let previous_template = MappedMemory::open(&opts.out.join(format::FILE_NAME))
+        .ok()
+        .map(|m| m.header.template.clone());
+    let mut template = opts.template.clone();
+    if opts.shots > 0 && pairs.len() > 2 * opts.shots {
+        let chosen = choose_examples(
+            &pairs,
+            opts.shots,
+            &opts.template,
+            previous_template.as_deref(),
+        );
+        if !chosen.is_empty() {
+            let examples: Vec<(String, String)> = chosen
+                .iter()
+                .map(|&i| (pairs[i].source.clone(), pairs[i].target.clone()))
+                .collect();
+            template = opts.template.with_examples(&examples)?;
+            report.examples = chosen.len();
+            // An example's own entries would teach "copy the example above".
+            let mut i = 0;
+            pairs.retain(|_| {
+                i += 1;
+                !chosen.contains(&(i - 1))
+            });
+        }
+    }
     let header = Header {
         key_type: opts.key_type,
         hidden: info.n_embd,
         model_identity: *blake3::Hash::from_hex(&info.identity)?.as_bytes(),
         model_name: info.name.clone(),
-        template: opts.template.text().to_string(),
-        template_digest: opts.template.digest(),
+        template: template.text().to_string(),
+        template_digest: template.digest(),
     };
     let previous = open_previous(&opts.out, &header, opts.replace, &mut report.warnings)?;
     let reusable: HashMap<[u8; 16], usize> = previous
@@ -176,15 +211,35 @@ pub fn build_pairs(
 
     // Tokenize what must be computed.
     let end = end_token(session)?;
-    let n_ctx = session.n_ctx();
+    let mut tokenized = Vec::with_capacity(pairs.len());
+    for p in &pairs {
+        tokenized.push(match reusable.get(&p.hash()) {
+            Some(_) => None,
+            None => Some(tokenize_pair(session, &template, p, end)?),
+        });
+    }
+    // The prompt's start (BOS and the worked examples) is the same for every pair: the model
+    // computes it once a batch, so batches are packed by what follows it.
+    let mut prefix: Vec<Token> = session.model().bos().into_iter().collect();
+    prefix.extend(session.model().tokenize(template.prefix())?);
+    let shared = tokenized
+        .iter()
+        .flatten()
+        .map(|(t, prompt_len, _)| crate::model::common_prefix(&prefix, t).min(prompt_len - 1))
+        .min()
+        .filter(|&n| n >= crate::model::MIN_SHARED_PREFIX)
+        .unwrap_or(0);
+    report.shared_prefix_tokens = shared;
+    let (n_ctx, n_batch) = (session.n_ctx(), session.n_batch());
     let mut keep = Vec::with_capacity(pairs.len()); // (hash, Some(previous group) | None)
     let mut todo: Vec<Prepared> = Vec::new();
     let mut todo_values: Vec<Vec<u32>> = Vec::new();
     let cap = opts.max_entries.unwrap_or(usize::MAX);
     let mut entries = 0usize;
-    for p in &pairs {
+    for (p, tok) in pairs.iter().zip(tokenized) {
         let hash = p.hash();
-        if let Some(&g) = reusable.get(&hash) {
+        let Some((tokens, prompt_len, values)) = tok else {
+            let g = reusable[&hash];
             let rows = previous.as_ref().unwrap().groups[g].rows as usize;
             if entries + rows > cap {
                 report.pairs_over_cap += 1;
@@ -193,9 +248,8 @@ pub fn build_pairs(
             entries += rows;
             keep.push((hash, Some(g)));
             continue;
-        }
-        let (tokens, prompt_len, values) = tokenize_pair(session, &opts.template, p, end)?;
-        if tokens.len() > n_ctx {
+        };
+        if tokens.len() > n_ctx || tokens.len() - shared > n_batch {
             report.pairs_too_long += 1;
             continue;
         }
@@ -217,12 +271,12 @@ pub fn build_pairs(
         .map(|v| Vec::with_capacity(v.len() * row_bytes))
         .collect();
     let mut prog = BuildProgress {
-        tokens_total: todo.iter().map(|p| p.tokens.len()).sum(),
+        tokens_total: todo.iter().map(|p| p.tokens.len() - shared).sum(),
         pairs_total: todo.len(),
         ..Default::default()
     };
     progress(prog);
-    for range in session.pack(todo.iter().map(|p| p.tokens.len())) {
+    for range in session.pack(todo.iter().map(|p| p.tokens.len() - shared)) {
         if opts.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
             return Err(crate::Cancelled(
                 "memory build cancelled; the previous memory is unchanged",
@@ -241,7 +295,7 @@ pub fn build_pairs(
             KeyType::F16 => keys[s].extend(h.iter().flat_map(|&x| f16::from_f32(x).to_le_bytes())),
             KeyType::F32 => keys[s].extend(h.iter().flat_map(|&x| x.to_le_bytes())),
         })?;
-        prog.tokens_done += reqs.iter().map(|r| r.tokens.len()).sum::<usize>();
+        prog.tokens_done += reqs.iter().map(|r| r.tokens.len() - shared).sum::<usize>();
         prog.pairs_done += reqs.len();
         progress(prog);
         between_batches(session)?;
@@ -303,6 +357,40 @@ pub fn build_pairs(
     report.seconds = started.elapsed().as_secs_f64();
     report.tokens_per_second = report.tokens_processed as f64 / report.seconds.max(1e-9);
     Ok(report)
+}
+
+/// Worked examples for the prompt: `k` pairs of the training side of the held-out split (so
+/// validation never sees its own pair as an example), of an ordinary length, in hash order, and
+/// the ones the previous memory used first while they are still there, so that an edit
+/// elsewhere does not change the prompt (and recompute the whole memory).
+pub fn choose_examples(
+    pairs: &[Pair],
+    k: usize,
+    template: &Template,
+    previous_template: Option<&str>,
+) -> Vec<usize> {
+    let words = |s: &str| s.split_whitespace().count();
+    let mut candidates: Vec<(bool, [u8; 16], usize)> = pairs
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| {
+            !super::split::is_held_out(&p.hash(), super::split::DEFAULT_HELD_OUT_PERCENT)
+                && (6..=30).contains(&words(&p.source))
+                && (6..=30).contains(&words(&p.target))
+                && !p.source.contains(super::template::SOURCE_SLOT)
+                && !p.target.contains(super::template::SOURCE_SLOT)
+        })
+        .map(|(i, p)| {
+            let reused =
+                previous_template.is_some_and(|t| t.contains(&template.example(&p.source, &p.target)));
+            (!reused, p.hash(), i)
+        })
+        .collect();
+    candidates.sort_unstable();
+    let mut chosen: Vec<usize> = candidates.iter().take(k).map(|c| c.2).collect();
+    // In input order: the prompt then reads like the user's own file.
+    chosen.sort_unstable();
+    chosen
 }
 
 /// The memory already in `dir`, if it can be reused. A memory of another model or template is

@@ -64,6 +64,34 @@ impl Template {
         &self.text
     }
 
+    /// This template after worked examples, each written out as the template would prompt it
+    /// and answered by its target: the few-shot prompt a memory is built with and a rewrite
+    /// uses, so that the base model is already rewriting faithfully under the adapter.
+    pub fn with_examples(&self, examples: &[(String, String)]) -> Result<Self> {
+        let mut text = String::new();
+        for (s, t) in examples {
+            if s.contains(SOURCE_SLOT) || t.contains(SOURCE_SLOT) {
+                bail!("a worked example may not contain {SOURCE_SLOT}");
+            }
+            text.push_str(&Self::example(self, s, t));
+        }
+        text.push_str(&self.text);
+        Self::new(&text)
+    }
+
+    /// One worked example as [`Template::with_examples`] writes it.
+    pub fn example(&self, source: &str, target: &str) -> String {
+        let mut text = self.prompt(&source.replace(['\r', '\n'], " "));
+        text.push_str(&Self::target_text(target));
+        text.push_str(Self::END);
+        text
+    }
+
+    /// The text before the source: the same in every prompt (examples included).
+    pub fn prefix(&self) -> &str {
+        &self.text[..self.text.find(SOURCE_SLOT).expect("a template has a slot")]
+    }
+
     pub fn prompt(&self, source: &str) -> String {
         self.text.replace(SOURCE_SLOT, source)
     }
@@ -114,6 +142,21 @@ mod tests {
             Template::new("A {source} B:").unwrap().prompt("x"),
             "A x B:"
         );
+    }
+
+    #[test]
+    fn examples_come_before_the_prompt() {
+        let t = Template::new("Q: {source}\nA:").unwrap();
+        let f = t
+            .with_examples(&[("a".into(), "b".into()), ("c\nd".into(), "e".into())])
+            .unwrap();
+        assert_eq!(f.text(), "Q: a\nA: b\nQ: c d\nA: e\nQ: {source}\nA:");
+        assert_eq!(f.prompt("x"), "Q: a\nA: b\nQ: c d\nA: e\nQ: x\nA:");
+        assert_eq!(f.prefix(), "Q: a\nA: b\nQ: c d\nA: e\nQ: ");
+        assert_ne!(f.digest(), t.digest());
+        assert!(t
+            .with_examples(&[("{source}".into(), "b".into())])
+            .is_err());
     }
 
     #[test]

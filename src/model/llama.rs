@@ -208,6 +208,9 @@ impl LlamaContext {
         params.n_ubatch = p.n_batch;
         params.n_seq_max = p.n_seq_max;
         params.kv_unified = true;
+        // Sequences share a cached prefix (worked examples) and a rewrite reuses the cache of
+        // the previous prompt; both need whole sliding-window layers, not a pruned window.
+        params.swa_full = true;
         params.n_threads = p.n_threads;
         params.n_threads_batch = p.n_threads;
         params.embeddings = p.embeddings;
@@ -243,6 +246,33 @@ impl LlamaContext {
 
     pub fn clear(&mut self) {
         unsafe { sys::llama_memory_clear(sys::llama_get_memory(self.ptr.as_ptr()), true) }
+    }
+
+    /// Drops positions `from..` of sequence `seq` (all of it with `from` 0). False when
+    /// llama.cpp cannot cut the cache there.
+    pub fn seq_rm(&mut self, seq: i32, from: usize) -> bool {
+        unsafe {
+            sys::llama_memory_seq_rm(
+                sys::llama_get_memory(self.ptr.as_ptr()),
+                seq,
+                from as i32,
+                -1,
+            )
+        }
+    }
+
+    /// Lets sequence `dst` see positions `0..len` of sequence `src` (shared cells, no copy in a
+    /// unified cache).
+    pub fn seq_cp(&mut self, src: i32, dst: i32, len: usize) {
+        unsafe {
+            sys::llama_memory_seq_cp(
+                sys::llama_get_memory(self.ptr.as_ptr()),
+                src,
+                dst,
+                0,
+                len as i32,
+            )
+        }
     }
 
     pub fn set_embeddings(&mut self, on: bool) {

@@ -163,17 +163,18 @@ impl Model {
             &self.llama,
             &llama::ContextParams {
                 n_ctx: opts.n_ctx as u32,
-                n_batch: opts.n_ctx as u32,
+                n_batch: opts.n_batch as u32,
                 n_seq_max: opts.n_seq_max as u32,
                 n_threads: opts.n_threads as i32,
                 embeddings: true,
             },
         )?;
         Ok(Session {
-            batch: llama::Batch::new(opts.n_ctx),
+            batch: llama::Batch::new(opts.n_batch),
             ctx,
             model: self.clone(),
-            pos: 0,
+            n_ctx: opts.n_ctx,
+            cached: Vec::new(),
         })
     }
 }
@@ -239,8 +240,10 @@ pub fn argmax(v: &[f32]) -> usize {
 
 #[derive(Clone, Copy, Debug)]
 pub struct SessionOptions {
-    /// Tokens per decode and KV-cache size; also the longest sequence a session takes.
+    /// KV-cache size: the longest sequence (shared prefix included) a session holds.
     pub n_ctx: usize,
+    /// Tokens per decode.
+    pub n_batch: usize,
     /// How many sequences one batch may pack.
     pub n_seq_max: usize,
     pub n_threads: usize,
@@ -249,7 +252,10 @@ pub struct SessionOptions {
 impl Default for SessionOptions {
     fn default() -> Self {
         Self {
-            n_ctx: 512,
+            // Room for a prompt of worked examples (a few hundred tokens) in front of a
+            // 512-token batch of pairs, and for a rewrite after such a prompt.
+            n_ctx: 2048,
+            n_batch: 512,
             n_seq_max: 32,
             n_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
@@ -269,14 +275,28 @@ pub struct Step {
     pub logits: Vec<f32>,
 }
 
+/// Shared prefixes shorter than this are recomputed rather than shared (not worth the
+/// bookkeeping).
+pub const MIN_SHARED_PREFIX: usize = 16;
+
+/// The length of the common prefix of two token sequences.
+pub fn common_prefix(a: &[Token], b: &[Token]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
 /// One llama.cpp context on a model. `Send` but not `Sync`: one thread drives it at a time.
+///
+/// Sequence 0 of the KV cache holds `cached`: the last prompt (and generated tokens), or the
+/// shared prefix of the last memory batch. A new prompt or batch that starts with the same
+/// tokens reuses those cells instead of recomputing them: worked examples in front of every
+/// pair or every rewrite are computed once.
 pub struct Session {
     // Field order matters: the context must be freed before the model it points into.
     batch: llama::Batch,
     ctx: llama::LlamaContext,
     model: Arc<Model>,
-    /// Tokens in sequence 0's cache during a generation.
-    pos: usize,
+    n_ctx: usize,
+    cached: Vec<Token>,
 }
 
 impl Session {
@@ -284,14 +304,22 @@ impl Session {
         &self.model
     }
 
+    /// The longest sequence the session holds (prompt and output together).
     pub fn n_ctx(&self) -> usize {
+        self.n_ctx
+    }
+
+    /// The most tokens one decode takes: the longest suffix a batch of pairs may hold.
+    pub fn n_batch(&self) -> usize {
         self.ctx.n_batch()
     }
 
-    /// Groups sequences of the given lengths, in order, into batches that fit one decode.
-    /// A sequence longer than the context gets a batch of its own (and an error when run).
+    /// Groups sequences of the given lengths (after any shared prefix), in order, into batches
+    /// that fit one decode. A sequence longer than a batch gets a batch of its own (and an
+    /// error when run).
     pub fn pack(&self, lengths: impl IntoIterator<Item = usize>) -> Vec<Range<usize>> {
-        let (cap, max_seqs) = (self.ctx.n_batch(), self.ctx.n_seq_max());
+        // Sequence 0 is kept for the shared prefix.
+        let (cap, max_seqs) = (self.ctx.n_batch(), self.ctx.n_seq_max() - 1);
         let mut out = Vec::new();
         let (mut start, mut used, mut i) = (0, 0, 0);
         for len in lengths {
@@ -307,6 +335,129 @@ impl Session {
             out.push(start..i);
         }
         out
+    }
+
+    /// Makes sequence 0 hold exactly `prefix` (reusing what it holds already) and nothing else
+    /// in the cache. Decodes what is missing without outputs except, with `want_last`, the
+    /// prefix's last token (whose batch row is returned).
+    fn hold(&mut self, prefix: &[Token], want_last: bool) -> Result<Option<usize>> {
+        if prefix.len() > self.n_ctx {
+            bail!(
+                "{} tokens do not fit the context of {} tokens",
+                prefix.len(),
+                self.n_ctx
+            );
+        }
+        for s in 1..self.ctx.n_seq_max() as i32 {
+            self.ctx.seq_rm(s, 0);
+        }
+        let mut keep = common_prefix(&self.cached, prefix);
+        if want_last {
+            keep = keep.min(prefix.len().saturating_sub(1));
+        }
+        if keep < self.cached.len() && !self.ctx.seq_rm(0, keep) {
+            self.ctx.clear();
+            keep = 0;
+        }
+        self.cached.truncate(keep);
+        let mut row = None;
+        let chunk = self.ctx.n_batch();
+        while self.cached.len() < prefix.len() {
+            let from = self.cached.len();
+            let to = (from + chunk).min(prefix.len());
+            self.batch.clear();
+            for (p, &t) in prefix.iter().enumerate().take(to).skip(from) {
+                let out = want_last && p + 1 == prefix.len();
+                self.batch.push(t, p, 0, out);
+                if out {
+                    row = Some(p - from);
+                }
+            }
+            // Cleared first: a failed decode leaves nothing the bookkeeping does not know of.
+            let r = self.ctx.decode(&self.batch);
+            if r.is_err() {
+                self.ctx.clear();
+                self.cached.clear();
+                r?;
+            }
+            self.cached.extend_from_slice(&prefix[from..to]);
+        }
+        Ok(row)
+    }
+
+    /// Final hidden states of several independent sequences in one decode, without running the LM
+    /// head. `sink(seq, pos, h)` receives each wanted state in order. Tokens all sequences share
+    /// at their start (worked examples) are computed once and kept for the next batch.
+    pub fn hidden_states(
+        &mut self,
+        seqs: &[HiddenRequest<'_>],
+        mut sink: impl FnMut(usize, usize, &[f32]),
+    ) -> Result<()> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        // The shared prefix ends before the first wanted position of every sequence.
+        let mut shared = seqs.iter().map(|s| s.from).min().unwrap_or(0);
+        for s in &seqs[1..] {
+            shared = shared.min(common_prefix(seqs[0].tokens, s.tokens));
+        }
+        if shared < MIN_SHARED_PREFIX {
+            shared = 0;
+        }
+        let total: usize = seqs.iter().map(|s| s.tokens.len() - shared).sum();
+        if total > self.ctx.n_batch()
+            || seqs.len() + 1 > self.ctx.n_seq_max()
+            || shared + seqs.iter().map(|s| s.tokens.len() - shared).max().unwrap_or(0)
+                > self.n_ctx
+        {
+            bail!(
+                "batch of {} tokens in {} sequences exceeds the context ({} tokens a batch, {} \
+                 sequences, {} in all)",
+                total,
+                seqs.len(),
+                self.ctx.n_batch(),
+                self.ctx.n_seq_max() - 1,
+                self.n_ctx
+            );
+        }
+        self.ctx.set_embeddings(true);
+        self.ctx.set_stop_after_norm(true);
+        let r = self.decode_after_prefix(seqs, shared, &mut sink);
+        self.ctx.set_stop_after_norm(false);
+        for s in 1..=seqs.len() as i32 {
+            self.ctx.seq_rm(s, 0);
+        }
+        r
+    }
+
+    fn decode_after_prefix(
+        &mut self,
+        seqs: &[HiddenRequest<'_>],
+        shared: usize,
+        sink: &mut impl FnMut(usize, usize, &[f32]),
+    ) -> Result<()> {
+        self.hold(&seqs[0].tokens[..shared], false)?;
+        self.batch.clear();
+        for (s, req) in seqs.iter().enumerate() {
+            let id = s as i32 + 1;
+            if shared > 0 {
+                self.ctx.seq_cp(0, id, shared);
+            }
+            for (p, &t) in req.tokens.iter().enumerate().skip(shared) {
+                self.batch.push(t, p, id, p >= req.from);
+            }
+        }
+        self.ctx.decode(&self.batch)?;
+        let mut row = 0;
+        for (s, req) in seqs.iter().enumerate() {
+            for p in shared..req.tokens.len() {
+                if p >= req.from {
+                    sink(s, p, self.ctx.hidden(row)?);
+                }
+                row += 1;
+            }
+        }
+        Ok(())
     }
 
     fn fill_batch(
@@ -325,37 +476,11 @@ impl Session {
             );
         }
         self.ctx.clear();
-        self.pos = 0;
+        self.cached.clear();
         self.batch.clear();
         for (s, toks) in seqs.iter().enumerate() {
             for (p, &t) in toks.iter().enumerate() {
                 self.batch.push(t, p, s as i32, output(s, p));
-            }
-        }
-        Ok(())
-    }
-
-    /// Final hidden states of several independent sequences in one decode, without running the LM
-    /// head. `sink(seq, pos, h)` receives each wanted state in order.
-    pub fn hidden_states(
-        &mut self,
-        seqs: &[HiddenRequest<'_>],
-        mut sink: impl FnMut(usize, usize, &[f32]),
-    ) -> Result<()> {
-        let toks: Vec<&[Token]> = seqs.iter().map(|s| s.tokens).collect();
-        self.fill_batch(&toks, |_, _| true)?;
-        self.ctx.set_embeddings(true);
-        self.ctx.set_stop_after_norm(true);
-        let r = self.ctx.decode(&self.batch);
-        self.ctx.set_stop_after_norm(false);
-        r?;
-        let mut row = 0;
-        for (s, req) in seqs.iter().enumerate() {
-            for p in 0..req.tokens.len() {
-                if p >= req.from {
-                    sink(s, p, self.ctx.hidden(row)?);
-                }
-                row += 1;
             }
         }
         Ok(())
@@ -393,41 +518,45 @@ impl Session {
             .collect()
     }
 
-    /// Starts a generation: feeds the prompt, returns the state after its last token.
+    /// Starts a generation: feeds the prompt, returns the state after its last token. The part
+    /// of the prompt that the previous prompt shared (worked examples) is not recomputed.
     pub fn start(&mut self, prompt: &[Token]) -> Result<Step> {
         if prompt.is_empty() {
             bail!("empty prompt");
         }
-        if prompt.len() >= self.ctx.n_batch() {
+        if prompt.len() >= self.n_ctx {
             bail!(
                 "prompt of {} tokens does not fit the context of {} tokens",
                 prompt.len(),
-                self.ctx.n_batch()
+                self.n_ctx
             );
         }
-        self.fill_batch(&[prompt], |_, p| p + 1 == prompt.len())?;
         self.ctx.set_embeddings(true);
-        self.ctx.decode(&self.batch)?;
-        self.pos = prompt.len();
-        self.step_at(prompt.len() - 1)
+        let row = self.hold(prompt, true)?.expect("the last token is decoded");
+        self.step_at(row)
     }
 
     /// Feeds one more token of the generation started by [`Session::start`].
     pub fn advance(&mut self, token: Token) -> Result<Step> {
-        if self.pos == 0 {
+        let pos = self.cached.len();
+        if pos == 0 {
             bail!("advance() before start()");
         }
-        if self.pos >= self.ctx.n_batch() {
+        if pos >= self.n_ctx {
             bail!(
                 "the generation reached the context size ({} tokens)",
-                self.ctx.n_batch()
+                self.n_ctx
             );
         }
         self.batch.clear();
-        self.batch.push(token, self.pos, 0, true);
+        self.batch.push(token, pos, 0, true);
         self.ctx.set_embeddings(true);
-        self.ctx.decode(&self.batch)?;
-        self.pos += 1;
+        if let Err(e) = self.ctx.decode(&self.batch) {
+            self.ctx.clear();
+            self.cached.clear();
+            return Err(e);
+        }
+        self.cached.push(token);
         self.step_at(0)
     }
 

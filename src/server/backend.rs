@@ -28,7 +28,7 @@ pub struct Backend {
     roots: Arc<Mutex<HashSet<PathBuf>>>,
     documents: Mutex<HashMap<Uri, String>>,
     work_done_progress: AtomicBool,
-    default_mode: Mutex<Mode>,
+    default_mode: Mutex<Option<Mode>>,
     lambda_max: Mutex<Option<f32>>,
     forwarder: Mutex<Option<tokio::task::AbortHandle>>,
     /// Subscribed before the workspaces open, so that no progress is missed before
@@ -50,7 +50,7 @@ impl Backend {
             roots: Arc::new(Mutex::new(HashSet::new())),
             documents: Mutex::new(HashMap::new()),
             work_done_progress: AtomicBool::new(false),
-            default_mode: Mutex::new(Mode::Gu),
+            default_mode: Mutex::new(None),
             lambda_max: Mutex::new(None),
             forwarder: Mutex::new(None),
             events: Mutex::new(None),
@@ -138,8 +138,8 @@ impl Backend {
             (None, Some(path)) => Some(daemon.workspace_of(&path).map_err(to_rpc)?),
             (None, None) => None,
         };
-        let mode: Mode = match &p.mode {
-            Some(m) => m.parse().map_err(|e| invalid_params(format!("{e:#}")))?,
+        let mode: Option<Mode> = match &p.mode {
+            Some(m) => Some(m.parse().map_err(|e| invalid_params(format!("{e:#}")))?),
             None => *self.default_mode.lock().unwrap(),
         };
         let o = &p.options;
@@ -345,9 +345,10 @@ impl LanguageServer for Backend {
         }
         self.authorized.store(true, Ordering::SeqCst);
         if let Some(m) = &opts.mode {
-            *self.default_mode.lock().unwrap() = m
-                .parse()
-                .map_err(|e| invalid_params(format!("initializationOptions.mode: {e:#}")))?;
+            *self.default_mode.lock().unwrap() = Some(
+                m.parse()
+                    .map_err(|e| invalid_params(format!("initializationOptions.mode: {e:#}")))?,
+            );
         }
         *self.lambda_max.lock().unwrap() = opts.lambda_max;
         let wdp = params

@@ -47,8 +47,10 @@ pub struct WorkspaceConfig {
     pub max_file_bytes: u64,
     /// Adapter rank.
     pub rank: usize,
-    /// λ_max of Gradual Unrolling.
-    pub lambda_max: f32,
+    /// λ_max of Gradual Unrolling; None: the schedule the adapter chose on its held-out pairs.
+    pub lambda_max: Option<f32>,
+    /// Worked examples from the workspace's pairs in front of every prompt.
+    pub shots: usize,
     /// Quiet time after the last memory change before the adapter retrains.
     pub retrain_after_seconds: f64,
     /// Where the workspace's memory and adapter live (default: the user's cache directory).
@@ -76,7 +78,8 @@ impl Default for WorkspaceConfig {
             memory_cap: 500_000,
             max_file_bytes: 1 << 20,
             rank: 128,
-            lambda_max: 0.9,
+            lambda_max: None,
+            shots: crate::memory::DEFAULT_SHOTS,
             retrain_after_seconds: 3.0,
             state_dir: None,
         }
@@ -102,11 +105,11 @@ impl WorkspaceConfig {
 
     fn validate(&self) -> Result<()> {
         Template::from_arg(&self.template)?;
-        if !(0.0..=1.0).contains(&self.lambda_max) {
-            bail!(
-                "lambda_max must be between 0 and 1, not {}",
-                self.lambda_max
-            );
+        if let Some(l) = self.lambda_max.filter(|l| !(0.0..=1.0).contains(l)) {
+            bail!("lambda_max must be between 0 and 1, not {l}");
+        }
+        if self.shots > 8 {
+            bail!("shots must be 8 or fewer, not {}", self.shots);
         }
         if self.rank == 0 {
             bail!("rank must be at least 1");
