@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 pema=target/release/pema
 out=${PEMA_EXAMPLE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/pema/example}
 mkdir -p "$out"
-$pema memory build --pairs examples/bible_bbe_asv/train.jsonl --out "$out/memory"
+$pema memory build --pairs examples/bible_bbe_asv/train.jsonl --out "$out/memory" --replace
 $pema memory stats "$out/memory"
 if [ ! -f "$out/adapter.safetensors" ] || [ "$out/memory/memory.pema" -nt "$out/adapter.safetensors" ]; then
   $pema train --memory "$out/memory" --out "$out/adapter.safetensors"

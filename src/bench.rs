@@ -130,27 +130,43 @@ const GENERATED: usize = 48;
 pub struct GenerationBench {
     pub sources: usize,
     pub threads: usize,
+    /// The adapter's default rewrite options (its held-out choice).
+    pub default_options: String,
     pub plain_tokens: usize,
     pub plain_tokens_per_second: f64,
-    pub gu_tokens: usize,
-    pub gu_tokens_per_second: f64,
-    /// GU tokens/s over plain greedy tokens/s.
+    pub default_tokens: usize,
+    pub default_tokens_per_second: f64,
+    /// Default-mode tokens/s over plain greedy tokens/s, same prompt.
     pub ratio: f64,
+    /// Time to first token, median over the sources: the default mode with the adapter's prompt
+    /// (worked examples, reused from the previous rewrite's cache), and the plain model with the
+    /// zero-shot baseline template (the prompt pema used before worked examples).
+    pub first_token_ms_median: f64,
+    pub baseline_first_token_ms_median: f64,
+    pub first_token_ratio: f64,
 }
 
-/// GU against plain greedy generation over the same sources, interleaved so that both see the
-/// same machine state. Each generates exactly `GENERATED` tokens (stops ignored): the plain model
-/// ends most zero-shot answers at once, which would leave nothing to time.
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// The adapter's default rewrite against plain greedy generation over the same sources and
+/// prompt, interleaved so that both see the same machine state. Each generates exactly
+/// `GENERATED` tokens (stops ignored), so both time the same work.
 pub fn generation(
     model: &Arc<Model>,
     adapter: &crate::adapter::Adapter,
     pairs: &[crate::memory::Pair],
+    baseline_template: &Template,
 ) -> Result<GenerationBench> {
     use crate::decode::{generate, Mode, Prompt, RewriteOptions};
     let opts = SessionOptions::default();
     let mut session = model.session(opts)?;
     let template = adapter.template()?;
-    let (mut plain, mut gu) = ((0usize, 0f64), (0usize, 0f64));
+    let default = adapter.default_rewrite();
+    let (mut plain, mut dflt) = ((0usize, 0f64), (0usize, 0f64));
+    let (mut ttft, mut ttft_base) = (Vec::new(), Vec::new());
     // Warm-up.
     let p = Prompt::for_source(&session, &template, &pairs[0].source)?;
     generate(
@@ -159,14 +175,14 @@ pub fn generation(
         &p,
         &RewriteOptions {
             max_tokens: Some(4),
-            ..Default::default()
+            ..default
         },
         |_| {},
         None,
     )?;
     for pair in pairs {
         let p = Prompt::for_source(&session, &template, &pair.source)?;
-        for (mode, acc) in [(Mode::Plain, &mut plain), (Mode::Gu, &mut gu)] {
+        for (mode, acc) in [(Mode::Plain, &mut plain), (default.mode, &mut dflt)] {
             let r = generate(
                 &mut session,
                 Some(adapter),
@@ -175,7 +191,7 @@ pub fn generation(
                     mode,
                     max_tokens: Some(GENERATED),
                     stop_at_boundary: false,
-                    ..Default::default()
+                    ..default
                 },
                 |_| {},
                 None,
@@ -184,16 +200,48 @@ pub fn generation(
             acc.0 += r.tokens;
             acc.1 += r.seconds;
         }
+        // Time to first token, as a user sees it: one rewrite after another.
+        let r = generate(
+            &mut session,
+            Some(adapter),
+            &p,
+            &RewriteOptions {
+                max_tokens: Some(1),
+                ..default
+            },
+            |_| {},
+            None,
+        )?;
+        ttft.push(r.seconds * 1e3);
+        let b = Prompt::for_source(&session, baseline_template, &pair.source)?;
+        let r = generate(
+            &mut session,
+            None,
+            &b,
+            &RewriteOptions {
+                mode: Mode::Plain,
+                max_tokens: Some(1),
+                ..Default::default()
+            },
+            |_| {},
+            None,
+        )?;
+        ttft_base.push(r.seconds * 1e3);
     }
-    let (pt, gt) = (plain.0 as f64 / plain.1, gu.0 as f64 / gu.1);
+    let (pt, dt) = (plain.0 as f64 / plain.1, dflt.0 as f64 / dflt.1);
+    let (t, tb) = (median(&mut ttft), median(&mut ttft_base));
     Ok(GenerationBench {
         sources: pairs.len(),
         threads: opts.n_threads,
+        default_options: format!("{default:?}"),
         plain_tokens: plain.0,
         plain_tokens_per_second: pt,
-        gu_tokens: gu.0,
-        gu_tokens_per_second: gt,
-        ratio: gt / pt,
+        default_tokens: dflt.0,
+        default_tokens_per_second: dt,
+        ratio: dt / pt,
+        first_token_ms_median: t,
+        baseline_first_token_ms_median: tb,
+        first_token_ratio: t / tb,
     })
 }
 

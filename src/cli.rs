@@ -115,6 +115,10 @@ struct TrainArgs {
     /// The reference adapter, softmax(W·B_pd·A·h), instead of the residual softmax(W·(h + B_pd·A·h)).
     #[arg(long)]
     bottleneck: bool,
+    /// The adapter may lift only the model's K most likely tokens in rewrites (0: any token);
+    /// stored in the adapter with the schedule chosen for it.
+    #[arg(long, default_value_t = adapter::ADAPTER_TOP_K)]
+    adapter_top_k: usize,
     #[arg(long)]
     json: bool,
 }
@@ -132,6 +136,9 @@ struct GenerationArgs {
     /// The lowest λ Gradual Unrolling decays to [reference: 0].
     #[arg(long)]
     lambda_floor: Option<f32>,
+    /// The adapter may lift only the model's K most likely tokens (0: any token).
+    #[arg(long)]
+    adapter_top_k: Option<usize>,
     /// 0 is greedy.
     #[arg(long, default_value_t = 0.0)]
     temperature: f32,
@@ -148,6 +155,7 @@ impl GenerationArgs {
             lambda_max: self.lambda_max.unwrap_or(base.lambda_max),
             lambda_fixed: self.lambda.unwrap_or(base.lambda_fixed),
             lambda_floor: self.lambda_floor.unwrap_or(base.lambda_floor),
+            adapter_top_k: self.adapter_top_k.unwrap_or(base.adapter_top_k),
             max_tokens: self.max_tokens,
             temperature: self.temperature,
             top_p: self.top_p,
@@ -206,6 +214,9 @@ struct EvalArgs {
     /// on the adapter's own held-out data, never on the evaluation set).
     #[arg(long)]
     held_out_only: bool,
+    /// Score only these systems (comma-separated) [default: all].
+    #[arg(long, value_enum, value_delimiter = ',')]
+    systems: Vec<System>,
     #[command(flatten)]
     gen: GenerationArgs,
     /// With --json, include every output of every system.
@@ -280,6 +291,9 @@ enum BenchCommand {
         pairs: PathBuf,
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        /// The zero-shot template whose time to first token is the baseline.
+        #[arg(long, default_value = "rewrite")]
+        baseline_template: String,
         #[arg(long)]
         json: bool,
     },
@@ -370,18 +384,21 @@ fn run(cli: Cli) -> Result<()> {
             adapter,
             pairs,
             limit,
+            baseline_template,
             json,
         }) => {
             let model = load_model(cli.model.as_ref())?;
             let adapter = load_adapter(&model, &adapter)?;
             let pairs = read_pairs(&pairs, Some(limit))?;
-            let r = pema::bench::generation(&model, &adapter, &pairs)?;
+            let base = Template::from_arg(&baseline_template)?;
+            let r = pema::bench::generation(&model, &adapter, &pairs, &base)?;
             if json {
                 return print_json(&r);
             }
             println!(
-                "{} sources, {} threads\nplain: {} tokens, {:.1} tok/s\nGU:    {} tokens, {:.1} tok/s\nratio: {:.3}",
-                r.sources, r.threads, r.plain_tokens, r.plain_tokens_per_second, r.gu_tokens, r.gu_tokens_per_second, r.ratio
+                "{} sources, {} threads\nplain:   {} tokens, {:.1} tok/s\ndefault: {} tokens, {:.1} tok/s\nratio: {:.3}\ntime to first token (median): {:.0} ms, zero-shot baseline {:.0} ms, ratio {:.2}",
+                r.sources, r.threads, r.plain_tokens, r.plain_tokens_per_second, r.default_tokens, r.default_tokens_per_second, r.ratio,
+                r.first_token_ms_median, r.baseline_first_token_ms_median, r.first_token_ratio
             );
             Ok(())
         }
@@ -658,6 +675,7 @@ fn train(model: Option<&PathBuf>, a: TrainArgs) -> Result<()> {
         device,
         warm_start: warm.as_ref(),
         residual: !a.bottleneck,
+        adapter_top_k: a.adapter_top_k,
         ..Default::default()
     };
     let bar = if std::io::stderr().is_terminal() && !a.json {
@@ -804,6 +822,9 @@ fn evaluate(model: Option<&PathBuf>, a: EvalArgs) -> Result<()> {
         None => vec![],
     };
     systems.extend([System::Fixed, System::Gu, System::Default]);
+    if !a.systems.is_empty() {
+        systems.retain(|s| a.systems.contains(s));
+    }
     let style = match a.style_pairs.as_ref().or(a.shots.as_ref()) {
         Some(p) => {
             let train = read_pairs(p, None)?;

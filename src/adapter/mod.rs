@@ -15,7 +15,7 @@ use std::path::Path;
 use anyhow::{bail, Result};
 use candle_core::{DType, Device, Tensor};
 
-pub use decoding::{choose_decoding, Decoding, DecodingScore};
+pub use decoding::{choose_decoding, Decoding, DecodingScore, ADAPTER_TOP_K};
 pub use train::{train, TrainOptions, TrainProgress, TrainReport, VocabMode};
 
 use crate::memory::{Memory, Template};

@@ -59,6 +59,8 @@ pub struct TrainOptions<'a> {
     /// The adapter's logits add to the model's own (`W·(h + B_pd·A·h)`): it learns a correction
     /// of the model's prediction instead of a whole prediction through a rank-r bottleneck.
     pub residual: bool,
+    /// Stored with the chosen schedule: see [`super::decoding::ADAPTER_TOP_K`].
+    pub adapter_top_k: usize,
 }
 
 impl Default for TrainOptions<'_> {
@@ -79,6 +81,7 @@ impl Default for TrainOptions<'_> {
             cancel: None,
             warm_start: None,
             residual: true,
+            adapter_top_k: super::decoding::ADAPTER_TOP_K,
         }
     }
 }
@@ -430,6 +433,6 @@ pub fn train(
         proj: None,
         w_c: None,
     };
-    super::choose_decoding(&mut adapter, memory, head, &held)?;
+    super::choose_decoding(&mut adapter, memory, head, &held, opts.adapter_top_k)?;
     Ok(adapter)
 }

@@ -38,6 +38,59 @@ pub fn mix_into(lm: &mut [f32], lambda: f32, ids: &[u32], adapter: &[f32]) {
     }
 }
 
+/// The `k` largest entries of `v`, by index (unordered). One pass, no allocation of `v`'s size.
+pub fn top_k_indices(v: &[f32], k: usize) -> Vec<u32> {
+    let mut top: Vec<(f32, u32)> = Vec::with_capacity(k + 1);
+    let mut floor = f32::NEG_INFINITY;
+    for (i, &x) in v.iter().enumerate() {
+        if top.len() < k || x > floor {
+            let at = top.partition_point(|&(y, _)| y >= x);
+            top.insert(at, (x, i as u32));
+            top.truncate(k);
+            floor = top.last().map_or(f32::NEG_INFINITY, |t| t.0);
+        }
+    }
+    top.into_iter().map(|(_, i)| i).collect()
+}
+
+/// The mixture of [`mix_into`] with two guards against the adapter taking over the content:
+/// with `top_k > 0` the adapter's mass goes only to the model's `top_k` most likely tokens (it
+/// re-ranks what the model finds plausible, it does not bring in words of its own), and the
+/// ending tokens keep the model's own probability (the model, which sees the source, decides
+/// where the rewrite ends; an adapter alone would end a sentence early and drop its last clause).
+/// `ending` is sorted.
+pub fn mix_guided(
+    lm: &mut [f32],
+    lambda: f32,
+    ids: &[u32],
+    adapter: &[f32],
+    top_k: usize,
+    ending: &[i32],
+) {
+    if lambda <= 0.0 {
+        return;
+    }
+    let allowed = (top_k > 0).then(|| {
+        let mut t = top_k_indices(lm, top_k);
+        t.sort_unstable();
+        t
+    });
+    let ends: Vec<f32> = ending.iter().map(|&e| lm[e as usize]).collect();
+    let (la, lb) = (lambda.ln(), (1.0 - lambda).max(0.0).ln());
+    let touched: Vec<f32> = ids.iter().map(|&i| lm[i as usize]).collect();
+    for x in lm.iter_mut() {
+        *x += lb;
+    }
+    for ((&i, &p), &orig) in ids.iter().zip(adapter).zip(&touched) {
+        if allowed.as_ref().is_none_or(|a| a.binary_search(&i).is_ok()) {
+            lm[i as usize] = log_add_exp(la + p, lb + orig);
+        }
+    }
+    for (&e, &orig) in ending.iter().zip(&ends) {
+        lm[e as usize] = orig;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,6 +117,28 @@ mod tests {
         for (got, want) in p.iter().zip([0.425, 0.1875, 0.3875]) {
             assert!((got - want).abs() < 1e-6, "{p:?}");
         }
+    }
+
+    #[test]
+    fn top_k_and_guided_mixture() {
+        let v = [0.1f32, 5.0, -2.0, 3.0, 3.5, f32::NEG_INFINITY];
+        let mut t = top_k_indices(&v, 3);
+        t.sort_unstable();
+        assert_eq!(t, vec![1, 3, 4]);
+        assert_eq!(top_k_indices(&v, 0), Vec::<u32>::new());
+        // P_LM = (0.5, 0.3, 0.15, 0.05); token 3 ends. Adapter: token 2 → 0.9, token 3 → 0.1.
+        let lm0: Vec<f32> = [0.5f32, 0.3, 0.15, 0.05].iter().map(|p| p.ln()).collect();
+        let ad: Vec<f32> = [0.9f32, 0.1].iter().map(|p| p.ln()).collect();
+        // Unrestricted: token 2 gets 0.5·0.9 + 0.5·0.15; the ending token keeps 0.05.
+        let mut lm = lm0.clone();
+        mix_guided(&mut lm, 0.5, &[2, 3], &ad, 0, &[3]);
+        assert!((lm[2].exp() - 0.525).abs() < 1e-6);
+        assert!((lm[3].exp() - 0.05).abs() < 1e-6);
+        assert!((lm[0].exp() - 0.25).abs() < 1e-6);
+        // Top-2 of the model is {0, 1}: token 2 is not the model's, so the adapter cannot lift it.
+        let mut lm = lm0.clone();
+        mix_guided(&mut lm, 0.5, &[2, 3], &ad, 2, &[3]);
+        assert!((lm[2].exp() - 0.075).abs() < 1e-6);
     }
 
     #[test]

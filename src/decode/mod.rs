@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 use rand::{Rng, SeedableRng};
 
-pub use mixture::{log_add_exp, log_softmax, mix_into};
+pub use mixture::{log_add_exp, log_softmax, mix_guided, mix_into, top_k_indices};
 pub use guard::RepeatGuard;
 pub use schedule::Schedule;
 
@@ -52,6 +52,8 @@ pub struct RewriteOptions {
     pub lambda_fixed: f32,
     /// The lowest λ Gradual Unrolling decays to (0: the reference schedule).
     pub lambda_floor: f32,
+    /// The adapter may lift only the model's this many most likely tokens (0: any token).
+    pub adapter_top_k: usize,
     /// At most this many tokens; default twice the source's length plus 16.
     pub max_tokens: Option<usize>,
     /// 0 is greedy (the default).
@@ -69,6 +71,7 @@ impl Default for RewriteOptions {
             lambda_max: 0.9,
             lambda_fixed: 0.5,
             lambda_floor: 0.0,
+            adapter_top_k: 0,
             max_tokens: None,
             temperature: 0.0,
             top_p: 1.0,
@@ -184,7 +187,20 @@ pub fn generate(
         let mut logp = step.logits;
         log_softmax(&mut logp);
         if let (Some(a), true) = (adapter, lambda > 0.0) {
-            mix_into(&mut logp, lambda, a.vocab(), &a.log_probs(&step.hidden)?);
+            let lp = a.log_probs(&step.hidden)?;
+            if opts.adapter_top_k > 0 {
+                mix_guided(
+                    &mut logp,
+                    lambda,
+                    a.vocab(),
+                    &lp,
+                    opts.adapter_top_k,
+                    model.ending_tokens(),
+                );
+            } else {
+                // The reference mixture.
+                mix_into(&mut logp, lambda, a.vocab(), &lp);
+            }
         }
         if opts.stop_at_boundary && bytes.iter().all(u8::is_ascii_whitespace) {
             // A rewrite of a non-empty text is never empty: nothing may end it before its first
@@ -227,6 +243,17 @@ pub fn generate(
             stopped_by = StopReason::Boundary;
             break;
         }
+        if piece.first().is_some_and(u8::is_ascii_whitespace)
+            && bytes
+                .split(u8::is_ascii_whitespace)
+                .filter(|w| !w.is_empty())
+                .count()
+                >= max_words
+        {
+            // A word past twice the source's length plus 8: no rewrite of it is this long.
+            stopped_by = StopReason::MaxTokens;
+            break;
+        }
         n += 1;
         bytes.extend(&piece);
         let valid = match std::str::from_utf8(&bytes) {
@@ -240,13 +267,7 @@ pub fn generate(
         if n == max {
             break;
         }
-        if piece.first().is_some_and(u8::is_ascii_whitespace)
-            && bytes.split(u8::is_ascii_whitespace).filter(|w| !w.is_empty()).count() > max_words
-        {
-            // Far past the source's length: no rewrite of it is this long.
-            stopped_by = StopReason::MaxTokens;
-            break;
-        }
+
         step = session.advance(token)?;
     }
     if emitted < bytes.len() {

@@ -19,7 +19,7 @@ use crate::memory::{Pair, Template};
 use crate::model::Session;
 
 /// One system being evaluated.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum System {
     /// The output is the source, unchanged (what a do-nothing system scores).

@@ -360,29 +360,47 @@ impl Session {
             keep = 0;
         }
         self.cached.truncate(keep);
-        let mut row = None;
+        // With embeddings on, llama.cpp outputs every token; a prompt's body needs no output,
+        // so it runs without them (the LM head would otherwise run over every prompt token).
+        let body = if want_last {
+            prefix.len() - 1
+        } else {
+            prefix.len()
+        };
+        if want_last {
+            self.ctx.set_embeddings(false);
+        }
         let chunk = self.ctx.n_batch();
-        while self.cached.len() < prefix.len() {
+        while self.cached.len() < body {
             let from = self.cached.len();
-            let to = (from + chunk).min(prefix.len());
+            let to = (from + chunk).min(body);
             self.batch.clear();
             for (p, &t) in prefix.iter().enumerate().take(to).skip(from) {
-                let out = want_last && p + 1 == prefix.len();
-                self.batch.push(t, p, 0, out);
-                if out {
-                    row = Some(p - from);
-                }
+                self.batch.push(t, p, 0, false);
             }
-            // Cleared first: a failed decode leaves nothing the bookkeeping does not know of.
-            let r = self.ctx.decode(&self.batch);
-            if r.is_err() {
-                self.ctx.clear();
-                self.cached.clear();
-                r?;
-            }
-            self.cached.extend_from_slice(&prefix[from..to]);
+            self.decode_cached(&prefix[from..to])?;
         }
-        Ok(row)
+        if !want_last {
+            return Ok(None);
+        }
+        self.ctx.set_embeddings(true);
+        let last = prefix.len() - 1;
+        self.batch.clear();
+        self.batch.push(prefix[last], last, 0, true);
+        self.decode_cached(&prefix[last..])?;
+        Ok(Some(0))
+    }
+
+    /// Decodes the batch, which extends sequence 0 by `tokens`. A failed decode leaves an empty
+    /// cache, so the bookkeeping never claims cells llama.cpp does not hold.
+    fn decode_cached(&mut self, tokens: &[Token]) -> Result<()> {
+        if let Err(e) = self.ctx.decode(&self.batch) {
+            self.ctx.clear();
+            self.cached.clear();
+            return Err(e);
+        }
+        self.cached.extend_from_slice(tokens);
+        Ok(())
     }
 
     /// Final hidden states of several independent sequences in one decode, without running the LM
@@ -531,7 +549,6 @@ impl Session {
                 self.n_ctx
             );
         }
-        self.ctx.set_embeddings(true);
         let row = self.hold(prompt, true)?.expect("the last token is decoded");
         self.step_at(row)
     }
@@ -551,12 +568,7 @@ impl Session {
         self.batch.clear();
         self.batch.push(token, pos, 0, true);
         self.ctx.set_embeddings(true);
-        if let Err(e) = self.ctx.decode(&self.batch) {
-            self.ctx.clear();
-            self.cached.clear();
-            return Err(e);
-        }
-        self.cached.push(token);
+        self.decode_cached(&[token])?;
         self.step_at(0)
     }
 
