@@ -806,9 +806,7 @@ fn evaluate(model: Option<&PathBuf>, a: EvalArgs) -> Result<()> {
     let template = adapter.template()?;
     let mut pairs = read_pairs(&a.pairs, None)?;
     if a.held_out_only {
-        pairs.retain(|p| {
-            memory::split::is_held_out(&p.hash(), memory::DEFAULT_HELD_OUT_PERCENT)
-        });
+        pairs.retain(|p| memory::split::is_held_out(&p.hash(), memory::DEFAULT_HELD_OUT_PERCENT));
     }
     if let Some(n) = a.limit {
         pairs.truncate(n);

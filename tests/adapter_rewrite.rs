@@ -137,8 +137,8 @@ fn gu_learns_an_invented_word_substitution_the_plain_model_cannot_know() {
                     o.lambda_floor = 0.0;
                 }
                 decode::generate(&mut s, Some(&a), &prompt, &o, |_| {}, None)
-                .unwrap()
-                .text
+                    .unwrap()
+                    .text
             })
             .collect()
     };

@@ -78,6 +78,121 @@ fn hidden_states_without_head_equal_those_of_a_full_pass() {
     }
 }
 
+/// Worked examples in front of every pair: the shared start is computed once a batch and kept
+/// for the next, and every sequence's states are still those of its own full pass, as close to
+/// it as packing the same sequences without sharing (llama.cpp's results move slightly with the
+/// batch's make-up: measured 0.97 to 1.0 cosine for packed sequences).
+#[test]
+fn hidden_states_after_a_shared_prefix_equal_those_of_a_full_pass() {
+    let model = common::model();
+    let prefix = "Rewrite the text in the house style:\nThe lamp was lit at dusk.\nRewritten: \
+                  At dusk the lamp was lit.\nRewrite the text in the house style:\n";
+    let seqs: Vec<Vec<i32>> = [
+        "The keeper climbed the stairs.\nRewritten: Up the stairs the keeper climbed.",
+        "Ships no longer needed him.\nRewritten: No ship needed him now.",
+        "He kept a kettle on the stove.\nRewritten: On the stove he kept a kettle.",
+    ]
+    .iter()
+    .map(|t| model.tokenize(&format!("{prefix}{t}")).unwrap())
+    .collect();
+    let shared = pema::model::common_prefix(&seqs[0], &seqs[1]);
+    assert!(
+        shared >= pema::model::MIN_SHARED_PREFIX,
+        "prefix of {shared} tokens"
+    );
+    let mut s = model.session(SessionOptions::default()).unwrap();
+    let full: Vec<Vec<Vec<f32>>> = seqs
+        .iter()
+        .map(|t| {
+            s.eval_all(t)
+                .unwrap()
+                .into_iter()
+                .map(|x| x.hidden)
+                .collect()
+        })
+        .collect();
+    // Cosines with the full pass, sharing the prefix or not. Two batches: the second finds the
+    // prefix already in the cache.
+    let mut run = |share: bool| -> Vec<f32> {
+        let mut cos = vec![];
+        for (base, batch) in [(0, &seqs[..2]), (2, &seqs[2..])] {
+            let reqs: Vec<HiddenRequest> = batch
+                .iter()
+                .map(|t| HiddenRequest {
+                    tokens: t,
+                    from: if share { shared } else { 0 },
+                })
+                .collect();
+            let mut got = vec![];
+            s.hidden_states(&reqs, |seq, pos, h| got.push((seq, pos, h.to_vec())))
+                .unwrap();
+            got.retain(|g| g.1 >= shared);
+            assert_eq!(
+                got.len(),
+                batch.iter().map(|t| t.len() - shared).sum::<usize>()
+            );
+            for (seq, pos, h) in got {
+                let all: Vec<&[f32]> = full[base + seq].iter().map(|v| &v[..]).collect();
+                let c: Vec<f32> = all.iter().map(|x| common::cosine(&h, x)).collect();
+                let best = (0..c.len()).max_by(|&a, &b| c[a].total_cmp(&c[b])).unwrap();
+                assert_eq!(
+                    best, pos,
+                    "seq {seq}: closest to position {best}, not {pos}"
+                );
+                cos.push(c[pos]);
+            }
+        }
+        cos
+    };
+    let with = run(true);
+    let without = run(false);
+    let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len() as f32;
+    let min = |v: &[f32]| v.iter().copied().fold(1.0, f32::min);
+    println!(
+        "cosine with the full pass: shared prefix mean {:.4} min {:.4}; packed without sharing \
+         mean {:.4} min {:.4}",
+        mean(&with),
+        min(&with),
+        mean(&without),
+        min(&without)
+    );
+    assert!(
+        mean(&with) >= mean(&without) - 0.002 && min(&with) >= min(&without) - 0.01,
+        "sharing the prefix moved the states further than packing does"
+    );
+}
+
+/// A rewrite whose prompt starts like the previous one reuses the cache and gets the same
+/// state as from an empty cache.
+#[test]
+fn a_prompt_that_shares_the_previous_start_gives_the_same_step() {
+    let model = common::model();
+    let a = model
+        .tokenize("Rewrite the text in the house style:\nThe lamp was lit.\nRewritten: The lamp")
+        .unwrap();
+    let b = model
+        .tokenize("Rewrite the text in the house style:\nThe stairs were long.\nRewritten:")
+        .unwrap();
+    let mut fresh = model.session(SessionOptions::default()).unwrap();
+    let want = fresh.start(&b).unwrap();
+    let mut s = model.session(SessionOptions::default()).unwrap();
+    s.start(&a).unwrap();
+    s.advance(a[3]).unwrap();
+    let got = s.start(&b).unwrap();
+    let all = [&want.hidden[..]];
+    common::assert_is_state_at(&got.hidden, &all, 0, "cached start");
+    assert_eq!(
+        pema::model::argmax(&got.logits),
+        pema::model::argmax(&want.logits)
+    );
+    // The same prompt twice: everything but its last token is reused.
+    let again = s.start(&b).unwrap();
+    assert_eq!(
+        pema::model::argmax(&again.logits),
+        pema::model::argmax(&want.logits)
+    );
+}
+
 #[test]
 fn generation_steps_match_a_full_pass() {
     let model = common::model();

@@ -415,11 +415,7 @@ impl Daemon {
         self.worker.rewrite(RewriteJob {
             text: req.text,
             template,
-            adapter: if plain {
-                None
-            } else {
-                adapter
-            },
+            adapter: if plain { None } else { adapter },
             options,
             on_text: Box::new(on_text),
             cancel,

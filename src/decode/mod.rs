@@ -11,8 +11,8 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 use rand::{Rng, SeedableRng};
 
-pub use mixture::{log_add_exp, log_softmax, mix_guided, mix_into, top_k_indices};
 pub use guard::RepeatGuard;
+pub use mixture::{log_add_exp, log_softmax, mix_guided, mix_into, top_k_indices};
 pub use schedule::Schedule;
 
 use crate::adapter::Adapter;

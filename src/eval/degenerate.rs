@@ -35,8 +35,14 @@ mod tests {
         let looped = "And thou hast heard the voice of the Lord, and hast heard the voice of \
                       the Lord, and hast heard the voice of the Lord.";
         assert!(is_degenerate(looped, src));
-        assert!(is_degenerate(&"word ".repeat(30), "one two three four five six"));
-        assert!(!is_degenerate("And thou hast heard the voice of the Lord.", src));
+        assert!(is_degenerate(
+            &"word ".repeat(30),
+            "one two three four five six"
+        ));
+        assert!(!is_degenerate(
+            "And thou hast heard the voice of the Lord.",
+            src
+        ));
         // Twice is not a loop.
         assert!(!is_degenerate(
             "the voice of the Lord and the voice of the Lord",

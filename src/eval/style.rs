@@ -94,7 +94,11 @@ impl StyleClassifier {
 
     /// P(target style | text).
     pub fn probability(&self, text: &str) -> f32 {
-        let z = self.b + features(text).iter().map(|&(j, v)| self.w[j] * v).sum::<f32>();
+        let z = self.b
+            + features(text)
+                .iter()
+                .map(|&(j, v)| self.w[j] * v)
+                .sum::<f32>();
         1.0 / (1.0 + (-z).exp())
     }
 

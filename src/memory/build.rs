@@ -381,8 +381,8 @@ pub fn choose_examples(
                 && !p.target.contains(super::template::SOURCE_SLOT)
         })
         .map(|(i, p)| {
-            let reused =
-                previous_template.is_some_and(|t| t.contains(&template.example(&p.source, &p.target)));
+            let reused = previous_template
+                .is_some_and(|t| t.contains(&template.example(&p.source, &p.target)));
             (!reused, p.hash(), i)
         })
         .collect();

@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 
-pub use build::{build, build_pairs, choose_examples, BuildOptions, BuildProgress, BuildReport, DEFAULT_SHOTS};
+pub use build::{
+    build, build_pairs, choose_examples, BuildOptions, BuildProgress, BuildReport, DEFAULT_SHOTS,
+};
 pub(crate) use build::{end_token, tokenize_pair};
 pub use format::{Group, KeyType};
 pub use pairs::{parse_pairs, read_pairs_file, write_pairs_file, Pair, PairsRead, SkippedLine};

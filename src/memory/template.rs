@@ -154,9 +154,7 @@ mod tests {
         assert_eq!(f.prompt("x"), "Q: a\nA: b\nQ: c d\nA: e\nQ: x\nA:");
         assert_eq!(f.prefix(), "Q: a\nA: b\nQ: c d\nA: e\nQ: ");
         assert_ne!(f.digest(), t.digest());
-        assert!(t
-            .with_examples(&[("{source}".into(), "b".into())])
-            .is_err());
+        assert!(t.with_examples(&[("{source}".into(), "b".into())]).is_err());
     }
 
     #[test]

@@ -355,7 +355,8 @@ impl Session {
         if want_last {
             keep = keep.min(prefix.len().saturating_sub(1));
         }
-        if keep < self.cached.len() && !self.ctx.seq_rm(0, keep) {
+        // Always cut: the cache may hold more than `cached` says (a batch of `fill_batch`).
+        if !self.ctx.seq_rm(0, keep) {
             self.ctx.clear();
             keep = 0;
         }
@@ -425,7 +426,12 @@ impl Session {
         let total: usize = seqs.iter().map(|s| s.tokens.len() - shared).sum();
         if total > self.ctx.n_batch()
             || seqs.len() + 1 > self.ctx.n_seq_max()
-            || shared + seqs.iter().map(|s| s.tokens.len() - shared).max().unwrap_or(0)
+            || shared
+                + seqs
+                    .iter()
+                    .map(|s| s.tokens.len() - shared)
+                    .max()
+                    .unwrap_or(0)
                 > self.n_ctx
         {
             bail!(
