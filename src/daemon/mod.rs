@@ -190,10 +190,21 @@ pub struct Daemon {
 
 /// Longest text a rewrite takes (characters); longer selections are refused with this figure.
 pub const MAX_REWRITE_CHARS: usize = 20_000;
+/// Most non-blank lines one rewrite takes (each is one rewrite on the worker).
+pub const MAX_REWRITE_LINES: usize = 200;
 
 impl Daemon {
     /// Loads the model and starts the worker.
     pub fn start(model_path: &Path) -> Result<Arc<Self>> {
+        // pema's cache folder holds the user's text (paraphrases, memories) and the daemon's
+        // token: readable by the user only.
+        let cache = crate::workspace::state::pema_cache();
+        crate::fsutil::create_private_dir(&cache)
+            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", cache.display()))?;
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let _ = std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o700));
+        }
         let model = Model::load(model_path)?;
         let worker = Arc::new(Worker::start(&model, SessionOptions::default())?);
         let (events, _) = tokio::sync::broadcast::channel(1024);
@@ -356,6 +367,12 @@ impl Daemon {
             return Err(RequestError::InvalidRequest(format!(
                 "the text is {} characters long; pema rewrites at most {MAX_REWRITE_CHARS} at once",
                 req.text.chars().count()
+            )));
+        }
+        let lines = req.text.lines().filter(|l| !l.trim().is_empty()).count();
+        if lines > MAX_REWRITE_LINES {
+            return Err(RequestError::InvalidRequest(format!(
+                "the text has {lines} lines; pema rewrites at most {MAX_REWRITE_LINES} at once"
             )));
         }
         for (name, v) in [
