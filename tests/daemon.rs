@@ -308,7 +308,7 @@ fn lsp_over_stdio_learns_the_workspace_and_rewrites() {
         e["message"]
             .as_str()
             .unwrap()
-            .contains("not inside an open workspace"),
+            .contains("inside a workspace this connection opened"),
         "{e}"
     );
     c.call("pema/status", json!({})).expect("still serving");

@@ -57,6 +57,27 @@ pub(crate) struct Shared {
     pub closed: AtomicBool,
 }
 
+impl Shared {
+    /// A workspace being opened: it answers requests (state `loading`, no adapter) at once.
+    pub fn loading(root: &Path) -> Self {
+        let mut status = WorkspaceStatus {
+            root: root.to_path_buf(),
+            ..Default::default()
+        };
+        status.adapter.state = AdapterState::Loading;
+        Self {
+            root: root.to_path_buf(),
+            status: Mutex::new(status),
+            serving: RwLock::new(Serving {
+                adapter: None,
+                template: Template::default(),
+                lambda_max: crate::decode::RewriteOptions::default().lambda_max,
+            }),
+            closed: AtomicBool::new(false),
+        }
+    }
+}
+
 pub(crate) struct Pipeline {
     ws: Workspace,
     cache: Arc<Mutex<ParaphraseCache>>,
@@ -84,13 +105,16 @@ pub(crate) struct Pipeline {
 impl Pipeline {
     /// Opens the workspace: settings, the memory and adapter already on disk (no recomputation),
     /// and the paraphrase cache. Files are read on the pipeline thread, not here.
+    /// `shared` is the workspace's entry in the daemon, already answering requests (state
+    /// `loading`); this fills it in.
     pub fn open(
         root: &Path,
+        shared: Arc<Shared>,
         model: Arc<Model>,
         worker: Arc<Worker>,
         events: tokio::sync::broadcast::Sender<Event>,
         tx: Sender<Signal>,
-    ) -> Result<(Self, Arc<Shared>)> {
+    ) -> Result<Self> {
         let ws = Workspace::open(root)?;
         let state_dir = ws.state_dir().to_path_buf();
         crate::fsutil::create_private_dir(&state_dir)
@@ -144,12 +168,16 @@ impl Pipeline {
                     .push(format!("{e:#}; a new adapter will be trained")),
             }
         }
-        let shared = Arc::new(Shared {
-            root: ws.root().to_path_buf(),
-            status: Mutex::new(status),
-            serving: RwLock::new(serving),
-            closed: AtomicBool::new(false),
-        });
+        {
+            let mut st = shared.status.lock().unwrap();
+            // Problems recorded before (an earlier run of the pipeline) are kept.
+            let earlier = std::mem::take(&mut st.errors);
+            *st = status;
+            for e in earlier.into_iter().rev() {
+                st.errors.insert(0, e);
+            }
+        }
+        *shared.serving.write().unwrap() = serving;
         let p = Self {
             ws,
             cache: Arc::new(Mutex::new(cache)),
@@ -172,10 +200,10 @@ impl Pipeline {
             memory_digest,
         };
         p.publish_state();
-        Ok((p, shared))
+        Ok(p)
     }
 
-    pub fn run(mut self, rx: Receiver<Signal>) {
+    pub fn run(mut self, rx: &Receiver<Signal>) {
         self.step();
         self.publish_state();
         loop {

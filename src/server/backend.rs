@@ -84,10 +84,15 @@ impl Backend {
     async fn open_root(&self, daemon: &Arc<Daemon>, path: &std::path::Path) -> Result<PathBuf> {
         let d = daemon.clone();
         let p = path.to_path_buf();
-        let root = tokio::task::spawn_blocking(move || d.open_workspace(&p))
-            .await
-            .map_err(|e| to_rpc(RequestError::Failed(anyhow::anyhow!("{e}"))))?
-            .map_err(to_rpc)?;
+        let root = tokio::task::spawn_blocking(move || {
+            let root = d.open_workspace(&p)?;
+            // This client gets the workspace as loaded from disk; others are not held up.
+            d.wait_loaded(&root, std::time::Duration::from_secs(60));
+            Ok(root)
+        })
+        .await
+        .map_err(|e| to_rpc(RequestError::Failed(anyhow::anyhow!("{e}"))))?
+        .map_err(to_rpc)?;
         if !self.roots.lock().unwrap().insert(root.clone()) {
             // Already open on this connection: one use, not two.
             daemon.close_workspace(&root);
@@ -432,13 +437,14 @@ fn folder_paths(params: &InitializeParams) -> Vec<PathBuf> {
 
 impl LanguageServer for Backend {
     async fn initialize(&self, params: InitializeParams) -> Result<InitializeResult> {
-        let opts: InitOptions = match &params.initialization_options {
-            Some(v) => serde_json::from_value(v.clone())
-                .map_err(|e| invalid_params(format!("initializationOptions: {e}")))?,
-            None => InitOptions::default(),
-        };
+        // The token is checked first, so that malformed options count as a failed attempt.
+        let presented = params
+            .initialization_options
+            .as_ref()
+            .and_then(|v| v.get("token"))
+            .and_then(Value::as_str);
         if let Some(expected) = &self.token {
-            if !auth::token_matches(expected, opts.token.as_deref()) {
+            if !auth::token_matches(expected, presented) {
                 let failed = self.failed_initialize.fetch_add(1, Ordering::SeqCst) + 1;
                 let last = failed >= auth::MAX_FAILED_INITIALIZE;
                 if last {
@@ -464,6 +470,11 @@ impl LanguageServer for Backend {
                 });
             }
         }
+        let opts: InitOptions = match &params.initialization_options {
+            Some(v) => serde_json::from_value(v.clone())
+                .map_err(|e| invalid_params(format!("initializationOptions: {e}")))?,
+            None => InitOptions::default(),
+        };
         self.authorized.store(true, Ordering::SeqCst);
         if let Some(m) = &opts.mode {
             *self.default_mode.lock().unwrap() = m

@@ -36,9 +36,12 @@ impl Limits {
         frame_timeout: Duration::from_secs(30),
         write_timeout: Duration::from_secs(30),
     };
-    /// `pema lsp`: the editor that started the daemon sends whole documents on every change.
+    /// `pema lsp`: the editor that started the daemon (and is trusted with it) sends whole
+    /// documents on every change, and a busy machine must not cut it off.
     pub const EDITOR: Self = Self {
         body: 64 << 20,
+        frame_timeout: Duration::from_secs(24 * 3600),
+        write_timeout: Duration::from_secs(24 * 3600),
         ..Self::NETWORK
     };
 }
@@ -212,7 +215,12 @@ where
             // Waiting for a frame to start takes as long as the client likes; once its first
             // byte is here, the whole frame must follow within the timeout.
             let started = tokio::select! {
-                s = r.fill_buf() => s.map(|b| !b.is_empty()).unwrap_or(false),
+                s = r.fill_buf() => match s {
+                    Ok(b) => !b.is_empty(),
+                    // A signal interrupted the read: read again.
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(_) => false,
+                },
                 _ = stop.wait_for(|c| *c) => false,
             };
             if !started {
