@@ -159,3 +159,46 @@ fn a_closed_connections_rewrites_are_cancelled() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// A panic on a workspace's pipeline thread becomes an error in its status, and the pipeline
+/// starts again from what is on disk: the workspace keeps being served and learning.
+#[test]
+fn a_panicking_pipeline_is_restarted() {
+    let d = daemon();
+    let ws = tempfile::tempdir().unwrap();
+    std::fs::write(
+        ws.path().join("notes.txt"),
+        "Give ear to my words, O Lord, and consider my meditation.\n",
+    )
+    .unwrap();
+    let root = d.open_workspace(ws.path()).unwrap();
+    d.wait_loaded(&root, Duration::from_secs(60));
+    d.inject_fault(&root).unwrap();
+    let until = Instant::now() + Duration::from_secs(60);
+    let st = loop {
+        let st = d.status(Some(&root)).unwrap().workspaces[0].clone();
+        if st.errors.iter().any(|e| e.contains("failed inside pema"))
+            && st.adapter.state != pema::daemon::AdapterState::Loading
+            && st.units > 0
+        {
+            break st;
+        }
+        assert!(Instant::now() < until, "no recovery: {st:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        st.units, 1,
+        "the restarted pipeline read the files again: {st:?}"
+    );
+    // Signals still reach the restarted pipeline, and rewrites are served.
+    d.rebuild(&root, false).unwrap();
+    let rx = d
+        .rewrite(
+            plain("Give ear to my words, O Lord."),
+            |_| {},
+            Arc::new(AtomicBool::new(false)),
+        )
+        .unwrap();
+    assert!(!rx.blocking_recv().unwrap().unwrap().text.is_empty());
+    d.close_workspace(&root);
+}

@@ -417,6 +417,14 @@ impl Daemon {
         })
     }
 
+    /// Makes the workspace's pipeline panic, for tests of its recovery. Not for use otherwise.
+    #[doc(hidden)]
+    pub fn inject_fault(&self, root: &Path) -> Result<(), RequestError> {
+        self.with_workspace(root, |w| {
+            let _ = w.tx.send(Signal::Fault);
+        })
+    }
+
     /// `pema/rebuild`: read every file again and rebuild the memory.
     pub fn rebuild(&self, root: &Path, from_scratch: bool) -> Result<(), RequestError> {
         self.with_workspace(root, |w| {

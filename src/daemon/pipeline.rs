@@ -39,6 +39,8 @@ pub(crate) enum Signal {
     Built(Result<BuildReport>),
     Trained(Result<Adapter>),
     Stop,
+    /// Tests only ([`super::Daemon::inject_fault`]): the pipeline panics.
+    Fault,
 }
 
 /// What a rewrite of this workspace uses, swapped whole when an adapter finishes training.
@@ -264,6 +266,7 @@ impl Pipeline {
                 self.trained(r);
             }
             Signal::Stop => return true,
+            Signal::Fault => panic!("fault injected into the pipeline"),
         }
         false
     }
