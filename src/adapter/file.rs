@@ -150,44 +150,49 @@ pub fn load(path: &Path) -> Result<Adapter> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::adapter::VocabMode;
 
-    fn sample() -> Adapter {
+    /// A small adapter file written directly (not through `Adapter`, whose fields change with
+    /// the method): d = 4, r = 2, vocabulary [1, 5, 9].
+    fn write_sample(path: &Path) {
         let (d, r) = (4usize, 2usize);
         let t = |rows, cols, s: f32| {
             let v: Vec<f32> = (0..rows * cols).map(|i| s * i as f32).collect();
             Tensor::from_vec(v, (rows, cols), &Device::Cpu).unwrap()
         };
-        Adapter {
-            a: t(r, d, 0.1),
-            b_pd: t(d, r, 0.2),
-            b_rct: t(d, r, 0.3),
-            vocab: vec![1, 5, 9],
-            info: AdapterInfo {
-                model_identity: "m".into(),
-                model_name: "model".into(),
-                template: "T {source}:".into(),
-                memory_digest: "x".into(),
-                hidden_size: d,
-                rank: r,
-                vocab_mode: VocabMode::Candidates,
-                vocab_size: 3,
-                training: TrainReport {
-                    epochs: 1,
-                    best_epoch: 1,
-                    stopped_by: "max_epochs".into(),
-                    train_entries: 10,
-                    held_out_entries: 2,
-                    vocab_size: 3,
-                    held_out_ce_start: 2.0,
-                    held_out_ce: 1.0,
-                    held_out_loss: 1.0,
-                    train_loss: 1.0,
-                    seconds: 0.1,
-                },
-            },
-            proj: None,
+        let mut meta: HashMap<String, String> = HashMap::new();
+        for (k, v) in [
+            ("format", FORMAT.to_string()),
+            ("format_version", FORMAT_VERSION.to_string()),
+            ("model_identity", "m".into()),
+            ("model_name", "model".into()),
+            ("template", "T {source}:".into()),
+            ("memory_digest", "x".into()),
+            ("hidden_size", d.to_string()),
+            ("rank", r.to_string()),
+            ("vocab_mode", "candidates".into()),
+            ("train.epochs", "1".into()),
+            ("train.best_epoch", "1".into()),
+            ("train.stopped_by", "max_epochs".into()),
+            ("train.train_entries", "10".into()),
+            ("train.held_out_entries", "2".into()),
+            ("train.held_out_ce_start", "2".into()),
+            ("train.held_out_ce", "1".into()),
+            ("train.held_out_loss", "1".into()),
+            ("train.train_loss", "1".into()),
+            ("train.seconds", "0.1".into()),
+        ] {
+            meta.insert(k.into(), v);
         }
+        let vocab = Tensor::from_slice(&[1u32, 5, 9], 3, &Device::Cpu).unwrap();
+        let tensors = [
+            ("A", t(r, d, 0.1)),
+            ("B_pd", t(d, r, 0.2)),
+            ("B_rct", t(d, r, 0.3)),
+            ("vocab", vocab),
+        ];
+        let bytes =
+            safetensors::serialize(tensors.iter().map(|(n, t)| (*n, t)), Some(meta)).unwrap();
+        std::fs::write(path, bytes).unwrap();
     }
 
     /// Thousands of damaged adapter files (byte flips, truncations, a header length set to edge
@@ -197,7 +202,7 @@ mod tests {
         use rand::{Rng, SeedableRng};
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.safetensors");
-        save(&sample(), &path).unwrap();
+        write_sample(&path);
         let good = std::fs::read(&path).unwrap();
         let loaded = load(&path).unwrap();
         assert_eq!(loaded.vocab, vec![1, 5, 9]);

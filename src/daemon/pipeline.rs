@@ -73,7 +73,8 @@ impl Shared {
             serving: RwLock::new(Serving {
                 adapter: None,
                 template: Template::default(),
-                lambda_max: crate::decode::RewriteOptions::default().lambda_max,
+                // Unused until an adapter serves (only plain rewrites run before).
+                lambda_max: Default::default(),
             }),
             closed: AtomicBool::new(false),
         }
