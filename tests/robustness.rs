@@ -25,10 +25,12 @@ fn daemon() -> Arc<Daemon> {
     .clone()
 }
 
+// `.into()` keeps this test building where the mode is an `Option<Mode>`.
+#[allow(clippy::useless_conversion)]
 fn plain(text: &str) -> RewriteRequest {
     RewriteRequest {
         text: text.into(),
-        mode: Mode::Plain,
+        mode: Mode::Plain.into(),
         max_tokens: Some(8),
         ..Default::default()
     }
