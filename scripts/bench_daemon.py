@@ -65,6 +65,12 @@ class Client:
                     raise TimeoutError(method)
 
 
+def token(cache):
+    """The daemon's own token, which every TCP client presents (docs/protocol.md)."""
+    with open(os.path.join(cache, "pema", "serve.token")) as f:
+        return f.read().strip()
+
+
 def serve(cache):
     env = dict(os.environ, XDG_CACHE_HOME=cache)
     p = subprocess.Popen([PEMA, "serve", "--listen", "127.0.0.1:0"], env=env, stderr=subprocess.PIPE, text=True)
@@ -114,7 +120,7 @@ def main():
     t0 = time.perf_counter()
     p, addr = serve(cache)
     c = Client(addr)
-    c.call("initialize", {"capabilities": {"window": {"workDoneProgress": True}}})
+    c.call("initialize", {"capabilities": {"window": {"workDoneProgress": True}}, "initializationOptions": {"token": token(cache)}})
     c.send({"jsonrpc": "2.0", "method": "initialized", "params": {}})
     c.call("pema/openWorkspace", {"path": ws})
     w = wait_status(c, lambda w: w["adapter"]["state"] == "ready")
@@ -150,7 +156,7 @@ def main():
     t0 = time.perf_counter()
     p, addr = serve(cache)
     c = Client(addr)
-    c.call("initialize", {"capabilities": {}})
+    c.call("initialize", {"capabilities": {}, "initializationOptions": {"token": token(cache)}})
     c.send({"jsonrpc": "2.0", "method": "initialized", "params": {}})
     c.call("pema/openWorkspace", {"path": ws})
     wait_status(c, lambda w: w["adapter"]["available"])

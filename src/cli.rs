@@ -65,10 +65,16 @@ struct ServeArgs {
     /// HOST:PORT, PORT (loopback) or unix:/path/to/socket.
     #[arg(long, default_value = "127.0.0.1:7858")]
     listen: String,
-    /// Allow a TCP address other than loopback (needs --token).
+    /// Allow a TCP address other than loopback (needs --token-file or PEMA_TOKEN).
     #[arg(long)]
     allow_remote: bool,
-    /// A secret clients must pass as initializationOptions.token (default: $PEMA_TOKEN).
+    /// A file holding the token TCP clients pass as initializationOptions.token. Default:
+    /// $PEMA_TOKEN, else the daemon's own token in $XDG_CACHE_HOME/pema/serve.token (made once,
+    /// 0600).
+    #[arg(long, value_name = "PATH")]
+    token_file: Option<PathBuf>,
+    /// The token itself (discouraged: other users see command lines in `ps`; use --token-file
+    /// or PEMA_TOKEN).
     #[arg(long, env = "PEMA_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// Open this workspace at start (repeatable); clients can open more.
@@ -576,7 +582,12 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 fn serve(model: Option<&PathBuf>, a: ServeArgs) -> Result<()> {
     let listen: pema::server::Listen = a.listen.parse()?;
-    pema::server::check_listen(&listen, a.allow_remote, a.token.as_deref())?;
+    let token = match (a.token_file, a.token) {
+        (Some(p), _) => pema::server::TokenSource::File(p),
+        (None, Some(t)) => pema::server::TokenSource::Given(t),
+        (None, None) => pema::server::TokenSource::Own,
+    };
+    pema::server::check_listen(&listen, a.allow_remote, &token)?;
     let path = model::resolve_model(model.map(|p| p.as_path()))?;
     let daemon = pema::daemon::Daemon::start(&path)?;
     for w in &a.workspace {
@@ -586,7 +597,7 @@ fn serve(model: Option<&PathBuf>, a: ServeArgs) -> Result<()> {
         daemon,
         listen,
         a.allow_remote,
-        a.token,
+        token,
         |at| {
             // Tools and tests wait for this line before connecting.
             eprintln!("pema: listening on {at}");

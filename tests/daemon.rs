@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::rpc::{self, file_uri, Rpc};
@@ -308,7 +308,7 @@ fn lsp_over_stdio_learns_the_workspace_and_rewrites() {
         e["message"]
             .as_str()
             .unwrap()
-            .contains("not inside an open workspace"),
+            .contains("inside a workspace this connection opened"),
         "{e}"
     );
     c.call("pema/status", json!({})).expect("still serving");
@@ -506,12 +506,23 @@ fn remote_listening_needs_a_flag_and_a_token() {
         .stderr(std::process::Stdio::piped())
         .output()
         .unwrap();
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--token"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--token-file"));
+    // A short token is refused.
+    let out = rpc::pema_command(cache.path())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("PEMA_TOKEN", "s3cret")
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 16"));
 
-    // With a token, a client must present it.
-    let (mut child, addr) = rpc::serve(cache.path(), &["--token", "s3cret"]);
+    // With a token file, a client must present its token.
+    let file = cache.path().join("my.token");
+    std::fs::write(&file, "correct-horse-battery-staple\n").unwrap();
+    let (mut child, addr) = rpc::serve(cache.path(), &["--token-file", file.to_str().unwrap()]);
     let mut c = rpc::connect(&addr);
-    let e = c.initialize(&[], json!({})).unwrap_err();
+    let e = c.initialize(&[], json!({"token": null})).unwrap_err();
     assert!(e["message"].as_str().unwrap().contains("token"), "{e}");
     let e = c.call("pema/status", json!({})).unwrap_err();
     assert!(
@@ -519,8 +530,159 @@ fn remote_listening_needs_a_flag_and_a_token() {
         "nothing is served before a good initialize"
     );
     let mut c = rpc::connect(&addr);
-    c.initialize(&[], json!({"token": "s3cret"})).unwrap();
+    c.initialize(&[], json!({"token": "correct-horse-battery-staple"}))
+        .unwrap();
     c.call("pema/status", json!({})).unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// Every TCP client authenticates, with the daemon's own token by default: a random token in a
+/// 0600 file under the cache folder (0700); three failed attempts close the connection.
+#[test]
+fn tcp_clients_authenticate_with_the_daemons_token() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let cache = tempfile::tempdir().unwrap();
+    let (mut child, addr) = rpc::serve(cache.path(), &[]);
+    let file = rpc::token_file(cache.path());
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&file), 0o600);
+    assert_eq!(mode(&cache.path().join("pema")), 0o700);
+    let token = std::fs::read_to_string(&file).unwrap().trim().to_string();
+    assert_eq!(token.len(), 64, "32 random bytes in hex: {token}");
+
+    // No token, a wrong one, and one that differs only in its last character: refused; the
+    // third failure closes the connection.
+    let mut c = rpc::connect(&addr);
+    let mut wrong = token.clone();
+    wrong.pop();
+    wrong.push(if token.ends_with('0') { '1' } else { '0' });
+    for (i, t) in [json!(null), json!("nope"), json!(wrong)]
+        .into_iter()
+        .enumerate()
+    {
+        let e = c.initialize(&[], json!({"token": t})).unwrap_err();
+        assert!(e["message"].as_str().unwrap().contains("token"), "{e}");
+        if i == 2 {
+            assert!(e["message"].as_str().unwrap().contains("closing"), "{e}");
+        }
+    }
+    let s = c.request("pema/status", json!({}));
+    let closed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        c.response(s, Duration::from_secs(10))
+    }));
+    assert!(
+        matches!(closed, Err(_) | Ok(Err(_))),
+        "after three failures the connection is closed"
+    );
+
+    // The right token works, and a restart reuses the same token file.
+    let mut c = rpc::connect(&addr);
+    c.initialize(&[], json!({})).unwrap();
+    c.call("pema/status", json!({})).unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (mut child, _addr) = rpc::serve(cache.path(), &[]);
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap().trim(),
+        token,
+        "the token file is reused"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// A rewrite of `uri` + `range` reads only regular files inside a workspace the connection
+/// opened, and says the same about every other path (existing or not); an explicit workspace
+/// does not change that. Options are validated before anything is queued.
+#[test]
+fn uri_reads_stay_inside_the_connections_workspaces() {
+    let ws = tempfile::tempdir().unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let root = ws.path().canonicalize().unwrap();
+    std::fs::write(root.join("notes.txt"), "Give ear to my words, O Lord.\n").unwrap();
+    let secret = other.path().join("secret.txt");
+    std::fs::write(&secret, "The secret words of another folder.\n").unwrap();
+    std::os::unix::fs::symlink(&secret, root.join("link.txt")).unwrap();
+    std::os::unix::fs::symlink(other.path(), root.join("linkdir")).unwrap();
+    let (mut child, addr) = rpc::serve(cache.path(), &[]);
+    let mut a = rpc::connect(&addr);
+    a.initialize(&[], json!({})).unwrap();
+    a.call("pema/openWorkspace", json!({"path": root})).unwrap();
+    let range = json!({"start": {"line": 0, "character": 0}, "end": {"line": 0, "character": 12}});
+    let rewrite = |c: &mut Rpc, path: &Path, extra: Value| {
+        let mut p = json!({"uri": rpc::file_uri(path), "range": range, "mode": "plain"});
+        for (k, v) in extra.as_object().unwrap() {
+            p[k] = v.clone();
+        }
+        c.call("pema/rewrite", p)
+    };
+    let mut messages = vec![];
+    for (path, extra) in [
+        (secret.clone(), json!({})),
+        (secret.clone(), json!({"workspace": root})),
+        (other.path().join("missing.txt"), json!({"workspace": root})),
+        (root.join("link.txt"), json!({})),
+        (root.join("linkdir").join("secret.txt"), json!({})),
+        (root.join("missing.txt"), json!({})),
+        (
+            root.join("..")
+                .join(other.path().file_name().unwrap())
+                .join("secret.txt"),
+            json!({}),
+        ),
+        (PathBuf::from("/etc/passwd"), json!({"workspace": root})),
+        (
+            PathBuf::from("/proc/self/environ"),
+            json!({"workspace": root}),
+        ),
+    ] {
+        let e = rewrite(&mut a, &path, extra).unwrap_err();
+        assert_eq!(error_code(&e), -32602, "{e}");
+        let m = e["message"].as_str().unwrap();
+        assert!(
+            !m.contains("secret words") && !m.contains("No such file"),
+            "{m}"
+        );
+        messages.push(m.split_once(": ").map_or(m, |x| x.1).to_string());
+    }
+    assert!(
+        messages.iter().all(|m| m == &messages[0]),
+        "one answer for every refused path: {messages:#?}"
+    );
+    // Another connection that did not open the workspace cannot read its files either.
+    let mut b = rpc::connect(&addr);
+    b.initialize(&[], json!({})).unwrap();
+    let e = rewrite(&mut b, &root.join("notes.txt"), json!({})).unwrap_err();
+    assert_eq!(error_code(&e), -32602, "{e}");
+    // Options out of range are refused with a sentence.
+    for (options, word) in [
+        (json!({"temperature": 1e-45}), "temperature"),
+        (json!({"temperature": -1}), "temperature"),
+        (json!({"topP": 0}), "topP"),
+        (json!({"lambdaFixed": 2}), "lambdaFixed"),
+        (json!({"maxTokens": 100000000}), "maxTokens"),
+    ] {
+        let e = a
+            .call(
+                "pema/rewrite",
+                json!({"text": "Give ear.", "mode": "plain", "options": options}),
+            )
+            .unwrap_err();
+        assert_eq!(error_code(&e), -32602, "{e}");
+        assert!(e["message"].as_str().unwrap().contains(word), "{e}");
+    }
+    let e = a
+        .call(
+            "pema/rewrite",
+            json!({"text": "a b c\n".repeat(300), "mode": "plain"}),
+        )
+        .unwrap_err();
+    assert!(e["message"].as_str().unwrap().contains("lines"), "{e}");
+    // The file inside the workspace is read.
+    let r = rewrite(&mut a, &root.join("notes.txt"), json!({})).unwrap();
+    assert!(!r["text"].as_str().unwrap().is_empty(), "{r}");
     child.kill().unwrap();
     child.wait().unwrap();
 }
@@ -542,6 +704,11 @@ fn serve_over_a_unix_socket() {
             std::io::BufRead::read_line(&mut err, &mut line).unwrap() > 0,
             "pema serve exited"
         );
+    }
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the socket is the user's only");
     }
     let s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
     let mut c = Rpc::new(s.try_clone().unwrap(), s);

@@ -90,7 +90,9 @@ pub fn load(path: &Path) -> Result<Adapter> {
         memory_digest: get("memory_digest")?,
         hidden_size: num("hidden_size")? as usize,
         rank: num("rank")? as usize,
-        vocab_mode: get("vocab_mode")?.parse()?,
+        vocab_mode: get("vocab_mode")?
+            .parse()
+            .map_err(|e| bad(format!("{e:#}")))?,
         vocab_size: 0,
         training: TrainReport {
             epochs: num("train.epochs")? as usize,
@@ -125,7 +127,9 @@ pub fn load(path: &Path) -> Result<Adapter> {
             .ok_or_else(|| bad(format!("no tensor `{k}`")))
     };
     let (a, b_pd, b_rct) = (take("A")?, take("B_pd")?, take("B_rct")?);
-    let vocab: Vec<u32> = take("vocab")?.to_vec1()?;
+    let vocab: Vec<u32> = take("vocab")?
+        .to_vec1()
+        .map_err(|e| bad(format!("tensor `vocab`: {e}")))?;
     let (d, r) = (info.hidden_size, info.rank);
     if a.dims() != [r, d] || b_pd.dims() != [d, r] || b_rct.dims() != [d, r] {
         return Err(bad(
@@ -136,11 +140,11 @@ pub fn load(path: &Path) -> Result<Adapter> {
         return Err(bad("the candidate vocabulary is empty or unsorted".into()));
     }
     for t in [&a, &b_pd] {
-        if t.flatten_all()?
-            .to_vec1::<f32>()?
-            .iter()
-            .any(|x| !x.is_finite())
-        {
+        let values = t
+            .flatten_all()
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(|e| bad(format!("weights: {e}")))?;
+        if values.iter().any(|x| !x.is_finite()) {
             return Err(bad("weights contain NaN or infinity".into()));
         }
     }
@@ -156,4 +160,101 @@ pub fn load(path: &Path) -> Result<Adapter> {
         proj: None,
         w_c: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small adapter file written directly (not through `Adapter`, whose fields change with
+    /// the method): d = 4, r = 2, vocabulary [1, 5, 9].
+    fn write_sample(path: &Path) {
+        let (d, r) = (4usize, 2usize);
+        let t = |rows, cols, s: f32| {
+            let v: Vec<f32> = (0..rows * cols).map(|i| s * i as f32).collect();
+            Tensor::from_vec(v, (rows, cols), &Device::Cpu).unwrap()
+        };
+        let mut meta: HashMap<String, String> = HashMap::new();
+        for (k, v) in [
+            ("format", FORMAT.to_string()),
+            ("format_version", FORMAT_VERSION.to_string()),
+            ("model_identity", "m".into()),
+            ("model_name", "model".into()),
+            ("template", "T {source}:".into()),
+            ("memory_digest", "x".into()),
+            ("hidden_size", d.to_string()),
+            ("rank", r.to_string()),
+            ("vocab_mode", "candidates".into()),
+            ("train.epochs", "1".into()),
+            ("train.best_epoch", "1".into()),
+            ("train.stopped_by", "max_epochs".into()),
+            ("train.train_entries", "10".into()),
+            ("train.held_out_entries", "2".into()),
+            ("train.held_out_ce_start", "2".into()),
+            ("train.held_out_ce", "1".into()),
+            ("train.held_out_loss", "1".into()),
+            ("train.train_loss", "1".into()),
+            ("train.seconds", "0.1".into()),
+        ] {
+            meta.insert(k.into(), v);
+        }
+        let vocab = Tensor::from_slice(&[1u32, 5, 9], 3, &Device::Cpu).unwrap();
+        let tensors = [
+            ("A", t(r, d, 0.1)),
+            ("B_pd", t(d, r, 0.2)),
+            ("B_rct", t(d, r, 0.3)),
+            ("vocab", vocab),
+        ];
+        let bytes =
+            safetensors::serialize(tensors.iter().map(|(n, t)| (*n, t)), Some(meta)).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    /// Thousands of damaged adapter files (byte flips, truncations, a header length set to edge
+    /// values): never a panic, always an error naming the file, or an adapter that loads whole.
+    #[test]
+    fn mutated_files_never_panic() {
+        use rand::{Rng, SeedableRng};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.safetensors");
+        write_sample(&path);
+        let good = std::fs::read(&path).unwrap();
+        let loaded = load(&path).unwrap();
+        assert_eq!(loaded.vocab, vec![1, 5, 9]);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let mut refused = 0;
+        for round in 0..3000 {
+            let mut b = good.clone();
+            match round % 3 {
+                0 => {
+                    for _ in 0..rng.random_range(1..4) {
+                        let i = rng.random_range(0..b.len());
+                        b[i] ^= 1 << rng.random_range(0..8);
+                    }
+                }
+                1 => b.truncate(rng.random_range(0..b.len())),
+                _ => {
+                    let edges = [0u64, 1, 8, b.len() as u64, u32::MAX as u64, u64::MAX];
+                    let v = if rng.random_bool(0.5) {
+                        edges[rng.random_range(0..edges.len())]
+                    } else {
+                        rng.random_range(0..b.len() as u64 * 2)
+                    };
+                    b[..8].copy_from_slice(&v.to_le_bytes());
+                }
+            }
+            std::fs::write(&path, &b).unwrap();
+            let r = std::panic::catch_unwind(|| load(&path));
+            match r {
+                Err(_) => panic!("round {round}: loading a damaged adapter panicked"),
+                Ok(Ok(a)) => assert_eq!(a.a.dims(), [a.info.rank, a.info.hidden_size]),
+                Ok(Err(e)) => {
+                    let e = format!("{e:#}");
+                    assert!(e.contains("a.safetensors"), "{e}");
+                    refused += 1;
+                }
+            }
+        }
+        assert!(refused > 1500, "{refused}");
+    }
 }

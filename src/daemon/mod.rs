@@ -33,6 +33,8 @@ pub enum AdapterState {
     /// No adapter and nothing under way (e.g. no files to learn from).
     #[default]
     None,
+    /// The workspace is being opened (settings, memory and adapter loading from disk).
+    Loading,
     /// Paraphrasing or building the memory.
     Building,
     Training,
@@ -173,12 +175,81 @@ struct OpenWorkspace {
     shared: Arc<pipeline::Shared>,
     tx: Sender<Signal>,
     users: usize,
-    _watcher: Option<
-        notify_debouncer_full::Debouncer<
-            notify_debouncer_full::notify::RecommendedWatcher,
-            notify_debouncer_full::RecommendedCache,
-        >,
-    >,
+}
+
+/// Times a workspace's pipeline is restarted after a panic before it stays stopped.
+const PIPELINE_RESTARTS: usize = 3;
+
+/// A workspace's thread: opens the pipeline (settings, memory, adapter from disk) and the
+/// watcher, then runs the pipeline until the workspace closes. A panic becomes an error in
+/// `pema/status` and the pipeline starts again from what is on disk (a few times at most).
+fn run_workspace(
+    root: &Path,
+    shared: Arc<pipeline::Shared>,
+    model: Arc<Model>,
+    worker: Arc<Worker>,
+    events: tokio::sync::broadcast::Sender<Event>,
+    tx: Sender<Signal>,
+    rx: std::sync::mpsc::Receiver<Signal>,
+) {
+    for attempt in 0..=PIPELINE_RESTARTS {
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<()> {
+            let p = Pipeline::open(
+                root,
+                shared.clone(),
+                model.clone(),
+                worker.clone(),
+                events.clone(),
+                tx.clone(),
+            )?;
+            let state_dir = shared.status.lock().unwrap().state_dir.clone();
+            // Kept for as long as the pipeline runs.
+            let _watcher = match watch(root, &state_dir, tx.clone()) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    shared.status.lock().unwrap().push_error(format!(
+                        "cannot watch {} for changes ({e:#}); use pema/rebuild after editing",
+                        root.display()
+                    ));
+                    None
+                }
+            };
+            p.run(&rx);
+            Ok(())
+        }));
+        // A panic may have left a lock poisoned; what it guards is replaced on the next open.
+        shared.status.clear_poison();
+        shared.serving.clear_poison();
+        let mut st = shared.status.lock().unwrap();
+        match ran {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => {
+                st.push_error(format!("cannot open the workspace: {e:#}"));
+                st.adapter.state = AdapterState::None;
+                return;
+            }
+            Err(_) if shared.closed.load(Ordering::SeqCst) => return,
+            Err(_) if attempt < PIPELINE_RESTARTS => {
+                tracing::error!("{}: the pipeline panicked; restarting it", root.display());
+                st.push_error(
+                    "the workspace's pipeline failed inside pema (a bug); it starts again from \
+                     what is on disk"
+                        .into(),
+                );
+            }
+            Err(_) => {
+                st.push_error(format!(
+                    "the workspace's pipeline failed inside pema {} times and stays stopped; \
+                     close and reopen the workspace",
+                    PIPELINE_RESTARTS + 1
+                ));
+                st.adapter.state = AdapterState::None;
+                return;
+            }
+        }
+        drop(st);
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 pub struct Daemon {
@@ -191,10 +262,21 @@ pub struct Daemon {
 
 /// Longest text a rewrite takes (characters); longer selections are refused with this figure.
 pub const MAX_REWRITE_CHARS: usize = 20_000;
+/// Most non-blank lines one rewrite takes (each is one rewrite on the worker).
+pub const MAX_REWRITE_LINES: usize = 200;
 
 impl Daemon {
     /// Loads the model and starts the worker.
     pub fn start(model_path: &Path) -> Result<Arc<Self>> {
+        // pema's cache folder holds the user's text (paraphrases, memories) and the daemon's
+        // token: readable by the user only.
+        let cache = crate::workspace::state::pema_cache();
+        crate::fsutil::create_private_dir(&cache)
+            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", cache.display()))?;
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let _ = std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o700));
+        }
         let model = Model::load(model_path)?;
         let worker = Arc::new(Worker::start(&model, SessionOptions::default())?);
         let (events, _) = tokio::sync::broadcast::channel(1024);
@@ -231,35 +313,23 @@ impl Daemon {
                 root.display()
             )));
         }
+        crate::workspace::check_root(&root)
+            .map_err(|e| RequestError::InvalidRequest(format!("{e:#}")))?;
         let mut all = self.workspaces.lock().unwrap();
         if let Some(w) = all.get_mut(&root) {
             w.users += 1;
             return Ok(root);
         }
+        // The entry answers at once (state `loading`); settings, memory, adapter and the
+        // watcher load on the workspace's own thread, not under the daemon's lock.
         let (tx, rx) = std::sync::mpsc::channel();
-        let (p, shared) = Pipeline::open(
-            &root,
-            self.model.clone(),
-            self.worker.clone(),
-            self.events.clone(),
-            tx.clone(),
-        )
-        .map_err(RequestError::Failed)?;
-        let state_dir = shared.status.lock().unwrap().state_dir.clone();
-        let watcher = watch(&root, &state_dir, tx.clone());
-        let watcher = match watcher {
-            Ok(w) => Some(w),
-            Err(e) => {
-                shared.status.lock().unwrap().push_error(format!(
-                    "cannot watch {} for changes ({e:#}); use pema/rebuild after editing",
-                    root.display()
-                ));
-                None
-            }
-        };
+        let shared = Arc::new(pipeline::Shared::loading(&root));
+        let (model, worker, events) =
+            (self.model.clone(), self.worker.clone(), self.events.clone());
+        let (r, s, t) = (root.clone(), shared.clone(), tx.clone());
         std::thread::Builder::new()
             .name("pema-workspace".into())
-            .spawn(move || p.run(rx))
+            .spawn(move || run_workspace(&r, s, model, worker, events, t, rx))
             .map_err(|e| RequestError::Failed(e.into()))?;
         all.insert(
             root.clone(),
@@ -267,10 +337,25 @@ impl Daemon {
                 shared,
                 tx,
                 users: 1,
-                _watcher: watcher,
             },
         );
         Ok(root)
+    }
+
+    /// Waits (blocking, without the daemon's lock) until the workspace at `root` has loaded
+    /// from disk, or `timeout` passes.
+    pub fn wait_loaded(&self, root: &Path, timeout: Duration) {
+        let until = Instant::now() + timeout;
+        while Instant::now() < until {
+            let shared = match self.workspaces.lock().unwrap().get(root) {
+                Some(w) => w.shared.clone(),
+                None => return,
+            };
+            if shared.status.lock().unwrap().adapter.state != AdapterState::Loading {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// One user fewer; the last one closes the workspace (its files stay on disk).
@@ -333,6 +418,14 @@ impl Daemon {
         })
     }
 
+    /// Makes the workspace's pipeline panic, for tests of its recovery. Not for use otherwise.
+    #[doc(hidden)]
+    pub fn inject_fault(&self, root: &Path) -> Result<(), RequestError> {
+        self.with_workspace(root, |w| {
+            let _ = w.tx.send(Signal::Fault);
+        })
+    }
+
     /// `pema/rebuild`: read every file again and rebuild the memory.
     pub fn rebuild(&self, root: &Path, from_scratch: bool) -> Result<(), RequestError> {
         self.with_workspace(root, |w| {
@@ -357,6 +450,12 @@ impl Daemon {
             return Err(RequestError::InvalidRequest(format!(
                 "the text is {} characters long; pema rewrites at most {MAX_REWRITE_CHARS} at once",
                 req.text.chars().count()
+            )));
+        }
+        let lines = req.text.lines().filter(|l| !l.trim().is_empty()).count();
+        if lines > MAX_REWRITE_LINES {
+            return Err(RequestError::InvalidRequest(format!(
+                "the text has {lines} lines; pema rewrites at most {MAX_REWRITE_LINES} at once"
             )));
         }
         for (name, v) in [
@@ -435,13 +534,14 @@ impl Daemon {
 
 /// The innermost open workspace holding `path`.
 fn root_of(all: &BTreeMap<PathBuf, OpenWorkspace>, path: &Path) -> Result<PathBuf, RequestError> {
-    let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
     all.keys()
-        .filter(|r| path.starts_with(r))
+        .filter(|r| canonical.starts_with(r))
         .max_by_key(|r| r.as_os_str().len())
         .cloned()
         .ok_or_else(|| RequestError::NotInWorkspace {
-            path,
+            // As given: the answer says nothing of what the path resolves to outside.
+            path: path.to_path_buf(),
             open: all.keys().cloned().collect(),
         })
 }
@@ -460,7 +560,13 @@ fn watch(
 > {
     let state_dir = state_dir.to_path_buf();
     let tx = Mutex::new(tx);
-    let mut d = notify_debouncer_full::new_debouncer(
+    // Links inside the workspace are not followed: a link to `/` would otherwise watch the
+    // whole machine.
+    let mut d = notify_debouncer_full::new_debouncer_opt::<
+        _,
+        notify_debouncer_full::notify::RecommendedWatcher,
+        notify_debouncer_full::RecommendedCache,
+    >(
         Duration::from_millis(300),
         None,
         move |r: notify_debouncer_full::DebounceEventResult| {
@@ -481,6 +587,8 @@ fn watch(
                 let _ = tx.lock().unwrap().send(Signal::Files);
             }
         },
+        notify_debouncer_full::RecommendedCache::new(),
+        notify_debouncer_full::notify::Config::default().with_follow_symlinks(false),
     )?;
     d.watch(root, RecursiveMode::Recursive)?;
     Ok(d)

@@ -39,6 +39,8 @@ pub(crate) enum Signal {
     Built(Result<BuildReport>),
     Trained(Result<Adapter>),
     Stop,
+    /// Tests only ([`super::Daemon::inject_fault`]): the pipeline panics.
+    Fault,
 }
 
 /// What a rewrite of this workspace uses, swapped whole when an adapter finishes training.
@@ -55,6 +57,28 @@ pub(crate) struct Shared {
     pub status: Mutex<WorkspaceStatus>,
     pub serving: RwLock<Serving>,
     pub closed: AtomicBool,
+}
+
+impl Shared {
+    /// A workspace being opened: it answers requests (state `loading`, no adapter) at once.
+    pub fn loading(root: &Path) -> Self {
+        let mut status = WorkspaceStatus {
+            root: root.to_path_buf(),
+            ..Default::default()
+        };
+        status.adapter.state = AdapterState::Loading;
+        Self {
+            root: root.to_path_buf(),
+            status: Mutex::new(status),
+            serving: RwLock::new(Serving {
+                adapter: None,
+                template: Template::default(),
+                // Unused until an adapter serves (only plain rewrites run before).
+                lambda_max: Default::default(),
+            }),
+            closed: AtomicBool::new(false),
+        }
+    }
 }
 
 pub(crate) struct Pipeline {
@@ -84,16 +108,19 @@ pub(crate) struct Pipeline {
 impl Pipeline {
     /// Opens the workspace: settings, the memory and adapter already on disk (no recomputation),
     /// and the paraphrase cache. Files are read on the pipeline thread, not here.
+    /// `shared` is the workspace's entry in the daemon, already answering requests (state
+    /// `loading`); this fills it in.
     pub fn open(
         root: &Path,
+        shared: Arc<Shared>,
         model: Arc<Model>,
         worker: Arc<Worker>,
         events: tokio::sync::broadcast::Sender<Event>,
         tx: Sender<Signal>,
-    ) -> Result<(Self, Arc<Shared>)> {
+    ) -> Result<Self> {
         let ws = Workspace::open(root)?;
         let state_dir = ws.state_dir().to_path_buf();
-        std::fs::create_dir_all(&state_dir)
+        crate::fsutil::create_private_dir(&state_dir)
             .with_context(|| format!("cannot create the state folder {}", state_dir.display()))?;
         let made_by = format!("{} {}", paraphrase::VERSION, model.info().identity);
         let (cache, cache_warning) = ParaphraseCache::load(&state_dir, &made_by);
@@ -144,12 +171,16 @@ impl Pipeline {
                     .push(format!("{e:#}; a new adapter will be trained")),
             }
         }
-        let shared = Arc::new(Shared {
-            root: ws.root().to_path_buf(),
-            status: Mutex::new(status),
-            serving: RwLock::new(serving),
-            closed: AtomicBool::new(false),
-        });
+        {
+            let mut st = shared.status.lock().unwrap();
+            // Problems recorded before (an earlier run of the pipeline) are kept.
+            let earlier = std::mem::take(&mut st.errors);
+            *st = status;
+            for e in earlier.into_iter().rev() {
+                st.errors.insert(0, e);
+            }
+        }
+        *shared.serving.write().unwrap() = serving;
         let p = Self {
             ws,
             cache: Arc::new(Mutex::new(cache)),
@@ -172,10 +203,10 @@ impl Pipeline {
             memory_digest,
         };
         p.publish_state();
-        Ok((p, shared))
+        Ok(p)
     }
 
-    pub fn run(mut self, rx: Receiver<Signal>) {
+    pub fn run(mut self, rx: &Receiver<Signal>) {
         self.step();
         self.publish_state();
         loop {
@@ -236,6 +267,7 @@ impl Pipeline {
                 self.trained(r);
             }
             Signal::Stop => return true,
+            Signal::Fault => panic!("fault injected into the pipeline"),
         }
         false
     }
@@ -340,30 +372,28 @@ impl Pipeline {
             format!("paraphrase {}", self.shared.root.display()),
             Box::new(move |session, y| {
                 let mut errors = vec![];
-                for unit in &batch {
-                    let p = loop {
-                        if shared.closed.load(Ordering::SeqCst) {
-                            break None;
+                // Whatever happens in the batch, it reports its end (a panic included, its units
+                // then standing for themselves so that they are not retried forever).
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    paraphrase_batch(session, y, &batch, &cache, &shared, &mut errors)
+                }));
+                if ran.is_err() {
+                    errors.push(format!(
+                        "paraphrasing {} units failed inside pema (a bug); they stand for \
+                         themselves",
+                        batch.len()
+                    ));
+                    let mut c = cache.lock().unwrap_or_else(|p| p.into_inner());
+                    for unit in &batch {
+                        if c.get(unit).is_none() {
+                            c.insert(unit, unit.clone());
                         }
-                        match paraphrase::paraphrase(session, unit, Some(y.waiting())) {
-                            Ok(p) => break Some(p),
-                            Err(e) if crate::is_cancelled(&e) => y.serve_waiting(session),
-                            Err(e) => {
-                                // Kept as its own paraphrase so that it is not retried forever.
-                                errors.push(format!("cannot paraphrase {:?}: {e:#}", short(unit)));
-                                break Some(unit.clone());
-                            }
-                        }
-                    };
-                    if let Some(p) = p {
-                        let p = if p.is_empty() { unit.clone() } else { p };
-                        cache.lock().unwrap().insert(unit, p);
                     }
                 }
-                if let Err(e) = cache.lock().unwrap().save() {
+                if let Err(e) = cache.lock().unwrap_or_else(|p| p.into_inner()).save() {
                     errors.push(format!("{e:#}"));
                 }
-                let mut st = shared.status.lock().unwrap();
+                let mut st = shared.status.lock().unwrap_or_else(|p| p.into_inner());
                 st.units_paraphrased += batch.len();
                 for e in errors {
                     st.push_error(e);
@@ -373,7 +403,40 @@ impl Pipeline {
             }),
         );
     }
+}
 
+/// Paraphrases one batch on the worker, giving way to rewrites between tokens.
+fn paraphrase_batch(
+    session: &mut crate::model::Session,
+    y: &super::worker::Yield,
+    batch: &[String],
+    cache: &Mutex<ParaphraseCache>,
+    shared: &Shared,
+    errors: &mut Vec<String>,
+) {
+    for unit in batch {
+        let p = loop {
+            if shared.closed.load(Ordering::SeqCst) {
+                break None;
+            }
+            match paraphrase::paraphrase(session, unit, Some(y.waiting())) {
+                Ok(p) => break Some(p),
+                Err(e) if crate::is_cancelled(&e) => y.serve_waiting(session),
+                Err(e) => {
+                    // Kept as its own paraphrase so that it is not retried forever.
+                    errors.push(format!("cannot paraphrase {:?}: {e:#}", short(unit)));
+                    break Some(unit.clone());
+                }
+            }
+        };
+        if let Some(p) = p {
+            let p = if p.is_empty() { unit.clone() } else { p };
+            cache.lock().unwrap().insert(unit, p);
+        }
+    }
+}
+
+impl Pipeline {
     fn start_build(&mut self, pairs: Vec<memory::Pair>) {
         self.building = true;
         let c = self.ws.config();
@@ -408,21 +471,26 @@ impl Pipeline {
                     max_entries: Some(cap),
                     shots,
                 };
-                let r = memory::build_pairs(
-                    session,
-                    pairs,
-                    &opts,
-                    |p| {
-                        let pct = (100 * p.tokens_done / p.tokens_total.max(1)) as u32;
-                        progress.report(pct, || {
-                            format!("{}/{} new pairs", p.pairs_done, p.pairs_total)
-                        })
-                    },
-                    |s| {
-                        y.serve_waiting(s);
-                        Ok(())
-                    },
-                );
+                // A panic in the build is reported as a failed build (the previous memory file
+                // is whole: it is replaced only by rename).
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    memory::build_pairs(
+                        session,
+                        pairs,
+                        &opts,
+                        |p| {
+                            let pct = (100 * p.tokens_done / p.tokens_total.max(1)) as u32;
+                            progress.report(pct, || {
+                                format!("{}/{} new pairs", p.pairs_done, p.pairs_total)
+                            })
+                        },
+                        |s| {
+                            y.serve_waiting(s);
+                            Ok(())
+                        },
+                    )
+                }))
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("the build failed inside pema (a bug)")));
                 progress.finish(match &r {
                     Ok(r) => format!(
                         "{} entries; {} pairs computed, {} reused",
@@ -506,8 +574,9 @@ impl Pipeline {
         let spawned = std::thread::Builder::new()
             .name("pema-train".into())
             .spawn(move || {
-                let r = (|| {
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     let memory = Memory::open(&dir.join(state::MEMORY_DIR))?;
+                    memory.check_tokens(model.info().n_vocab)?;
                     // Warm start only from an adapter that fits this memory and rank.
                     let warm = warm.filter(|w| {
                         w.check_memory(&memory).is_ok()
@@ -547,7 +616,12 @@ impl Pipeline {
                         a.info().training.held_out_loss
                     ));
                     Ok(a)
-                })();
+                }))
+                .unwrap_or_else(|_| {
+                    Err(anyhow::anyhow!(
+                        "training failed inside pema (a bug); the previous adapter is kept"
+                    ))
+                });
                 release_memory();
                 let _ = tx.send(Signal::Trained(r));
             });

@@ -202,7 +202,22 @@ fn run(session: &mut Session, shared: Arc<Shared>) {
 }
 
 fn run_rewrite(session: &mut Session, mut job: RewriteJob) {
-    let r = rewrite_lines(session, &mut job);
+    // A panic in a rewrite (a bug, or the caller's streaming callback) answers that rewrite
+    // with an error; the worker and every later rewrite go on.
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rewrite_lines(session, &mut job)
+    }))
+    .unwrap_or_else(|p| {
+        let what = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::error!("a rewrite panicked: {what}; the worker goes on");
+        Err(anyhow::anyhow!(
+            "the rewrite failed inside pema (a bug: {what}); later rewrites are not affected"
+        ))
+    });
     (job.done)(r);
 }
 

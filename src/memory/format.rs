@@ -127,7 +127,8 @@ impl<W: Write> Hashing<W> {
 /// Writes a memory atomically: to a temporary file in `dir`, synced, then renamed over
 /// `dir/memory.pema`. A crash at any point leaves the previous file whole.
 pub fn write(dir: &Path, header: &Header, groups: &[GroupData<'_>]) -> Result<PathBuf> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    crate::fsutil::create_private_dir(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
     let row_bytes = header.hidden * header.key_type.size();
     let n_entries: u64 = groups.iter().map(|g| g.tokens.len() as u64).sum();
     for g in groups {
@@ -142,10 +143,11 @@ pub fn write(dir: &Path, header: &Header, groups: &[GroupData<'_>]) -> Result<Pa
     let tokens_off = align(keys_off + n_entries * row_bytes as u64);
     let file_len = tokens_off + n_entries * 4 + 32;
 
-    remove_stale_temporaries(dir);
-    let tmp = tempfile_in(dir)?;
+    crate::fsutil::remove_stale_temporaries(dir, FILE_NAME);
+    let dest = dir.join(FILE_NAME);
+    let tmp = crate::fsutil::temp_path(&dest);
     let result = (|| -> Result<()> {
-        let file = File::create(&tmp)?;
+        let file = crate::fsutil::create_temp(&tmp)?;
         let mut w = Hashing {
             inner: BufWriter::with_capacity(1 << 20, file),
             hasher: blake3::Hasher::new(),
@@ -199,42 +201,8 @@ pub fn write(dir: &Path, header: &Header, groups: &[GroupData<'_>]) -> Result<Pa
         let _ = std::fs::remove_file(&tmp);
         return Err(e.context(format!("writing memory in {}", dir.display())));
     }
-    let dest = dir.join(FILE_NAME);
-    std::fs::rename(&tmp, &dest)?;
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
+    crate::fsutil::commit(&tmp, &dest)?;
     Ok(dest)
-}
-
-/// Removes temporary files left by writers that died (kill -9, power loss). A live writer's file
-/// is left alone: its name carries its process id.
-fn remove_stale_temporaries(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let prefix = format!(".{FILE_NAME}.");
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name
-            .strip_prefix(&prefix)
-            .and_then(|r| r.strip_suffix(".tmp"))
-        else {
-            continue;
-        };
-        let pid = rest.split('.').next().unwrap_or("");
-        let alive = pid == std::process::id().to_string() || Path::new("/proc").join(pid).exists();
-        if !alive && cfg!(target_os = "linux") {
-            let _ = std::fs::remove_file(e.path());
-        }
-    }
-}
-
-fn tempfile_in(dir: &Path) -> Result<PathBuf> {
-    let nonce = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    Ok(dir.join(format!(".{FILE_NAME}.{}.{nonce}.tmp", std::process::id())))
 }
 
 /// An open memory: the file, mapped, checked and indexed.
@@ -286,21 +254,33 @@ impl MappedMemory {
         if blake3::hash(body).as_bytes() != &map[map.len() - 32..] {
             return Err(bad("checksum mismatch: the file is corrupted".into()));
         }
+        if hidden == 0 || hidden > 1 << 16 {
+            return Err(bad(format!("implausible hidden size {hidden}")));
+        }
         let row_bytes = hidden as u64 * key_type.size() as u64;
+        // Every size is checked against the file's length, without overflow, before anything
+        // is allocated or sliced.
+        let end = |start: u64, count: u64, size: u64| {
+            count
+                .checked_mul(size)
+                .and_then(|n| start.checked_add(n))
+                .filter(|&e| e <= len)
+        };
         let consistent = index_off >= FIXED_HEADER as u64
-            && keys_off >= index_off + n_pairs * INDEX_ROW as u64
-            && tokens_off >= keys_off + n_entries * row_bytes
-            && file_len == tokens_off + n_entries * 4 + 32
+            && end(index_off, n_pairs, INDEX_ROW as u64).is_some_and(|e| keys_off >= e)
+            && end(keys_off, n_entries, row_bytes).is_some_and(|e| tokens_off >= e)
+            && end(tokens_off, n_entries, 4).and_then(|e| e.checked_add(32)) == Some(file_len)
             && keys_off % ALIGN == 0
             && tokens_off % 4 == 0;
         if !consistent {
             return Err(bad("inconsistent section offsets".into()));
         }
-        let name_len = u32_at(136) as usize;
-        let tpl_len = u32_at(140) as usize;
-        if FIXED_HEADER + name_len + tpl_len > index_off as usize {
+        let name_len = u32_at(136) as u64;
+        let tpl_len = u32_at(140) as u64;
+        if FIXED_HEADER as u64 + name_len + tpl_len > index_off {
             return Err(bad("header strings overrun the index".into()));
         }
+        let (name_len, tpl_len) = (name_len as usize, tpl_len as usize);
         let text = |a: usize, b: usize| {
             String::from_utf8(map[a..b].to_vec()).map_err(|_| bad("header is not UTF-8".into()))
         };
@@ -373,6 +353,24 @@ impl MappedMemory {
 
     pub fn tokens(&self) -> &[u32] {
         bytemuck::cast_slice(&self.map[self.tokens_off..self.tokens_off + self.n_entries * 4])
+    }
+
+    /// Refuses a memory holding a token id outside a vocabulary of `n_vocab` tokens (a damaged
+    /// or foreign file whose checksum was made to match): training would index out of bounds.
+    pub fn check_tokens(&self, n_vocab: usize) -> Result<()> {
+        if let Some((i, &t)) = self
+            .tokens()
+            .iter()
+            .enumerate()
+            .find(|(_, &t)| t as usize >= n_vocab)
+        {
+            bail!(
+                "{} is not a usable memory: entry {i} holds token {t}, outside the model's \
+                 vocabulary of {n_vocab}",
+                self.path.display()
+            );
+        }
+        Ok(())
     }
 }
 
@@ -470,5 +468,101 @@ mod tests {
         std::fs::write(&path, &newer).unwrap();
         let e = MappedMemory::open(&path).err().unwrap().to_string();
         assert!(e.contains("version 99"), "{e}");
+    }
+
+    /// Thousands of damaged files (byte flips, truncations, size fields set to edge values, with
+    /// and without a recomputed checksum): never a panic, always a clear error or a memory
+    /// whose every slice is in bounds.
+    #[test]
+    fn mutated_files_never_panic() {
+        use rand::{Rng, SeedableRng};
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_sample(dir.path());
+        let good = std::fs::read(&path).unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let edges = [
+            0u64,
+            1,
+            31,
+            32,
+            63,
+            64,
+            144,
+            u32::MAX as u64,
+            u64::MAX,
+            u64::MAX / 2,
+        ];
+        let mut refused = 0;
+        for round in 0..4000 {
+            let mut b = good.clone();
+            match round % 4 {
+                0 => {
+                    for _ in 0..rng.random_range(1..4) {
+                        let i = rng.random_range(0..b.len());
+                        b[i] ^= 1 << rng.random_range(0..8);
+                    }
+                }
+                1 => b.truncate(rng.random_range(0..b.len())),
+                _ => {
+                    // A size or offset field (or a name length, or an index row) set to an
+                    // edge value or a random one.
+                    let fields = [
+                        16usize,
+                        24,
+                        32,
+                        40,
+                        48,
+                        56,
+                        64,
+                        136,
+                        140,
+                        192 + 16,
+                        192 + 24,
+                    ];
+                    let f = fields[rng.random_range(0..fields.len())];
+                    let v = if rng.random_bool(0.5) {
+                        edges[rng.random_range(0..edges.len())]
+                    } else {
+                        rng.random()
+                    };
+                    let w = if matches!(f, 16 | 136 | 140) || f == 192 + 24 {
+                        4
+                    } else {
+                        8
+                    };
+                    b[f..f + w].copy_from_slice(&v.to_le_bytes()[..w]);
+                }
+            }
+            if round % 2 == 0 && b.len() >= 32 {
+                // Make the checksum match, so the structural checks are what stands.
+                let n = b.len() - 32;
+                let h = blake3::hash(&b[..n]);
+                b[n..].copy_from_slice(h.as_bytes());
+            }
+            std::fs::write(&path, &b).unwrap();
+            match MappedMemory::open(&path) {
+                Ok(m) => {
+                    // Whatever opens is usable to the end.
+                    let _ = m.tokens().len();
+                    let _ = m.key_bytes(0..m.n_entries).len();
+                    let _ = m.check_tokens(16);
+                }
+                Err(e) => {
+                    let e = format!("{e:#}");
+                    assert!(e.contains("is not a usable memory"), "{e}");
+                    refused += 1;
+                }
+            }
+        }
+        assert!(refused > 3000, "{refused}");
+    }
+
+    #[test]
+    fn tokens_outside_the_vocabulary_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = MappedMemory::open(&write_sample(dir.path())).unwrap();
+        m.check_tokens(13).unwrap();
+        let e = m.check_tokens(12).unwrap_err().to_string();
+        assert!(e.contains("token 12") && e.contains("vocabulary"), "{e}");
     }
 }

@@ -101,6 +101,11 @@ impl Memory {
         self.file.tokens()
     }
 
+    /// Refuses a memory with a target token outside the model's vocabulary.
+    pub fn check_tokens(&self, n_vocab: usize) -> Result<()> {
+        self.file.check_tokens(n_vocab)
+    }
+
     /// Identifies this exact memory (its checksum), so an adapter can say what it was trained on.
     pub fn digest(&self) -> String {
         blake3::Hash::from_bytes(self.file.checksum())

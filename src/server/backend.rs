@@ -11,6 +11,7 @@ use tower_lsp_server::lsp_types::*;
 use tower_lsp_server::{Client, LanguageServer, UriExt};
 
 use super::protocol::*;
+use super::{auth, Conn};
 use crate::daemon::{Daemon, Event, RequestError, RewriteRequest, Stage};
 use crate::decode::Mode;
 
@@ -24,6 +25,9 @@ pub struct Backend {
     /// The token clients must present, if the daemon was started with one.
     token: Option<String>,
     authorized: AtomicBool,
+    /// Failed `initialize` attempts; the connection closes at [`auth::MAX_FAILED_INITIALIZE`].
+    failed_initialize: std::sync::atomic::AtomicUsize,
+    conn: Conn,
     /// Workspaces this connection opened (closed when it goes).
     roots: Arc<Mutex<HashSet<PathBuf>>>,
     documents: Mutex<HashMap<Uri, String>>,
@@ -41,12 +45,15 @@ impl Backend {
         client: Client,
         daemon: std::result::Result<Arc<Daemon>, String>,
         token: Option<String>,
+        conn: Conn,
     ) -> Self {
         Self {
             client,
             daemon,
             token,
             authorized: AtomicBool::new(false),
+            failed_initialize: Default::default(),
+            conn,
             roots: Arc::new(Mutex::new(HashSet::new())),
             documents: Mutex::new(HashMap::new()),
             work_done_progress: AtomicBool::new(false),
@@ -72,14 +79,22 @@ impl Backend {
         })
     }
 
-    fn open_root(&self, daemon: &Daemon, path: &std::path::Path) -> Result<PathBuf> {
-        let mut roots = self.roots.lock().unwrap();
-        let root = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
-        if roots.contains(&root) {
-            return Ok(root);
-        }
-        let root = daemon.open_workspace(path).map_err(to_rpc)?;
-        if !roots.insert(root.clone()) {
+    /// Opens a workspace for this connection. Opening reads settings and loads the memory and
+    /// adapter from disk, so it runs off the async runtime.
+    async fn open_root(&self, daemon: &Arc<Daemon>, path: &std::path::Path) -> Result<PathBuf> {
+        let d = daemon.clone();
+        let p = path.to_path_buf();
+        let root = tokio::task::spawn_blocking(move || {
+            let root = d.open_workspace(&p)?;
+            // This client gets the workspace as loaded from disk; others are not held up.
+            d.wait_loaded(&root, std::time::Duration::from_secs(60));
+            Ok(root)
+        })
+        .await
+        .map_err(|e| to_rpc(RequestError::Failed(anyhow::anyhow!("{e}"))))?
+        .map_err(to_rpc)?;
+        if !self.roots.lock().unwrap().insert(root.clone()) {
+            // Already open on this connection: one use, not two.
             daemon.close_workspace(&root);
         }
         Ok(root)
@@ -96,16 +111,30 @@ impl Backend {
         PathBuf::from(s)
     }
 
-    fn text_of(&self, uri: &Uri, range: &Range) -> Result<String> {
+    /// The text of `range` in the document `uri`: the client's copy when it opened the
+    /// document, else the file, read only when it is a regular file (not a link) inside a
+    /// workspace this connection opened and under [`MAX_DOCUMENT_BYTES`]. The error is the same
+    /// whether or not such a file exists.
+    async fn text_of(&self, uri: &Uri, range: &Range) -> Result<String> {
         let doc = self.documents.lock().unwrap().get(uri).cloned();
         let text = match doc {
             Some(t) => t,
             None => {
-                let path = uri
-                    .to_file_path()
-                    .ok_or_else(|| invalid_params(format!("{} is not a file URI", uri.as_str())))?;
-                std::fs::read_to_string(&path)
-                    .map_err(|e| invalid_params(format!("cannot read {}: {e}", path.display())))?
+                let refused = || {
+                    invalid_params(format!(
+                        "cannot read {}: pema reads only regular files of at most {} bytes \
+                         inside a workspace this connection opened (or documents it sent)",
+                        uri.as_str(),
+                        MAX_DOCUMENT_BYTES
+                    ))
+                };
+                let path = uri.to_file_path().ok_or_else(refused)?.into_owned();
+                let roots: Vec<PathBuf> = self.roots.lock().unwrap().iter().cloned().collect();
+                tokio::task::spawn_blocking(move || read_document(&path, &roots))
+                    .await
+                    .ok()
+                    .flatten()
+                    .ok_or_else(refused)?
             }
         };
         let (a, b) = (offset(&text, range.start), offset(&text, range.end));
@@ -124,7 +153,7 @@ impl Backend {
         let (text, workspace_hint) = match (&p.text, &p.uri, &p.range) {
             (Some(t), None, None) => (t.clone(), None),
             (None, Some(u), Some(r)) => (
-                self.text_of(u, r)?,
+                self.text_of(u, r).await?,
                 u.to_file_path().map(|p| p.into_owned()),
             ),
             _ => {
@@ -143,6 +172,14 @@ impl Backend {
             None => *self.default_mode.lock().unwrap(),
         };
         let o = &p.options;
+        o.validate().map_err(invalid_params)?;
+        if text.chars().count() > crate::daemon::MAX_REWRITE_CHARS {
+            return Err(invalid_params(format!(
+                "the text is {} characters long; pema rewrites at most {} at once",
+                text.chars().count(),
+                crate::daemon::MAX_REWRITE_CHARS
+            )));
+        }
         let d = RewriteRequest::default();
         let req = RewriteRequest {
             text,
@@ -161,11 +198,19 @@ impl Backend {
         let cancel = Arc::new(AtomicBool::new(false));
         let _guard = CancelOnDrop(cancel.clone());
         let mut done = daemon
-            .rewrite(req, move |t| drop(tx.send(t.to_string())), cancel)
+            .rewrite(req, move |t| drop(tx.send(t.to_string())), cancel.clone())
             .map_err(to_rpc)?;
         let mut so_far = String::new();
+        // A client that goes away cancels its rewrites, queued or running.
+        let closed = until_closed(self.conn.closed.subscribe());
+        tokio::pin!(closed);
+        let mut gone = false;
         let result = loop {
             tokio::select! {
+                _ = &mut closed, if !gone => {
+                    gone = true;
+                    cancel.store(true, Ordering::SeqCst);
+                }
                 Some(delta) = rx.recv() => {
                     so_far.push_str(&delta);
                     if let Some(token) = &p.partial_result_token {
@@ -267,6 +312,70 @@ impl Backend {
     }
 }
 
+/// Largest file a rewrite of `uri` + `range` reads from disk.
+pub const MAX_DOCUMENT_BYTES: u64 = 4 << 20;
+/// Documents one connection may keep open (their text is held in memory).
+const MAX_DOCUMENTS: usize = 256;
+
+impl Backend {
+    /// Keeps the client's copy of a document (authenticated clients only, up to
+    /// [`MAX_DOCUMENTS`]).
+    fn keep_document(&self, uri: Uri, text: String) {
+        if !self.authorized.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut docs = self.documents.lock().unwrap();
+        if docs.len() >= MAX_DOCUMENTS && !docs.contains_key(&uri) {
+            tracing::warn!("a client opened more than {MAX_DOCUMENTS} documents; ignoring more");
+            return;
+        }
+        docs.insert(uri, text);
+    }
+}
+
+/// Reads the document at `path` if it is a regular file (a link at its name is not followed)
+/// inside one of `roots` and at most [`MAX_DOCUMENT_BYTES`] long; None otherwise, whatever the
+/// reason, so that the answer says nothing about files outside the workspaces.
+fn read_document(path: &std::path::Path, roots: &[PathBuf]) -> Option<String> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    // The folders on the way are resolved (links included); the file itself must not be a link.
+    let dir = path.parent()?.canonicalize().ok()?;
+    let path = dir.join(path.file_name()?);
+    if !roots.iter().any(|r| path.starts_with(r)) {
+        return None;
+    }
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&path)
+        .ok()?;
+    let meta = f.metadata().ok()?;
+    if !meta.is_file() || meta.len() > MAX_DOCUMENT_BYTES {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    f.take(MAX_DOCUMENT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .ok()?;
+    if bytes.len() as u64 > MAX_DOCUMENT_BYTES {
+        return None;
+    }
+    String::from_utf8(bytes).ok()
+}
+
+/// Resolves once the connection is closed (or its flag is gone).
+async fn until_closed(mut rx: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        if *rx.borrow_and_update() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 struct CancelOnDrop(Arc<AtomicBool>);
 
 impl Drop for CancelOnDrop {
@@ -328,27 +437,53 @@ fn folder_paths(params: &InitializeParams) -> Vec<PathBuf> {
 
 impl LanguageServer for Backend {
     async fn initialize(&self, params: InitializeParams) -> Result<InitializeResult> {
+        // The token is checked first, so that malformed options count as a failed attempt.
+        let presented = params
+            .initialization_options
+            .as_ref()
+            .and_then(|v| v.get("token"))
+            .and_then(Value::as_str);
+        if let Some(expected) = &self.token {
+            if !auth::token_matches(expected, presented) {
+                let failed = self.failed_initialize.fetch_add(1, Ordering::SeqCst) + 1;
+                let last = failed >= auth::MAX_FAILED_INITIALIZE;
+                if last {
+                    // After this answer is written, the connection closes.
+                    let closed = self.conn.closed.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                        let _ = closed.send(true);
+                    });
+                }
+                return Err(Error {
+                    code: tower_lsp_server::jsonrpc::ErrorCode::InvalidRequest,
+                    message: format!(
+                        "this pema daemon needs its token: pass initializationOptions.token{}",
+                        if last {
+                            "; too many failed attempts, closing the connection"
+                        } else {
+                            ""
+                        }
+                    )
+                    .into(),
+                    data: None,
+                });
+            }
+        }
         let opts: InitOptions = match &params.initialization_options {
             Some(v) => serde_json::from_value(v.clone())
                 .map_err(|e| invalid_params(format!("initializationOptions: {e}")))?,
             None => InitOptions::default(),
         };
-        if let Some(expected) = &self.token {
-            if opts.token.as_deref() != Some(expected.as_str()) {
-                return Err(Error {
-                    code: tower_lsp_server::jsonrpc::ErrorCode::InvalidRequest,
-                    message: "this pema daemon needs a token: pass initializationOptions.token"
-                        .into(),
-                    data: None,
-                });
-            }
-        }
         self.authorized.store(true, Ordering::SeqCst);
         if let Some(m) = &opts.mode {
             *self.default_mode.lock().unwrap() = Some(
                 m.parse()
                     .map_err(|e| invalid_params(format!("initializationOptions.mode: {e:#}")))?,
             );
+        }
+        if let Some(l) = opts.lambda_max {
+            check_lambda("initializationOptions.lambdaMax", l).map_err(invalid_params)?;
         }
         *self.lambda_max.lock().unwrap() = opts.lambda_max;
         let wdp = params
@@ -361,7 +496,7 @@ impl LanguageServer for Backend {
         if let Ok(d) = &self.daemon {
             *self.events.lock().unwrap() = Some(d.subscribe());
             for path in folder_paths(&params) {
-                if let Err(e) = self.open_root(d, &path) {
+                if let Err(e) = self.open_root(d, &path).await {
                     tracing::warn!("{}", e.message);
                 }
             }
@@ -414,18 +549,12 @@ impl LanguageServer for Backend {
     }
 
     async fn did_open(&self, p: DidOpenTextDocumentParams) {
-        self.documents
-            .lock()
-            .unwrap()
-            .insert(p.text_document.uri, p.text_document.text);
+        self.keep_document(p.text_document.uri, p.text_document.text);
     }
 
     async fn did_change(&self, p: DidChangeTextDocumentParams) {
         if let Some(c) = p.content_changes.into_iter().last() {
-            self.documents
-                .lock()
-                .unwrap()
-                .insert(p.text_document.uri, c.text);
+            self.keep_document(p.text_document.uri, c.text);
         }
     }
 
@@ -445,7 +574,7 @@ impl LanguageServer for Backend {
         }
         for f in p.event.added {
             if let Some(path) = f.uri.to_file_path() {
-                if let Err(e) = self.open_root(d, &path) {
+                if let Err(e) = self.open_root(d, &path).await {
                     self.client
                         .show_message(MessageType::ERROR, e.message)
                         .await;
@@ -584,7 +713,7 @@ impl Backend {
 
     pub async fn pema_open_workspace(&self, p: OpenWorkspaceParams) -> Result<OpenWorkspaceResult> {
         let d = self.daemon()?.clone();
-        let root = self.open_root(&d, &self.workspace_path(&p.path))?;
+        let root = self.open_root(&d, &self.workspace_path(&p.path)).await?;
         Ok(OpenWorkspaceResult {
             root: root.display().to_string(),
         })

@@ -47,6 +47,50 @@ pub struct RewriteOptionsParams {
     pub max_tokens: Option<usize>,
 }
 
+/// Most tokens one rewritten line may have.
+pub const MAX_TOKENS: usize = 2048;
+
+impl RewriteOptionsParams {
+    /// Refuses values the sampler cannot use sensibly, with a sentence saying what is allowed.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(t) = self.temperature {
+            if !t.is_finite() || !(t == 0.0 || (0.05..=5.0).contains(&t)) {
+                return Err(format!(
+                    "temperature must be 0 (greedy) or between 0.05 and 5, not {t}"
+                ));
+            }
+        }
+        if let Some(p) = self.top_p {
+            if !p.is_finite() || p <= 0.0 || p > 1.0 {
+                return Err(format!("topP must be above 0 and at most 1, not {p}"));
+            }
+        }
+        for (name, v) in [
+            ("lambdaMax", self.lambda_max),
+            ("lambdaFixed", self.lambda_fixed),
+        ] {
+            if let Some(v) = v {
+                check_lambda(name, v)?;
+            }
+        }
+        if let Some(n) = self.max_tokens {
+            if n == 0 || n > MAX_TOKENS {
+                return Err(format!(
+                    "maxTokens must be between 1 and {MAX_TOKENS}, not {n}"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+pub fn check_lambda(name: &str, v: f32) -> Result<(), String> {
+    if !v.is_finite() || !(0.0..=1.0).contains(&v) {
+        return Err(format!("{name} must be between 0 and 1, not {v}"));
+    }
+    Ok(())
+}
+
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RewriteParams {
@@ -132,4 +176,39 @@ pub enum PemaProgress {}
 impl tower_lsp_server::lsp_types::notification::Notification for PemaProgress {
     type Params = Value;
     const METHOD: &'static str = "pema/progress";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_are_validated() {
+        let ok = |o: RewriteOptionsParams| o.validate().is_ok();
+        let t = |v| RewriteOptionsParams {
+            temperature: Some(v),
+            ..Default::default()
+        };
+        assert!(ok(t(0.0)) && ok(t(0.05)) && ok(t(5.0)) && ok(Default::default()));
+        for bad in [1e-45, 0.01, -1.0, 5.5, f32::NAN, f32::INFINITY] {
+            assert!(!ok(t(bad)), "{bad}");
+        }
+        let p = |v| RewriteOptionsParams {
+            top_p: Some(v),
+            ..Default::default()
+        };
+        assert!(ok(p(1.0)) && ok(p(0.5)) && !ok(p(0.0)) && !ok(p(1.5)) && !ok(p(f32::NAN)));
+        let l = |v| RewriteOptionsParams {
+            lambda_fixed: Some(v),
+            ..Default::default()
+        };
+        assert!(ok(l(0.0)) && ok(l(1.0)) && !ok(l(-0.1)) && !ok(l(f32::NAN)));
+        let m = |v| RewriteOptionsParams {
+            max_tokens: Some(v),
+            ..Default::default()
+        };
+        assert!(ok(m(64)) && !ok(m(0)) && !ok(m(1 << 40)));
+        let e = t(1e-45).validate().unwrap_err();
+        assert!(e.starts_with("temperature must be"), "{e}");
+    }
 }

@@ -1,7 +1,7 @@
 //! `.pema.toml`: a workspace's settings, all optional. Documented in README.md ("Workspace
 //! settings"); unknown keys are an error, so a typo is reported instead of silently ignored.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context as _, Result};
 use serde::{Deserialize, Serialize};
@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use crate::memory::Template;
 
 pub const FILE_NAME: &str = ".pema.toml";
+/// A larger `.pema.toml` is refused.
+pub const MAX_CONFIG_BYTES: u64 = 64 << 10;
 
 /// How a prose file is cut into units, each of which becomes one pseudo-pair.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
@@ -53,8 +55,10 @@ pub struct WorkspaceConfig {
     pub shots: usize,
     /// Quiet time after the last memory change before the adapter retrains.
     pub retrain_after_seconds: f64,
-    /// Where the workspace's memory and adapter live (default: the user's cache directory).
-    pub state_dir: Option<PathBuf>,
+    /// A name for the workspace's state folder, `<cache>/pema/named/<name>` (default: one
+    /// folder per workspace root). One plain name, never a path: a workspace's settings cannot
+    /// send its state outside the cache.
+    pub state_dir: Option<String>,
 }
 
 impl Default for WorkspaceConfig {
@@ -90,7 +94,7 @@ impl WorkspaceConfig {
     /// The settings of the workspace at `root`: defaults when it has no `.pema.toml`.
     pub fn load(root: &Path) -> Result<Self> {
         let path = root.join(FILE_NAME);
-        let text = match std::fs::read_to_string(&path) {
+        let text = match read_small_file(&path, MAX_CONFIG_BYTES) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
@@ -114,8 +118,39 @@ impl WorkspaceConfig {
         if self.rank == 0 {
             bail!("rank must be at least 1");
         }
-        if self.memory_cap == 0 {
-            bail!("memory_cap must be at least 1");
+        if self.rank > 4096 {
+            bail!("rank must be at most 4096, not {}", self.rank);
+        }
+        if self.memory_cap == 0 || self.memory_cap > 100_000_000 {
+            bail!("memory_cap must be between 1 and 100000000");
+        }
+        if self.max_file_bytes == 0 || self.max_file_bytes > 64 << 20 {
+            bail!("max_file_bytes must be between 1 and 67108864 (64 MiB)");
+        }
+        if !self.retrain_after_seconds.is_finite()
+            || !(0.0..=86_400.0).contains(&self.retrain_after_seconds)
+        {
+            bail!(
+                "retrain_after_seconds must be between 0 and 86400, not {}",
+                self.retrain_after_seconds
+            );
+        }
+        if let Some(d) = &self.state_dir {
+            if !super::state::valid_state_name(d) {
+                bail!(
+                    "state_dir must be one plain name (letters, digits, -, _, .; not a path), \
+                     not {d:?}: state always lives in pema's cache folder"
+                );
+            }
+        }
+        for (name, globs) in [
+            ("corpus", &self.corpus),
+            ("pairs", &self.pairs),
+            ("exclude", &self.exclude),
+        ] {
+            if globs.len() > 256 || globs.iter().any(|g| g.len() > 1024) {
+                bail!("{name} takes at most 256 globs of at most 1024 characters");
+            }
         }
         for g in self.corpus.iter().chain(&self.pairs).chain(&self.exclude) {
             globset::Glob::new(g).with_context(|| format!("bad glob {g:?}"))?;
@@ -126,6 +161,45 @@ impl WorkspaceConfig {
     pub fn template(&self) -> Template {
         Template::from_arg(&self.template).expect("validated when loaded")
     }
+}
+
+/// Reads a small regular file without following a link at its name and without blocking on a
+/// FIFO or device: anything else, or a file over `max` bytes, is an error of kind
+/// `InvalidData` with the reason.
+pub fn read_small_file(path: &Path, max: u64) -> std::io::Result<String> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "it is a symbolic link, which pema does not follow",
+                )
+            } else {
+                e
+            }
+        })?;
+    let meta = f.metadata()?;
+    let invalid = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidData, m);
+    if !meta.is_file() {
+        return Err(invalid("it is not a regular file".into()));
+    }
+    if meta.len() > max {
+        return Err(invalid(format!(
+            "it is {} bytes, more than the {max}-byte limit",
+            meta.len()
+        )));
+    }
+    let mut bytes = Vec::new();
+    f.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(invalid(format!("it grew past the {max}-byte limit")));
+    }
+    String::from_utf8(bytes).map_err(|_| invalid("it is not UTF-8".into()))
 }
 
 #[cfg(test)]
@@ -151,5 +225,54 @@ mod tests {
         assert!(e.contains("rnak") && e.contains(".pema.toml"), "{e}");
         std::fs::write(dir.path().join(FILE_NAME), "lambda_max = 3.0\n").unwrap();
         assert!(WorkspaceConfig::load(dir.path()).is_err());
+    }
+
+    #[test]
+    fn unsafe_settings_and_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join(FILE_NAME);
+        for bad in [
+            "state_dir = \"/etc\"\n",
+            "state_dir = \"../elsewhere\"\n",
+            "state_dir = \"a/b\"\n",
+            "state_dir = \".hidden\"\n",
+            "retrain_after_seconds = -1.0\n",
+            "retrain_after_seconds = nan\n",
+            "retrain_after_seconds = inf\n",
+            "retrain_after_seconds = 1e300\n",
+            "lambda_max = nan\n",
+            "max_file_bytes = 0\n",
+            "rank = 100000\n",
+        ] {
+            std::fs::write(&cfg, bad).unwrap();
+            assert!(WorkspaceConfig::load(dir.path()).is_err(), "{bad}");
+        }
+        std::fs::write(&cfg, "state_dir = \"my-notes\"\n").unwrap();
+        let c = WorkspaceConfig::load(dir.path()).unwrap();
+        let s = super::super::state::state_dir(dir.path(), &c);
+        assert!(
+            s.starts_with(super::super::state::pema_cache()),
+            "{}",
+            s.display()
+        );
+        // A link, a FIFO and an oversized file are refused with the reason.
+        std::fs::remove_file(&cfg).unwrap();
+        let target = dir.path().join("real.toml");
+        std::fs::write(&target, "rank = 8\n").unwrap();
+        std::os::unix::fs::symlink(&target, &cfg).unwrap();
+        let e = format!("{:#}", WorkspaceConfig::load(dir.path()).unwrap_err());
+        assert!(e.contains("symbolic link"), "{e}");
+        std::fs::remove_file(&cfg).unwrap();
+        assert!(std::process::Command::new("mkfifo")
+            .arg(&cfg)
+            .status()
+            .unwrap()
+            .success());
+        let e = format!("{:#}", WorkspaceConfig::load(dir.path()).unwrap_err());
+        assert!(e.contains("not a regular file"), "{e}");
+        std::fs::remove_file(&cfg).unwrap();
+        std::fs::write(&cfg, format!("# {}\n", "x".repeat(70_000))).unwrap();
+        let e = format!("{:#}", WorkspaceConfig::load(dir.path()).unwrap_err());
+        assert!(e.contains("limit"), "{e}");
     }
 }

@@ -119,18 +119,31 @@ pub enum Skip {
     Unreadable(String),
 }
 
-/// The file's text, or why it is skipped.
+/// The file's text, or why it is skipped. A link at `path` is not followed, and a FIFO or
+/// device is not read (the walk lists regular files only, but the tree may change under it).
 pub fn read_text(path: &Path, max_bytes: u64) -> Result<String, Skip> {
-    let len = std::fs::metadata(path)
-        .map_err(|e| Skip::Unreadable(e.to_string()))?
-        .len();
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| Skip::Unreadable(e.to_string()))?;
+    let meta = f.metadata().map_err(|e| Skip::Unreadable(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(Skip::Unreadable("not a regular file".into()));
+    }
+    let len = meta.len();
     if len > max_bytes {
         return Err(Skip::TooLarge {
             len,
             limit: max_bytes,
         });
     }
-    let bytes = std::fs::read(path).map_err(|e| Skip::Unreadable(e.to_string()))?;
+    let mut bytes = Vec::with_capacity(len as usize);
+    f.take(max_bytes + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Skip::Unreadable(e.to_string()))?;
     if bytes.len() as u64 > max_bytes {
         return Err(Skip::TooLarge {
             len: bytes.len() as u64,
@@ -194,5 +207,9 @@ mod tests {
         assert!(matches!(read_text(&p, 2), Err(Skip::TooLarge { .. })));
         std::fs::write(&p, "fine").unwrap();
         assert_eq!(read_text(&p, 100).unwrap(), "fine");
+        // A link is not followed, even to a readable file.
+        let l = d.path().join("link");
+        std::os::unix::fs::symlink(&p, &l).unwrap();
+        assert!(matches!(read_text(&l, 100), Err(Skip::Unreadable(_))));
     }
 }

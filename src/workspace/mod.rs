@@ -80,6 +80,7 @@ impl Workspace {
         if !root.is_dir() {
             bail!("the workspace {} is not a folder", root.display());
         }
+        check_root(&root)?;
         let (config, config_error) = match WorkspaceConfig::load(&root) {
             Ok(c) => (c, None),
             Err(e) => (
@@ -304,8 +305,73 @@ pub struct FileCounts {
     pub units: usize,
 }
 
+/// Folders that are not a workspace: the file system's root, the home folder itself, and the
+/// system's folders (reading them would read the whole machine, or files that are not prose).
+const SYSTEM_FOLDERS: &[&str] = &[
+    "/proc",
+    "/sys",
+    "/dev",
+    "/etc",
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/boot",
+    "/var",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/run",
+    "/snap",
+    "/opt",
+    "/srv",
+    "/root",
+    "/home",
+    "/tmp",
+    "/mnt",
+    "/media",
+    "/lost+found",
+    "/private",
+    "/System",
+    "/Library",
+    "/Applications",
+    "/Users",
+];
+
+/// Refuses a root that is `/`, the home folder itself, a system folder or inside `/proc`,
+/// `/sys`, `/dev`, `/etc`, `/usr`, `/bin`, `/sbin`, `/boot`, `/lib*` (a canonical path).
+pub fn check_root(root: &Path) -> Result<()> {
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .and_then(|h| h.canonicalize().ok());
+    if root.parent().is_none() || home.as_deref() == Some(root) {
+        bail!(
+            "{} cannot be a workspace: open the folder of your documents, not {}",
+            root.display(),
+            if root.parent().is_none() {
+                "the root of the file system"
+            } else {
+                "your whole home folder"
+            }
+        );
+    }
+    let inside = [
+        "/proc", "/sys", "/dev", "/etc", "/usr", "/bin", "/sbin", "/boot", "/lib", "/lib32",
+        "/lib64",
+    ];
+    if SYSTEM_FOLDERS.iter().any(|s| root == Path::new(s))
+        || inside.iter().any(|s| root.starts_with(s))
+    {
+        bail!(
+            "{} is a system folder and cannot be a workspace: open the folder of your documents",
+            root.display()
+        );
+    }
+    Ok(())
+}
+
 fn config_stamp(root: &Path) -> Option<SystemTime> {
-    std::fs::metadata(root.join(config::FILE_NAME))
+    std::fs::symlink_metadata(root.join(config::FILE_NAME))
         .and_then(|m| m.modified())
         .ok()
 }

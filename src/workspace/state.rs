@@ -20,11 +20,18 @@ pub fn cache_home() -> PathBuf {
     }
 }
 
-/// The workspace's state folder: `state_dir` of `.pema.toml` (relative to the root), else
-/// `<cache>/pema/workspaces/<folder name>-<hash of the root path>`.
+/// pema's own folder in the cache: `<cache>/pema`. Everything the daemon writes lives under it.
+pub fn pema_cache() -> PathBuf {
+    cache_home().join("pema")
+}
+
+/// The workspace's state folder: `<cache>/pema/named/<state_dir>` when `.pema.toml` names one
+/// (a plain name, checked when the settings load), else
+/// `<cache>/pema/workspaces/<folder name>-<hash of the root path>`. A workspace's settings cannot
+/// put its state anywhere else.
 pub fn state_dir(root: &Path, config: &WorkspaceConfig) -> PathBuf {
-    if let Some(d) = &config.state_dir {
-        return root.join(d);
+    if let Some(d) = config.state_dir.as_deref().filter(|d| valid_state_name(d)) {
+        return pema_cache().join("named").join(d);
     }
     let name: String = root
         .file_name()
@@ -41,10 +48,20 @@ pub fn state_dir(root: &Path, config: &WorkspaceConfig) -> PathBuf {
         .take(40)
         .collect();
     let hash = blake3::hash(root.as_os_str().as_encoded_bytes()).to_hex();
-    cache_home()
-        .join("pema")
+    pema_cache()
         .join("workspaces")
         .join(format!("{name}-{}", &hash[..16]))
+}
+
+/// A `state_dir` of `.pema.toml`: one plain name (letters, digits, `-`, `_`, `.`; not starting
+/// with a dot; at most 64 characters), never a path.
+pub fn valid_state_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 pub const MEMORY_DIR: &str = "memory";

@@ -149,12 +149,23 @@ fn sentences(para: &str) -> Vec<String> {
                 && (chars[k].1.is_uppercase()
                     || chars[k].1.is_ascii_digit()
                     || matches!(chars[k].1, '"' | '“' | '\'' | '(' | '['));
-            let word = para[start..chars[i].0]
-                .rsplit(|c: char| c.is_whitespace())
-                .next()
-                .unwrap_or("")
-                .to_lowercase();
-            let abbreviation = c == '.' && ABBREVIATIONS.contains(&word.as_str());
+            // Only when a cut is possible, and only the last few bytes: an abbreviation is one
+            // short word (scanning back to the unit's start at every stop made a long line
+            // without spaces quadratic).
+            let abbreviation = next_ok && c == '.' && {
+                let before = &para[start..chars[i].0];
+                let mut from = before.len().saturating_sub(8);
+                while !before.is_char_boundary(from) {
+                    from += 1;
+                }
+                let tail = &before[from..];
+                let word = tail
+                    .rsplit(|c: char| c.is_whitespace())
+                    .next()
+                    .unwrap_or("");
+                (word.len() < tail.len() || from == 0)
+                    && ABBREVIATIONS.contains(&word.to_lowercase().as_str())
+            };
             if next_ok && !abbreviation {
                 let end = if j < chars.len() {
                     chars[j].0
@@ -213,5 +224,24 @@ mod tests {
             UnitKind::Sentence,
         );
         assert_eq!(s, vec!["# not a heading in txt files A b c d."]);
+    }
+
+    /// A 1 MiB line of `a.a.a.…` (no space, so no cut) and one of `A. A. …` (a cut at every
+    /// stop) take linear time.
+    #[test]
+    fn long_lines_split_in_linear_time() {
+        for text in ["a.".repeat(1 << 19), "Ab. ".repeat(1 << 18)] {
+            let t = std::time::Instant::now();
+            let s = split(&text, "txt", UnitKind::Sentence);
+            let took = t.elapsed();
+            assert!(took.as_millis() < 500, "{took:?} for {} units", s.len());
+        }
+        assert_eq!(
+            sentences("He met Dr. Smith. Then mr. Jones came. e.g. Three words here."),
+            vec![
+                "He met Dr. Smith.",
+                "Then mr. Jones came. e.g. Three words here."
+            ]
+        );
     }
 }

@@ -8,10 +8,16 @@ use std::sync::{Arc, OnceLock};
 use pema::memory::{Pair, PairsRead};
 use pema::model::{Model, SessionOptions};
 
+/// Resolved once per test binary (a test may point `XDG_CACHE_HOME`, where the default model
+/// is looked for, elsewhere afterwards).
 pub fn model_path() -> PathBuf {
-    pema::model::resolve_model(None).unwrap_or_else(|e| {
-        panic!("the tests need the default model; `bash scripts/test.sh` installs it.\n{e:#}")
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        pema::model::resolve_model(None).unwrap_or_else(|e| {
+            panic!("the tests need the default model; `bash scripts/test.sh` installs it.\n{e:#}")
+        })
     })
+    .clone()
 }
 
 pub fn model() -> Arc<Model> {

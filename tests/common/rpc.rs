@@ -14,6 +14,8 @@ pub struct Rpc {
     writer: Arc<Mutex<Box<dyn Write + Send>>>,
     inbox: Receiver<Value>,
     next_id: i64,
+    /// The daemon's token, sent by [`Rpc::initialize`] unless the options name one.
+    pub token: Option<String>,
     /// Every message received, in order.
     pub seen: Vec<Value>,
 }
@@ -72,6 +74,7 @@ impl Rpc {
             writer,
             inbox,
             next_id: 1,
+            token: None,
             seen: vec![],
         }
     }
@@ -191,6 +194,10 @@ impl Rpc {
             .iter()
             .map(|p| json!({"uri": file_uri(p), "name": p.file_name().unwrap().to_string_lossy()}))
             .collect();
+        let mut options = options;
+        if let (Some(t), Some(o)) = (&self.token, options.as_object_mut()) {
+            o.entry("token").or_insert(json!(t));
+        }
         let r = self.call(
             "initialize",
             json!({
@@ -232,7 +239,16 @@ pub fn lsp(cache: &std::path::Path) -> (Child, Rpc) {
     (child, rpc)
 }
 
-/// `pema serve` on a free loopback port; returns the process and the address.
+/// The tokens of the daemons `serve` started, by address.
+static TOKENS: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+
+/// The daemon's own token file under `cache`.
+pub fn token_file(cache: &std::path::Path) -> std::path::PathBuf {
+    cache.join("pema").join("serve.token")
+}
+
+/// `pema serve` on a free loopback port; returns the process and the address. Clients made by
+/// [`connect`] present its token.
 pub fn serve(cache: &std::path::Path, extra: &[&str]) -> (Child, String) {
     let mut child = pema_command(cache)
         .args(["serve", "--listen", "127.0.0.1:0"])
@@ -251,6 +267,16 @@ pub fn serve(cache: &std::path::Path, extra: &[&str]) -> (Child, String) {
             break a.to_string();
         }
     };
+    let file = extra
+        .iter()
+        .position(|a| *a == "--token-file")
+        .map(|i| std::path::PathBuf::from(extra[i + 1]))
+        .unwrap_or_else(|| token_file(cache));
+    let token = std::fs::read_to_string(&file)
+        .unwrap_or_else(|e| panic!("no token in {}: {e}", file.display()))
+        .trim()
+        .to_string();
+    TOKENS.lock().unwrap().push((addr.clone(), token));
     // Keep draining stderr so the daemon never blocks on a full pipe.
     std::thread::spawn(move || {
         let mut line = String::new();
@@ -262,7 +288,16 @@ pub fn serve(cache: &std::path::Path, extra: &[&str]) -> (Child, String) {
     (child, addr)
 }
 
+/// A client of the daemon at `addr` that presents its token when it initializes.
 pub fn connect(addr: &str) -> Rpc {
     let s = std::net::TcpStream::connect(addr).expect("connecting to pema serve");
-    Rpc::new(s.try_clone().unwrap(), s)
+    let mut c = Rpc::new(s.try_clone().unwrap(), s);
+    c.token = TOKENS
+        .lock()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|(a, _)| a == addr)
+        .map(|(_, t)| t.clone());
+    c
 }
