@@ -212,6 +212,8 @@ pub fn train(
             model.name
         );
     }
+    // A crafted memory must not index past the LM head.
+    memory.check_tokens(head.n_vocab())?;
     let d = memory.hidden_size();
     let r = opts.rank;
     if r == 0 || r > d {
