@@ -74,7 +74,7 @@ function readSettings(): Settings & { languages: string[]; pollSeconds: number }
   return {
     serverPath: c.get<string>("serverPath", ""),
     modelPath: c.get<string>("modelPath", ""),
-    mode: c.get<string>("mode", "gu"),
+    mode: c.get<string>("mode", "default"),
     lambdaMax: c.get<number | null>("lambdaMax", null),
     languages: c.get<string[]>("languages", ["markdown", "plaintext"]),
     pollSeconds: Math.max(1, c.get<number>("statusPollSeconds", 3)),

@@ -18,8 +18,9 @@ M.defaults = {
   --- Path of the `pema` binary (used when `cmd` is nil).
   --- @type string?
   server_path = nil,
-  --- Default mode of rewrites: 'gu' (Gradual Unrolling), 'fixed' or 'plain'.
-  mode = 'gu',
+  --- Mode of rewrites: nil (the mix the workspace's adapter chose on its own held-out
+  --- examples), 'gu' (Gradual Unrolling), 'fixed' or 'plain'.
+  mode = nil,
   --- Overrides every workspace's λ_max for this editor (nil: the workspace's own).
   --- @type number?
   lambda_max = nil,
@@ -200,7 +201,11 @@ function M.attach(bufnr)
     return
   end
   local root = M.find_root(name)
-  local init_options = { mode = c.mode }
+  -- An object even when empty (no mode: the adapter's own choice).
+  local init_options = vim.empty_dict()
+  if c.mode then
+    init_options.mode = c.mode
+  end
   if c.lambda_max then
     init_options.lambdaMax = c.lambda_max
   end

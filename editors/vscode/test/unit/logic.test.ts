@@ -92,6 +92,8 @@ describe("settings", () => {
     assert.deepEqual(settingsToInitOptions({ mode: "fixed", lambdaMax: 0.7 }), { mode: "fixed", lambdaMax: 0.7 });
     assert.deepEqual(settingsToInitOptions({ mode: "gu", lambdaMax: null }), { mode: "gu" });
     assert.deepEqual(settingsToInitOptions({ mode: "bogus" }), {});
+    // "default": no mode sent, so the daemon uses the adapter's own choice.
+    assert.deepEqual(settingsToInitOptions({ mode: "default" }), {});
     assert.deepEqual(settingsToInitOptions({ lambdaMax: 3 }), { lambdaMax: 1 });
     assert.deepEqual(settingsToInitOptions({ lambdaMax: Number.NaN }), {});
   });
