@@ -288,7 +288,7 @@ pub fn generate(
 /// Greedy, or sampling with temperature and nucleus (top-p) truncation.
 fn pick(logp: &mut [f32], opts: &RewriteOptions, rng: &mut impl Rng) -> usize {
     // Below 1e-3 sampling is greedy in all but name, and dividing by it overflows.
-    if !(opts.temperature >= 1e-3) {
+    if opts.temperature.is_nan() || opts.temperature < 1e-3 {
         return crate::model::argmax(logp);
     }
     let best = crate::model::argmax(logp);
