@@ -1,5 +1,4 @@
-// Builds the test workspace: 40 example pairs, a notes.md of 6 sentences (the first in plain
-// English, the rest in the workspace's style), retrain quickly.
+// Builds the test workspace: 40 example pairs, a notes.md of 6 sentences, retrain quickly.
 // Used by daemon.test.ts and (as `node out/test/workspace.js DIR`) by run.sh for the e2e test.
 
 import * as fs from "fs";
@@ -11,11 +10,8 @@ export const EXAMPLES = path.join(REPO_ROOT, "examples", "bible_bbe_asv");
 export function notesSentences(n = 6): string[] {
   const dev = fs.readFileSync(path.join(EXAMPLES, "dev.jsonl"), "utf8").split("\n").filter(Boolean);
   // short sentences keep the rewrites fast
-  const pairs = dev.map((l) => JSON.parse(l) as { source: string; target: string }).filter((p) => p.target.length < 110);
-  // The first line, the one the tests rewrite, is in plain modern English (a pair's source):
-  // the text a user asks to have in the workspace's archaic style. A sentence already in the
-  // style may rightly come back unchanged.
-  return [pairs[0].source, ...pairs.slice(1, n).map((p) => p.target)];
+  const targets = dev.map((l) => (JSON.parse(l) as { target: string }).target).filter((t) => t.length < 110);
+  return targets.slice(0, n);
 }
 
 export function makeWorkspace(dir: string): { dir: string; notes: string; sentences: string[] } {
