@@ -284,6 +284,8 @@ fn kill_during_build_leaves_the_previous_memory_usable() {
         .arg(&big)
         .arg("--out")
         .arg(&out)
+        // The template of the memory it replaces (no worked examples), else it refuses at once.
+        .args(["--shots", "0"])
         .arg("--model")
         .arg(common::model_path())
         .stdout(std::process::Stdio::null())

@@ -7,7 +7,7 @@ use anyhow::Result;
 use candle_core::{Device, Tensor};
 
 use super::Adapter;
-use crate::decode::{log_softmax, top_k_indices, Mode, RewriteOptions, Schedule};
+use crate::decode::{log_softmax, Mode, RewriteOptions, Schedule};
 use crate::memory::Memory;
 use crate::model::LmHead;
 
@@ -83,29 +83,17 @@ pub const ADAPTER_TOP_K: usize = 0;
 /// Most held-out rows looked at (whole pairs): W·h over the full vocabulary is the cost.
 const MAX_ROWS: usize = 1024;
 
-#[derive(Clone, Copy, PartialEq)]
-enum Kind {
-    /// The end marker: the model's own probability.
-    End,
-    /// A token the adapter may lift.
-    Lifted,
-    Other,
-}
-
-/// One held-out entry, reduced to what the guided mixture needs.
+/// One held-out entry: its place in its pair and the two probabilities of its target.
 struct Row {
     t: usize,
     len: usize,
     lm_y: f64,
     pema_y: f64,
-    kind: Kind,
-    lm_end: f64,
-    /// The adapter's mass on the tokens it may lift.
-    pema_lifted: f64,
 }
 
-/// Scores every candidate schedule on the memory's held-out pairs and stores the best in the
-/// adapter. Returns every score (best first).
+/// Scores every candidate schedule on the memory's held-out pairs (the reference mixture;
+/// `adapter_top_k` is only stored with the choice) and stores the best in the adapter.
+/// Returns every score (best first).
 pub fn choose_decoding(
     adapter: &mut Adapter,
     memory: &Memory,
@@ -113,8 +101,6 @@ pub fn choose_decoding(
     held_out: &[bool],
     adapter_top_k: usize,
 ) -> Result<Vec<DecodingScore>> {
-    let stored_top_k = adapter_top_k;
-    let adapter_top_k = 0;
     adapter.prepare(head)?;
     let vocab_pos: std::collections::HashMap<u32, usize> = adapter
         .vocab()
@@ -123,13 +109,7 @@ pub fn choose_decoding(
         .map(|(i, &t)| (t, i))
         .collect();
     let tokens = memory.tokens();
-    // Every target ends with the end marker: the token whose probability stays the model's.
-    // (Only in the guided mixture: the reference one treats it as any other token.)
-    let end = memory
-        .groups()
-        .first()
-        .filter(|_| adapter_top_k > 0)
-        .map(|g| tokens[(g.first_row + g.rows as u64 - 1) as usize]);
+    let d = memory.hidden_size();
     let mut rows: Vec<Row> = Vec::new();
     for (g, _) in memory.groups().iter().zip(held_out).filter(|(_, &h)| h) {
         if rows.len() >= MAX_ROWS {
@@ -137,69 +117,40 @@ pub fn choose_decoding(
         }
         let (first, n) = (g.first_row as usize, g.rows as usize);
         let keys = memory.keys_f32(first..first + n);
-        let d = memory.hidden_size();
         let x = Tensor::from_slice(&keys, (n, d), &Device::Cpu)?;
         let logits = head.logits(&x)?.to_vec2::<f32>()?;
         for (t, mut lm) in logits.into_iter().enumerate() {
             let y = tokens[first + t];
             log_softmax(&mut lm);
-            let h = &keys[t * d..(t + 1) * d];
-            let pema = adapter.log_probs(h)?;
-            let top: std::collections::HashSet<u32> = if adapter_top_k > 0 {
-                top_k_indices(&lm, adapter_top_k).into_iter().collect()
-            } else {
-                Default::default()
+            let pema_y = match vocab_pos.get(&y) {
+                Some(&i) => (adapter.log_probs(&keys[t * d..(t + 1) * d])?[i] as f64).exp(),
+                None => 0.0,
             };
-            let lifted = |tok: u32| Some(tok) != end && (adapter_top_k == 0 || top.contains(&tok));
-            let pema_lifted: f64 = adapter
-                .vocab()
-                .iter()
-                .zip(&pema)
-                .filter(|(&tok, _)| lifted(tok))
-                .map(|(_, &p)| (p as f64).exp())
-                .sum();
             rows.push(Row {
                 t,
                 len: n.saturating_sub(1).max(1),
                 lm_y: (lm[y as usize] as f64).exp(),
-                pema_y: vocab_pos.get(&y).map_or(0.0, |&i| (pema[i] as f64).exp()),
-                kind: if Some(y) == end {
-                    Kind::End
-                } else if lifted(y) {
-                    Kind::Lifted
-                } else {
-                    Kind::Other
-                },
-                lm_end: end.map_or(0.0, |e| (lm[e as usize] as f64).exp()),
-                pema_lifted,
+                pema_y,
             });
         }
     }
     let nll = |d: &Decoding| -> f64 {
         let mut sum = 0f64;
         for r in &rows {
-            let (t, len) = (r.t, r.len);
             let lambda = match d.mode {
                 Mode::Plain => 0.0,
                 Mode::Fixed => d.lambda,
                 Mode::Gu => Schedule::Gu {
                     lambda_max: d.lambda_max,
-                    expected_len: len,
+                    expected_len: r.len,
                     floor: d.lambda_floor,
                 }
                 .lambdas()
-                .nth(t)
+                .nth(r.t)
                 .unwrap_or(0.0),
-            };
-            // The guided mixture of decode::mix_guided, normalised.
-            let l = lambda as f64;
-            let score = match r.kind {
-                Kind::End => r.lm_y,
-                Kind::Lifted => l * r.pema_y + (1.0 - l) * r.lm_y,
-                Kind::Other => (1.0 - l) * r.lm_y,
-            };
-            let z = l * r.pema_lifted + (1.0 - l) * (1.0 - r.lm_end) + r.lm_end;
-            sum -= (score / z).max(1e-13).ln();
+            } as f64;
+            let p = lambda * r.pema_y + (1.0 - lambda) * r.lm_y;
+            sum -= p.max(1e-13).ln();
         }
         sum / rows.len().max(1) as f64
     };
@@ -207,7 +158,7 @@ pub fn choose_decoding(
         mode: Mode::Plain,
         ..candidates(adapter_top_k)[0]
     });
-    let mut scores: Vec<DecodingScore> = candidates(stored_top_k)
+    let mut scores: Vec<DecodingScore> = candidates(adapter_top_k)
         .into_iter()
         .map(|d| {
             let v = nll(&d);

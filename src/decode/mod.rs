@@ -112,7 +112,16 @@ pub struct Prompt {
 impl Prompt {
     /// The template around `source`; the expected length is the source's own token count.
     pub fn for_source(session: &Session, template: &Template, source: &str) -> Result<Self> {
-        Self::with_examples(session, template, &[], source)
+        let model = session.model();
+        let mut tokens: Vec<Token> = model.bos().into_iter().collect();
+        tokens.extend(model.tokenize(&template.prompt(source))?);
+        let source_tokens = model.tokenize(&Template::target_text(source))?;
+        Ok(Self {
+            tokens,
+            expected_len: source_tokens.len(),
+            source_tokens,
+            source_words: source.split_whitespace().count(),
+        })
     }
 
     /// Like [`Prompt::for_source`], after worked examples (a few-shot prompt).
@@ -122,23 +131,7 @@ impl Prompt {
         examples: &[(String, String)],
         source: &str,
     ) -> Result<Self> {
-        let model = session.model();
-        let mut text = String::new();
-        for (s, t) in examples {
-            text.push_str(&template.prompt(s));
-            text.push_str(&Template::target_text(t));
-            text.push_str(Template::END);
-        }
-        text.push_str(&template.prompt(source));
-        let mut tokens: Vec<Token> = model.bos().into_iter().collect();
-        tokens.extend(model.tokenize(&text)?);
-        let source_tokens = model.tokenize(&Template::target_text(source))?;
-        Ok(Self {
-            tokens,
-            expected_len: source_tokens.len(),
-            source_tokens,
-            source_words: source.split_whitespace().count(),
-        })
+        Self::for_source(session, &template.with_examples(examples)?, source)
     }
 }
 

@@ -163,8 +163,15 @@ pub fn build_pairs(
         }
     }
 
-    let previous_template = MappedMemory::open(&opts.out.join(format::FILE_NAME))
-        .ok()
+    // The memory already there, opened (and checksummed) once: its template keeps the worked
+    // examples stable, its rows are reused below.
+    let existing = {
+        let path = opts.out.join(format::FILE_NAME);
+        path.exists().then(|| MappedMemory::open(&path))
+    };
+    let previous_template = existing
+        .as_ref()
+        .and_then(|m| m.as_ref().ok())
         .map(|m| m.header.template.clone());
     let mut template = opts.template.clone();
     if opts.shots > 0 && pairs.len() > 2 * opts.shots {
@@ -197,7 +204,13 @@ pub fn build_pairs(
         template: template.text().to_string(),
         template_digest: template.digest(),
     };
-    let previous = open_previous(&opts.out, &header, opts.replace, &mut report.warnings)?;
+    let previous = open_previous(
+        &opts.out,
+        existing,
+        &header,
+        opts.replace,
+        &mut report.warnings,
+    )?;
     let reusable: HashMap<[u8; 16], usize> = previous
         .as_ref()
         .map(|m| {
@@ -397,15 +410,16 @@ pub fn choose_examples(
 /// refused unless `replace`; a damaged one is recomputed, with a warning.
 fn open_previous(
     dir: &Path,
+    existing: Option<Result<MappedMemory>>,
     header: &Header,
     replace: bool,
     warnings: &mut Vec<String>,
 ) -> Result<Option<MappedMemory>> {
     let path = dir.join(format::FILE_NAME);
-    if !path.exists() {
+    let Some(existing) = existing else {
         return Ok(None);
-    }
-    let m = match MappedMemory::open(&path) {
+    };
+    let m = match existing {
         Ok(m) => m,
         Err(e) => {
             warnings.push(format!("{e:#}; recomputing every pair"));
