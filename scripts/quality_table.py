@@ -37,7 +37,10 @@ for d in sorted(p for p in out.iterdir() if (p / "eval.json").exists()):
             chosen = f"; default chosen on held-out pairs: fixed λ = {dec['lambda']}"
         else:
             chosen = f"; default chosen on held-out pairs: {dec['mode']} λ_max = {dec['lambda_max']}, floor {dec['lambda_floor']}"
-        chosen += f" (held-out NLL {dec['held_out_nll']:.3f}, plain {dec['plain_nll']:.3f})"
+        if dec.get("held_out_bleu") is not None:
+            chosen += f" (held-out rewrites' BLEU {dec['held_out_bleu']:.2f})"
+        else:
+            chosen += f" (held-out NLL {dec['held_out_nll']:.3f}, plain {dec['plain_nll']:.3f})"
     print(f"adapter: {tr['train_entries']} training entries, vocabulary {tr['vocab_size']}, "
           f"{tr['epochs']} epochs (best {tr['best_epoch']}), {tr['seconds']:.0f} s, "
           f"held-out CE {tr['held_out_ce_start']:.3f} -> {tr['held_out_ce']:.3f}{chosen}\n")

@@ -125,6 +125,14 @@ struct TrainArgs {
     /// stored in the adapter with the schedule chosen for it.
     #[arg(long, default_value_t = adapter::ADAPTER_TOP_K)]
     adapter_top_k: usize,
+    /// Choose the default schedule by the held-out targets' likelihood alone, without rewriting
+    /// the held-out pairs (faster; measured to trust the adapter too much).
+    #[arg(long)]
+    choose_by_likelihood: bool,
+    /// Do not train: choose the default schedule of the adapter already at --out again (for an
+    /// adapter trained before pema chose by rewriting).
+    #[arg(long, conflicts_with = "choose_by_likelihood")]
+    choose_only: bool,
     #[arg(long)]
     json: bool,
 }
@@ -689,32 +697,46 @@ fn train(model: Option<&PathBuf>, a: TrainArgs) -> Result<()> {
         adapter_top_k: a.adapter_top_k,
         ..Default::default()
     };
-    let bar = if std::io::stderr().is_terminal() && !a.json {
-        let b = ProgressBar::new(opts.max_epochs as u64);
-        b.set_style(
-            ProgressStyle::with_template("{spinner} epoch {pos}/{len} [{bar:20}] {msg}")?
-                .progress_chars("=> "),
-        );
-        b
+    let trained = if a.choose_only {
+        let adapter = load_adapter(&model, &a.out)?;
+        adapter.check_memory(&memory)?;
+        adapter
     } else {
-        ProgressBar::hidden()
+        train_adapter(&model, &memory, &opts, a.json)?
     };
-    let adapter = adapter::train(&memory, model.head(), model.info(), &opts, |p| {
-        bar.set_position(p.epoch.saturating_sub(1) as u64);
-        let per_step =
-            p.elapsed_seconds / ((p.epoch - 1) * p.steps_per_epoch + p.step).max(1) as f64;
-        let left = (p.steps_per_epoch - p.step) as f64 * per_step;
-        bar.set_message(format!(
-            "step {}/{}  train loss {:.3}  held-out loss {:.3}  epoch ETA {:.0}s",
-            p.step, p.steps_per_epoch, p.train_loss, p.held_out_loss, left
-        ));
-    });
-    bar.finish_and_clear();
-    let adapter = adapter?;
+    let mut adapter = trained;
+    let held_out = memory.held_out_pairs(opts.held_out_percent);
+    let schedules = if a.choose_by_likelihood || held_out.len() < eval::tune::MIN_PAIRS {
+        vec![]
+    } else {
+        adapter.prepare(model.head())?;
+        let template = adapter.template()?;
+        let mut session = model.session(Default::default())?;
+        let bar = progress_bar(
+            !a.json,
+            "choosing the schedule: {pos}/{len} rewrites [{bar:20}]",
+        )?;
+        let scores = eval::choose_schedule(
+            &mut session,
+            &mut adapter,
+            &template,
+            &held_out,
+            None,
+            |p| {
+                bar.set_length(p.total as u64);
+                bar.set_position(p.done as u64);
+            },
+        )?;
+        bar.finish_and_clear();
+        scores
+    };
     adapter.save(&a.out)?;
     let t = &adapter.info().training;
     if a.json {
-        return print_json(adapter.info());
+        // The adapter's figures as before, with the schedules tried beside them.
+        let mut v = serde_json::to_value(adapter.info())?;
+        v["schedules"] = serde_json::to_value(&schedules)?;
+        return print_json(&v);
     }
     println!("adapter     {}", a.out.display());
     println!(
@@ -729,7 +751,67 @@ fn train(model: Option<&PathBuf>, a: TrainArgs) -> Result<()> {
         "held-out CE {:.3} before, {:.3} after (vocabulary {})",
         t.held_out_ce_start, t.held_out_ce, t.vocab_size
     );
+    for s in &schedules {
+        println!(
+            "schedule    {:<24} BLEU {:5.2} on {} held-out pairs (chrF vs source {:.1}, {} degenerate)",
+            describe(&s.decoding),
+            s.bleu,
+            s.pairs,
+            s.chrf_source,
+            s.degenerate
+        );
+    }
+    if let Some(d) = &adapter.info().decoding {
+        println!("default     {}", describe(d));
+    }
     Ok(())
+}
+
+fn train_adapter(
+    model: &Arc<Model>,
+    memory: &Memory,
+    opts: &TrainOptions,
+    json: bool,
+) -> Result<Adapter> {
+    let bar = if std::io::stderr().is_terminal() && !json {
+        let b = ProgressBar::new(opts.max_epochs as u64);
+        b.set_style(
+            ProgressStyle::with_template("{spinner} epoch {pos}/{len} [{bar:20}] {msg}")?
+                .progress_chars("=> "),
+        );
+        b
+    } else {
+        ProgressBar::hidden()
+    };
+    let adapter = adapter::train(memory, model.head(), model.info(), opts, |p| {
+        bar.set_position(p.epoch.saturating_sub(1) as u64);
+        let per_step =
+            p.elapsed_seconds / ((p.epoch - 1) * p.steps_per_epoch + p.step).max(1) as f64;
+        let left = (p.steps_per_epoch - p.step) as f64 * per_step;
+        bar.set_message(format!(
+            "step {}/{}  train loss {:.3}  held-out loss {:.3}  epoch ETA {:.0}s",
+            p.step, p.steps_per_epoch, p.train_loss, p.held_out_loss, left
+        ));
+    });
+    bar.finish_and_clear();
+    adapter
+}
+
+fn describe(d: &adapter::Decoding) -> String {
+    match d.mode {
+        decode::Mode::Fixed => format!("fixed λ {:.1}", d.lambda),
+        decode::Mode::Gu => format!("GU λmax {:.1} floor {:.1}", d.lambda_max, d.lambda_floor),
+        decode::Mode::Plain => "plain".into(),
+    }
+}
+
+fn progress_bar(show: bool, template: &str) -> Result<ProgressBar> {
+    if !show || !std::io::stderr().is_terminal() {
+        return Ok(ProgressBar::hidden());
+    }
+    let b = ProgressBar::new(0);
+    b.set_style(ProgressStyle::with_template(template)?.progress_chars("=> "));
+    Ok(b)
 }
 
 fn rewrite(model: Option<&PathBuf>, a: RewriteArgs) -> Result<()> {

@@ -26,6 +26,10 @@ pub struct Decoding {
     pub held_out_nll: f64,
     /// The plain model's, for comparison.
     pub plain_nll: f64,
+    /// BLEU of this schedule's rewrites of the held-out pairs, when it was chosen by rewriting
+    /// them (`eval::choose_schedule`) rather than by likelihood alone.
+    #[serde(default)]
+    pub held_out_bleu: Option<f64>,
 }
 
 impl Decoding {
@@ -54,6 +58,7 @@ fn candidates(adapter_top_k: usize) -> Vec<Decoding> {
         adapter_top_k,
         held_out_nll: 0.0,
         plain_nll: 0.0,
+        held_out_bleu: None,
     };
     let mut out = Vec::new();
     for l in [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0] {

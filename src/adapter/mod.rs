@@ -79,6 +79,11 @@ impl Adapter {
         o
     }
 
+    /// Makes `d` this adapter's default schedule.
+    pub fn set_decoding(&mut self, d: Decoding) {
+        self.info.decoding = Some(d);
+    }
+
     pub fn load(path: &Path) -> Result<Self> {
         file::load(path)
     }

@@ -4,6 +4,7 @@
 mod degenerate;
 mod metrics;
 mod style;
+pub mod tune;
 
 use std::time::Instant;
 
@@ -12,6 +13,7 @@ use anyhow::Result;
 pub use degenerate::is_degenerate;
 pub use metrics::{corpus_bleu, corpus_chrf, tokenize_13a};
 pub use style::StyleClassifier;
+pub use tune::{choose_schedule, ScheduleScore, TuneProgress};
 
 use crate::adapter::Adapter;
 use crate::decode::{self, Mode, Prompt, RewriteOptions};

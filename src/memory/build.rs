@@ -365,6 +365,21 @@ pub fn build_pairs(
     } else {
         format::write(&opts.out, &header, &groups)?
     };
+    // The held-out pairs' text, so that training can try rewriting them (the memory itself
+    // keeps only hidden states and target tokens).
+    let by_hash: HashMap<[u8; 16], &Pair> = pairs.iter().map(|p| (p.hash(), p)).collect();
+    let hashes: Vec<[u8; 16]> = groups.iter().map(|g| g.hash).collect();
+    let held: Vec<Pair> = hashes
+        .iter()
+        .zip(super::split::held_out(
+            &hashes,
+            super::DEFAULT_HELD_OUT_PERCENT,
+        ))
+        .filter(|(_, h)| *h)
+        .filter_map(|(hash, _)| by_hash.get(hash).map(|p| (*p).clone()))
+        .take(super::MAX_HELD_OUT_TEXTS)
+        .collect();
+    super::pairs::write_held_out(&opts.out, &held)?;
     report.pairs = groups.len();
     report.entries = groups.iter().map(|g| g.tokens.len()).sum();
     report.seconds = started.elapsed().as_secs_f64();

@@ -17,7 +17,13 @@ pub use build::{
 };
 pub(crate) use build::{end_token, tokenize_pair};
 pub use format::{Group, KeyType};
-pub use pairs::{parse_pairs, read_pairs_file, write_pairs_file, Pair, PairsRead, SkippedLine};
+pub use pairs::{
+    parse_pairs, read_held_out, read_pairs_file, write_pairs_file, Pair, PairsRead, SkippedLine,
+    HELD_OUT_FILE,
+};
+
+/// Held-out pairs whose text is kept beside a memory (enough to choose a schedule by).
+pub const MAX_HELD_OUT_TEXTS: usize = 64;
 pub use split::{held_out, DEFAULT_HELD_OUT_PERCENT};
 pub use template::{Template, PRESETS};
 
@@ -130,6 +136,22 @@ impl Memory {
     pub fn held_out(&self, percent: u32) -> Vec<bool> {
         let hashes: Vec<_> = self.groups().iter().map(|g| g.hash).collect();
         split::held_out(&hashes, percent)
+    }
+
+    /// The text of this memory's held-out pairs (split at `percent`) that the build kept
+    /// beside it, at most [`MAX_HELD_OUT_TEXTS`]; none for a memory built before pema kept them.
+    pub fn held_out_pairs(&self, percent: u32) -> Vec<Pair> {
+        let held: std::collections::HashSet<[u8; 16]> = self
+            .groups()
+            .iter()
+            .zip(self.held_out(percent))
+            .filter(|(_, h)| *h)
+            .map(|(g, _)| g.hash)
+            .collect();
+        let dir = self.path().parent().unwrap_or(Path::new("."));
+        let mut pairs = read_held_out(dir);
+        pairs.retain(|p| held.contains(&p.hash()));
+        pairs
     }
 
     /// Refuses a memory made with another model or template: its keys would not match.

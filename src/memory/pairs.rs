@@ -59,12 +59,37 @@ pub fn read_pairs_file(path: &Path, into: &mut PairsRead) -> Result<()> {
 
 /// Writes pairs as a JSON Lines pairs file.
 pub fn write_pairs_file(path: &Path, pairs: &[Pair]) -> Result<()> {
+    std::fs::write(path, pairs_text(pairs))
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The file beside a memory that holds its held-out pairs' text.
+pub const HELD_OUT_FILE: &str = "held-out.jsonl";
+
+/// Writes the held-out pairs' text beside the memory in `dir` (atomically).
+pub fn write_held_out(dir: &Path, pairs: &[Pair]) -> Result<()> {
+    crate::fsutil::write_atomic(&dir.join(HELD_OUT_FILE), pairs_text(pairs).as_bytes())
+}
+
+/// The held-out pairs' text kept beside the memory in `dir`; none for a memory built before
+/// pema kept them (or whose file is unreadable: they only guide the choice of schedule).
+pub fn read_held_out(dir: &Path) -> Vec<Pair> {
+    let mut read = PairsRead::default();
+    let path = dir.join(HELD_OUT_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) if bytes.len() <= 4 << 20 => parse_pairs(&path, &bytes, &mut read),
+        _ => {}
+    }
+    read.pairs
+}
+
+fn pairs_text(pairs: &[Pair]) -> String {
     let mut text = String::new();
     for p in pairs {
         text.push_str(&serde_json::json!({"source": p.source, "target": p.target}).to_string());
         text.push('\n');
     }
-    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+    text
 }
 
 pub fn parse_pairs(path: &Path, bytes: &[u8], into: &mut PairsRead) {
