@@ -40,7 +40,9 @@ enum Command {
     Model(ModelArgs),
     /// Train a PEMA adapter on a memory.
     Train(TrainArgs),
-    /// Rewrite text with an adapter (TEXT, or each line of standard input), streaming the output.
+    /// Rewrite text: with --workspace DIR through the running daemon (a pipe for any editor:
+    /// standard input to standard output, lines, blank lines and indentation kept), or with
+    /// --adapter FILE locally (TEXT, or each line of standard input).
     Rewrite(RewriteArgs),
     /// Score rewrites against reference targets: BLEU and chrF of plain, 3-shot, fixed λ and GU.
     Eval(EvalArgs),
@@ -50,8 +52,15 @@ enum Command {
         #[arg(long, hide = true)]
         stdio: bool,
     },
-    /// The daemon for other tools: the same JSON-RPC over TCP or a unix socket, many clients.
+    /// The daemon for other tools: the same JSON-RPC over TCP or a unix socket, many clients
+    /// (and with --http, an OpenAI-compatible HTTP API).
     Serve(ServeArgs),
+    /// An MCP server over stdin/stdout for coding agents: tools rewrite, status, examples.
+    Mcp {
+        /// Open this workspace at start (repeatable); a tool call can name others.
+        #[arg(long, value_name = "DIR")]
+        workspace: Vec<PathBuf>,
+    },
     /// Back-paraphrase the targets of a pairs file (as if they were a plain corpus) into
     /// pseudo-pairs: the base model's plain rewrite of each target → the target.
     Paraphrase(ParaphraseArgs),
@@ -80,6 +89,10 @@ struct ServeArgs {
     /// Open this workspace at start (repeatable); clients can open more.
     #[arg(long, value_name = "DIR")]
     workspace: Vec<PathBuf>,
+    /// Also serve the OpenAI-compatible HTTP API here (HOST:PORT or PORT for loopback): GET
+    /// /v1/models, POST /v1/chat/completions and /v1/completions; the API key is the token.
+    #[arg(long, value_name = "ADDR")]
+    http: Option<String>,
 }
 
 #[derive(Args)]
@@ -189,8 +202,20 @@ impl GenerationArgs {
 
 #[derive(Args)]
 struct RewriteArgs {
-    #[arg(long, value_name = "FILE")]
-    adapter: PathBuf,
+    /// An adapter file: rewrite here, without a daemon.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["workspace", "daemon"])]
+    adapter: Option<PathBuf>,
+    /// Rewrite in this workspace's style through the running daemon (`pema serve`): reads the
+    /// whole of standard input (or TEXT), writes the rewrite on standard output.
+    #[arg(long, value_name = "DIR")]
+    workspace: Option<PathBuf>,
+    /// The daemon: HOST:PORT, PORT or unix:/path [default: where the last `pema serve` listens,
+    /// else 127.0.0.1:7858].
+    #[arg(long, env = "PEMA_DAEMON", value_name = "ADDR")]
+    daemon: Option<String>,
+    /// The daemon's token [default: $PEMA_TOKEN, else $XDG_CACHE_HOME/pema/serve.token].
+    #[arg(long, value_name = "PATH")]
+    token_file: Option<PathBuf>,
     /// gu, fixed or plain [default: the adapter's own choice, made on its held-out pairs].
     #[arg(long)]
     mode: Option<String>,
@@ -394,6 +419,24 @@ fn run(cli: Cli) -> Result<()> {
             std::process::exit(0)
         }
         Command::Serve(a) => serve(cli.model.as_ref(), a),
+        Command::Mcp { workspace } => {
+            let daemon = model::resolve_model(cli.model.as_deref())
+                .and_then(|p| pema::daemon::Daemon::start(&p))
+                .map_err(|e| format!("{e:#}"));
+            match &daemon {
+                Err(e) => eprintln!("error: {e}"),
+                Ok(d) => {
+                    for w in &workspace {
+                        d.open_workspace(w)?;
+                    }
+                }
+            }
+            let rt = runtime()?;
+            rt.block_on(pema::server::mcp::serve_stdio(daemon));
+            // As `pema lsp`: background work is written atomically, so the process ends now.
+            rt.shutdown_background();
+            std::process::exit(0)
+        }
         Command::Bench(BenchCommand::Generate {
             adapter,
             pairs,
@@ -596,6 +639,20 @@ fn serve(model: Option<&PathBuf>, a: ServeArgs) -> Result<()> {
         (None, None) => pema::server::TokenSource::Own,
     };
     pema::server::check_listen(&listen, a.allow_remote, &token)?;
+    let http = match &a.http {
+        None => None,
+        Some(h) => match h.parse::<pema::server::Listen>() {
+            Ok(pema::server::Listen::Tcp(addr)) => {
+                pema::server::check_listen(
+                    &pema::server::Listen::Tcp(addr),
+                    a.allow_remote,
+                    &token,
+                )?;
+                Some(addr)
+            }
+            _ => anyhow::bail!("--http takes HOST:PORT or PORT (loopback), not {h:?}"),
+        },
+    };
     let path = model::resolve_model(model.map(|p| p.as_path()))?;
     let daemon = pema::daemon::Daemon::start(&path)?;
     for w in &a.workspace {
@@ -604,6 +661,7 @@ fn serve(model: Option<&PathBuf>, a: ServeArgs) -> Result<()> {
     runtime()?.block_on(pema::server::serve_listen(
         daemon,
         listen,
+        http,
         a.allow_remote,
         token,
         |at| {
@@ -814,9 +872,78 @@ fn progress_bar(show: bool, template: &str) -> Result<ProgressBar> {
     Ok(b)
 }
 
+/// `pema rewrite --workspace DIR`: the selection on standard input, its rewrite on standard
+/// output. On failure the input goes back unchanged (an editor filtering a selection keeps it)
+/// and the reason goes to standard error.
+fn rewrite_pipe(a: RewriteArgs, workspace: PathBuf) -> Result<()> {
+    if a.compare || a.json {
+        anyhow::bail!("--compare and --json work with --adapter only");
+    }
+    let text = match a.text.as_deref() {
+        Some(t) if t != "-" => t.to_string(),
+        _ => {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+                .context("reading standard input")?;
+            s
+        }
+    };
+    let req = pema::server::client::PipeRewrite {
+        text: text.clone(),
+        workspace,
+        daemon: a.daemon,
+        token_file: a.token_file,
+        token: std::env::var("PEMA_TOKEN").ok().filter(|t| !t.is_empty()),
+        mode: a.mode,
+        lambda_max: a.gen.lambda_max,
+        lambda_fixed: a.gen.lambda,
+        temperature: (a.gen.temperature != 0.0).then_some(a.gen.temperature),
+        top_p: (a.gen.top_p != 1.0).then_some(a.gen.top_p),
+        max_tokens: a.gen.max_tokens,
+    };
+    // On a terminal the rewrite streams; into a pipe it is written whole at the end, so that a
+    // failure half-way leaves the input as it was.
+    let tty = std::io::stdout().is_terminal();
+    let mut out = std::io::stdout();
+    match pema::server::client::rewrite_via_daemon(&req, |piece| {
+        if tty {
+            let _ = write!(out, "{piece}");
+            let _ = out.flush();
+        }
+    }) {
+        Ok(r) => {
+            if !tty {
+                out.write_all(r.as_bytes())?;
+            } else if !r.ends_with('\n') {
+                writeln!(out)?;
+            }
+            out.flush()?;
+            Ok(())
+        }
+        Err(e) => {
+            if !tty {
+                let _ = out.write_all(text.as_bytes());
+                let _ = out.flush();
+            }
+            Err(e.context("pema rewrite: the text is left as it was"))
+        }
+    }
+}
+
 fn rewrite(model: Option<&PathBuf>, a: RewriteArgs) -> Result<()> {
+    let adapter_path = match (&a.adapter, &a.workspace) {
+        (_, Some(w)) => {
+            let w = w.clone();
+            return rewrite_pipe(a, w);
+        }
+        (Some(p), None) => p.clone(),
+        (None, None) => anyhow::bail!(
+            "say whose style: --workspace DIR (through the running daemon, `pema serve`) or \
+             --adapter FILE (an adapter trained with `pema train`)"
+        ),
+    };
     let model = load_model(model)?;
-    let adapter = load_adapter(&model, &a.adapter)?;
+    let adapter = load_adapter(&model, &adapter_path)?;
     let template = adapter.template()?;
     let mut base = adapter.default_rewrite();
     if let Some(m) = &a.mode {

@@ -435,6 +435,15 @@ impl Daemon {
 
     /// Queues a rewrite. `on_text` receives the text as it grows; setting `cancel` stops it
     /// before its next token. The result arrives on the returned channel.
+    /// The worked examples (source, target) the workspace's prompt carries: pairs of its own,
+    /// in front of every rewrite, drawn from its files when the memory was built.
+    pub fn examples(&self, root: &Path) -> Result<Vec<(String, String)>, RequestError> {
+        let all = self.workspaces.lock().unwrap();
+        let r = root_of(&all, root)?;
+        let s = all[&r].shared.serving.read().unwrap();
+        Ok(s.template.worked_examples(&s.base_template))
+    }
+
     pub fn rewrite(
         &self,
         req: RewriteRequest,

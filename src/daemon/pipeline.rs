@@ -48,6 +48,8 @@ pub(crate) enum Signal {
 pub(crate) struct Serving {
     pub adapter: Option<Arc<Adapter>>,
     pub template: Template,
+    /// The workspace's template without worked examples (`.pema.toml`), to tell them apart.
+    pub base_template: Template,
     pub lambda_max: Option<f32>,
 }
 
@@ -73,6 +75,7 @@ impl Shared {
             serving: RwLock::new(Serving {
                 adapter: None,
                 template: Template::default(),
+                base_template: Template::default(),
                 // Unused until an adapter serves (only plain rewrites run before).
                 lambda_max: Default::default(),
             }),
@@ -135,6 +138,7 @@ impl Pipeline {
         let mut serving = Serving {
             adapter: None,
             template: config.template(),
+            base_template: config.template(),
             lambda_max: config.lambda_max,
         };
         let mut memory_digest = None;
@@ -290,6 +294,7 @@ impl Pipeline {
                     let c = self.ws.config();
                     let mut s = self.shared.serving.write().unwrap();
                     s.lambda_max = c.lambda_max;
+                    s.base_template = c.template();
                     if s.adapter.is_none() {
                         s.template = c.template();
                     }

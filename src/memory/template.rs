@@ -87,6 +87,33 @@ impl Template {
         text
     }
 
+    /// The worked examples in front of `base` in this template (what [`Template::with_examples`]
+    /// put there), as (source, target); empty when this template is not `base` after examples.
+    pub fn worked_examples(&self, base: &Template) -> Vec<(String, String)> {
+        let Some(mut front) = self.text.strip_suffix(&base.text) else {
+            return vec![];
+        };
+        let prefix = base.prefix();
+        let suffix = &base.text[prefix.len() + SOURCE_SLOT.len()..];
+        let mut out = vec![];
+        while !front.is_empty() {
+            let Some(rest) = front.strip_prefix(prefix) else {
+                return vec![];
+            };
+            let Some(at) = rest.find(&format!("{suffix} ")) else {
+                return vec![];
+            };
+            let source = &rest[..at];
+            let rest = &rest[at + suffix.len() + 1..];
+            let Some(end) = rest.find(Self::END) else {
+                return vec![];
+            };
+            out.push((source.to_string(), rest[..end].to_string()));
+            front = &rest[end + Self::END.len()..];
+        }
+        out
+    }
+
     /// The text before the source: the same in every prompt (examples included).
     pub fn prefix(&self) -> &str {
         &self.text[..self.text.find(SOURCE_SLOT).expect("a template has a slot")]
@@ -122,6 +149,21 @@ impl Template {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn worked_examples_are_read_back() {
+        let base = Template::default();
+        let ex = vec![
+            ("Go now.".to_string(), "Go thou now.".to_string()),
+            ("He said: yes.".to_string(), "And he said, Yea.".to_string()),
+        ];
+        let t = base.with_examples(&ex).unwrap();
+        assert_eq!(t.worked_examples(&base), ex);
+        assert!(base.worked_examples(&base).is_empty());
+        assert!(t
+            .worked_examples(&Template::from_arg("formal").unwrap())
+            .is_empty());
+    }
 
     #[test]
     fn presets_are_valid_and_distinct() {

@@ -3,7 +3,10 @@
 
 mod auth;
 mod backend;
+pub mod client;
 mod framing;
+mod http;
+pub mod mcp;
 mod protocol;
 
 use std::net::SocketAddr;
@@ -187,33 +190,63 @@ async fn accept_failed(e: std::io::Error) {
 /// `pema serve`: any number of clients (up to [`MAX_CONNECTIONS`] at once), one daemon. Every TCP
 /// client authenticates with the token; a unix socket is 0600 in a 0700 folder, and its clients
 /// authenticate only when the daemon was given a token.
+///
+/// With `http`, the OpenAI-compatible endpoint (see [`http`]) listens there too, on the same
+/// runtime, with the same token (the daemon's own unless one is given). Once everything is
+/// bound, the addresses go to [`client::addr_file`] so that local clients find this daemon.
 pub async fn serve_listen(
     daemon: Arc<Daemon>,
     listen: Listen,
+    http: Option<SocketAddr>,
     allow_remote: bool,
     token: TokenSource,
     on_ready: impl FnOnce(String),
 ) -> Result<()> {
     check_listen(&listen, allow_remote, &token)?;
+    if let Some(h) = http {
+        check_listen(&Listen::Tcp(h), allow_remote, &token)?;
+    }
+    let needs_token = matches!(listen, Listen::Tcp(_)) || http.is_some();
+    let tcp_token = match &token {
+        TokenSource::File(p) => Some(auth::read_token_file(p)?),
+        TokenSource::Given(t) => Some(t.clone()),
+        TokenSource::Own if needs_token => {
+            let (t, path) = auth::own_token()?;
+            eprintln!(
+                "pema: clients authenticate with the token in {}",
+                path.display()
+            );
+            Some(t)
+        }
+        TokenSource::Own => None,
+    };
+    let http_at = match http {
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for HTTP on {addr}"))?;
+            let at = l.local_addr()?;
+            let (d, t) = (daemon.clone(), tcp_token.clone().unwrap_or_default());
+            tokio::spawn(async move {
+                if let Err(e) = http::serve(l, d, t).await {
+                    tracing::error!("the HTTP endpoint stopped: {e}");
+                }
+            });
+            eprintln!("pema: OpenAI-compatible HTTP on http://{at}/v1");
+            Some(at.to_string())
+        }
+        None => None,
+    };
     let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     match listen {
         Listen::Tcp(addr) => {
-            let token = match token {
-                TokenSource::File(p) => auth::read_token_file(&p)?,
-                TokenSource::Given(t) => t,
-                TokenSource::Own => {
-                    let (t, path) = auth::own_token()?;
-                    eprintln!(
-                        "pema: clients authenticate with the token in {}",
-                        path.display()
-                    );
-                    t
-                }
-            };
+            let token = tcp_token.unwrap_or_default();
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("cannot listen on {addr}"))?;
-            on_ready(format!("tcp {}", listener.local_addr()?));
+            let at = listener.local_addr()?;
+            client::write_addr_file(&at.to_string(), http_at.as_deref());
+            on_ready(format!("tcp {at}"));
             loop {
                 let (stream, peer) = match listener.accept().await {
                     Ok(c) => c,
@@ -239,12 +272,14 @@ pub async fn serve_listen(
             }
         }
         Listen::Unix(path) => {
+            // The socket's clients authenticate only when the daemon was given a token.
             let token = match token {
-                TokenSource::File(p) => Some(auth::read_token_file(&p)?),
-                TokenSource::Given(t) => Some(t),
                 TokenSource::Own => None,
+                _ => tcp_token,
             };
             let listener = bind_unix(&path)?;
+            let abs = std::path::absolute(&path).unwrap_or(path.clone());
+            client::write_addr_file(&format!("unix:{}", abs.display()), http_at.as_deref());
             on_ready(format!("unix {}", path.display()));
             loop {
                 let (stream, _) = match listener.accept().await {
