@@ -193,6 +193,9 @@ impl std::fmt::Display for NotVisited {
     }
 }
 
+/// An entry of the tree and what pema makes of it.
+pub type Surveyed = (PathBuf, Result<FileKind, NotVisited>);
+
 /// What the walk makes of every entry of the tree: the files it hands to pema (with their
 /// kind) and the entries it passes over, with why. A folder passed over is one entry (it is not
 /// entered). Stops after `limit` entries (the bool is then true).
@@ -201,7 +204,7 @@ pub fn survey(
     classifier: &Classifier,
     skip: Option<&Path>,
     limit: usize,
-) -> (Vec<(PathBuf, Result<FileKind, NotVisited>)>, bool) {
+) -> (Vec<Surveyed>, bool) {
     // What the real walk visits (files and folders), so that the survey agrees with it exactly.
     let mut visited = std::collections::HashSet::new();
     let walker = ignore::WalkBuilder::new(root)
