@@ -733,3 +733,107 @@ fn serve_over_a_unix_socket() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// `pema/files` lists what a workspace learns from and why every other file or folder is passed
+/// over; only a connection that opened the workspace may ask. `/` and the home folder are
+/// refused as workspaces over the protocol too.
+#[test]
+fn files_lists_what_a_workspace_learns_from_and_why_not_the_rest() {
+    let ws = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let root = ws.path().canonicalize().unwrap();
+    make_workspace(&root);
+    std::fs::write(root.join("main.rs"), "fn main() {}\n").unwrap();
+    std::os::unix::fs::symlink(root.join("letters.txt"), root.join("link.md")).unwrap();
+    let (mut child, addr) = rpc::serve(cache.path(), &[]);
+    let mut a = rpc::connect(&addr);
+    a.initialize(&[], json!({})).unwrap();
+    for bad in ["/".to_string(), std::env::var("HOME").unwrap()] {
+        let e = a
+            .call("pema/openWorkspace", json!({ "path": bad }))
+            .unwrap_err();
+        assert_eq!(error_code(&e), -32602, "{bad}: {e}");
+        assert!(
+            e["message"]
+                .as_str()
+                .unwrap()
+                .contains("cannot be a workspace"),
+            "{bad}: {e}"
+        );
+    }
+    a.call("pema/openWorkspace", json!({ "path": root }))
+        .unwrap();
+    a.wait_status(LONG, |w| w["last_refresh"]["files_read"].as_u64() > Some(0));
+    let f = a.call("pema/files", json!({})).unwrap();
+    assert_eq!(f["root"], json!(root), "{f:#}");
+    assert_eq!(f["truncated"], json!(false));
+    let rel = |v: &Value| {
+        Path::new(v["path"].as_str().unwrap())
+            .strip_prefix(&root)
+            .unwrap()
+            .display()
+            .to_string()
+    };
+    let mut learned: Vec<(String, String)> = f["learned"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (rel(l), l["kind"].as_str().unwrap().to_string()))
+        .collect();
+    learned.sort();
+    assert_eq!(
+        learned,
+        [
+            ("examples.pairs.jsonl", "pairs"),
+            ("letters.txt", "corpus"),
+            ("style/sayings.md", "corpus"),
+        ]
+        .map(|(p, k)| (p.to_string(), k.to_string()))
+    );
+    let pairs_file = f["learned"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["kind"] == "pairs")
+        .unwrap();
+    assert_eq!(pairs_file["pairs"], json!(40), "{pairs_file}");
+    let skipped: std::collections::BTreeMap<String, String> = f["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (rel(s), s["reason"].as_str().unwrap().to_string()))
+        .collect();
+    for (path, why) in [
+        ("notes.txt", "binary"),
+        ("latin1.txt", "not valid UTF-8"),
+        ("huge.md", "limit"),
+        ("drafts", "ignored by .gitignore"),
+        (".gitignore", "hidden"),
+        (".pema.toml", "hidden"),
+        ("main.rs", "not a file type pema reads"),
+        ("link.md", "symbolic link"),
+    ] {
+        let got = skipped
+            .get(path)
+            .unwrap_or_else(|| panic!("{path} is not among the skipped: {skipped:#?}"));
+        assert!(got.contains(why), "{path}: {got}");
+    }
+    assert!(
+        !skipped.keys().any(|p| p.starts_with("drafts/")),
+        "an ignored folder is not entered: {skipped:#?}"
+    );
+    assert_eq!(
+        learned.len() + skipped.len() + f["waiting"].as_array().unwrap().len(),
+        11,
+        "every entry once: {f:#}"
+    );
+    // A connection that did not open the workspace may not list its files.
+    let mut b = rpc::connect(&addr);
+    b.initialize(&[], json!({})).unwrap();
+    let e = b
+        .call("pema/files", json!({ "workspace": root }))
+        .unwrap_err();
+    assert_eq!(error_code(&e), -32602, "{e}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

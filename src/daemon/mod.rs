@@ -22,7 +22,7 @@ pub use worker::QueueStatus;
 use crate::decode::{Mode, Rewrite, RewriteOptions};
 use crate::memory::{BuildReport, Template};
 use crate::model::{Model, SessionOptions};
-use crate::workspace::{Refresh, Skipped};
+use crate::workspace::{FilesReport, Refresh, Skipped};
 use pipeline::{Pipeline, Signal};
 use worker::{RewriteJob, Worker};
 
@@ -409,6 +409,25 @@ impl Daemon {
             queue: self.worker.status(),
             workspaces,
         })
+    }
+
+    /// `pema/files`: the files the workspace at `root` learns from, and why each other file or
+    /// folder is passed over. Walks the tree (reading no file): call it off the async runtime.
+    pub fn files(&self, root: &Path) -> Result<FilesReport, RequestError> {
+        let shared = self.with_workspace(root, |w| w.shared.clone())?;
+        let table = shared.files.lock().unwrap().clone();
+        let table = match table {
+            Some(t) => t,
+            // Still loading: nothing read yet, every file pema will read is waiting.
+            None => Arc::new(
+                crate::workspace::Workspace::open(root)
+                    .map_err(RequestError::Failed)?
+                    .file_table(),
+            ),
+        };
+        table
+            .report(crate::workspace::FILES_LIMIT)
+            .map_err(RequestError::Failed)
     }
 
     /// `pema/train`: train now (after any build under way).

@@ -16,7 +16,7 @@ use super::{AdapterState, WorkspaceStatus};
 use crate::adapter::{self, Adapter, TrainOptions};
 use crate::memory::{self, BuildOptions, BuildReport, KeyType, Memory, Template};
 use crate::model::Model;
-use crate::workspace::{paraphrase, state, ParaphraseCache, PendingUnits, Workspace};
+use crate::workspace::{paraphrase, state, FileTable, ParaphraseCache, PendingUnits, Workspace};
 
 /// Units paraphrased per worker job: small enough that the pipeline sees progress often.
 const PARAPHRASE_BATCH: usize = 8;
@@ -58,6 +58,8 @@ pub(crate) struct Shared {
     pub root: PathBuf,
     pub status: Mutex<WorkspaceStatus>,
     pub serving: RwLock<Serving>,
+    /// The file table after the last refresh (`pema/files`); None until the first one.
+    pub files: Mutex<Option<Arc<FileTable>>>,
     pub closed: AtomicBool,
 }
 
@@ -79,6 +81,7 @@ impl Shared {
                 // Unused until an adapter serves (only plain rewrites run before).
                 lambda_max: Default::default(),
             }),
+            files: Mutex::new(None),
             closed: AtomicBool::new(false),
         }
     }
@@ -289,6 +292,7 @@ impl Pipeline {
                     st.files_read += r.files_read;
                     st.config_error = self.ws.config_error().map(String::from);
                     drop(st);
+                    *self.shared.files.lock().unwrap() = Some(Arc::new(self.ws.file_table()));
                     // Paraphrases of units no longer in the workspace are not kept.
                     self.cache.lock().unwrap().retain_units(self.ws.units());
                     let c = self.ws.config();

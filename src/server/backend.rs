@@ -697,6 +697,24 @@ impl Backend {
         }
     }
 
+    /// `pema/files`: what a workspace this connection opened learns from, and why not the rest.
+    pub async fn pema_files(&self, p: Option<WorkspaceParams>) -> Result<Value> {
+        let d = self.daemon()?.clone();
+        let p = p.unwrap_or_default();
+        let root = self.root_of(&d, &p)?;
+        if !self.roots.lock().unwrap().contains(&root) {
+            return Err(to_rpc(RequestError::NotInWorkspace {
+                path: root,
+                open: self.roots.lock().unwrap().iter().cloned().collect(),
+            }));
+        }
+        let report = tokio::task::spawn_blocking(move || d.files(&root))
+            .await
+            .map_err(|e| to_rpc(RequestError::Failed(e.into())))?
+            .map_err(to_rpc)?;
+        Ok(serde_json::to_value(report).unwrap_or(Value::Null))
+    }
+
     pub async fn pema_train(&self, p: WorkspaceParams) -> Result<Value> {
         let d = self.daemon()?;
         let root = self.root_of(d, &p)?;

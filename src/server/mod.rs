@@ -64,6 +64,7 @@ fn service(
     LspService::build(move |client| Backend::new(client, daemon, token, conn))
         .custom_method("pema/rewrite", Backend::pema_rewrite)
         .custom_method("pema/status", Backend::pema_status)
+        .custom_method("pema/files", Backend::pema_files)
         .custom_method("pema/train", Backend::pema_train)
         .custom_method("pema/rebuild", Backend::pema_rebuild)
         .custom_method("pema/openWorkspace", Backend::pema_open_workspace)

@@ -121,7 +121,7 @@ pub struct RewriteResult {
     pub range: Option<Range>,
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkspaceParams {
     pub workspace: Option<String>,

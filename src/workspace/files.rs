@@ -158,6 +158,113 @@ pub fn read_text(path: &Path, max_bytes: u64) -> Result<String, Skip> {
     })
 }
 
+/// Why a file the walk did not hand to pema is not read (`pema/files`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NotVisited {
+    /// A hidden file or folder (its name starts with a dot); a folder is not entered.
+    Hidden,
+    /// Excluded by a .gitignore, .ignore or .git/info/exclude rule; a folder is not entered.
+    Ignored,
+    /// A symbolic link: never followed.
+    Link,
+    /// Not a regular file (a FIFO, socket or device).
+    Special,
+    /// pema's own state folder, inside the workspace.
+    State,
+    /// Matched by an `exclude` glob of .pema.toml.
+    Excluded,
+    /// Matched by neither the `corpus` nor the `pairs` globs of .pema.toml.
+    NoGlob,
+}
+
+impl std::fmt::Display for NotVisited {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Hidden => "hidden (name starts with a dot)",
+            Self::Ignored => "ignored by .gitignore, .ignore or .git/info/exclude",
+            Self::Link => "a symbolic link (never followed)",
+            Self::Special => "not a regular file",
+            Self::State => "pema's own state folder",
+            Self::Excluded => "matched by an exclude glob of .pema.toml",
+            Self::NoGlob => {
+                "not a file type pema reads (no corpus or pairs glob of .pema.toml matches it)"
+            }
+        })
+    }
+}
+
+/// An entry of the tree and what pema makes of it.
+pub type Surveyed = (PathBuf, Result<FileKind, NotVisited>);
+
+/// What the walk makes of every entry of the tree: the files it hands to pema (with their
+/// kind) and the entries it passes over, with why. A folder passed over is one entry (it is not
+/// entered). Stops after `limit` entries (the bool is then true).
+pub fn survey(
+    root: &Path,
+    classifier: &Classifier,
+    skip: Option<&Path>,
+    limit: usize,
+) -> (Vec<Surveyed>, bool) {
+    // What the real walk visits (files and folders), so that the survey agrees with it exactly.
+    let mut visited = std::collections::HashSet::new();
+    let walker = ignore::WalkBuilder::new(root)
+        .hidden(true)
+        .git_ignore(true)
+        .git_exclude(true)
+        .ignore(true)
+        .require_git(false)
+        .follow_links(false)
+        .build();
+    for entry in walker.flatten() {
+        visited.insert(entry.path().to_path_buf());
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut entries: Vec<_> = rd.flatten().collect();
+        entries.sort_by_key(|e| e.file_name());
+        let mut subdirs = Vec::new();
+        for e in entries {
+            if out.len() >= limit {
+                return (out, true);
+            }
+            let path = e.path();
+            let Ok(t) = e.file_type() else { continue };
+            let verdict = if skip.is_some_and(|s| path.starts_with(s)) {
+                Err(NotVisited::State)
+            } else if t.is_symlink() {
+                Err(NotVisited::Link)
+            } else if !visited.contains(&path) {
+                if e.file_name().to_string_lossy().starts_with('.') {
+                    Err(NotVisited::Hidden)
+                } else {
+                    Err(NotVisited::Ignored)
+                }
+            } else if t.is_dir() {
+                subdirs.push(path);
+                continue;
+            } else if !t.is_file() {
+                Err(NotVisited::Special)
+            } else {
+                let rel = path.strip_prefix(root).unwrap_or(&path);
+                match classifier.kind(rel) {
+                    Some(k) => Ok(k),
+                    None if classifier.exclude.is_match(rel) => Err(NotVisited::Excluded),
+                    None => Err(NotVisited::NoGlob),
+                }
+            };
+            out.push((path, verdict));
+        }
+        subdirs.reverse();
+        stack.extend(subdirs);
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    (out, false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,5 +318,65 @@ mod tests {
         let l = d.path().join("link");
         std::os::unix::fs::symlink(&p, &l).unwrap();
         assert!(matches!(read_text(&l, 100), Err(Skip::Unreadable(_))));
+    }
+
+    #[test]
+    fn survey_agrees_with_the_walk_and_says_why() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        for dir in ["sub", ".hidden", "build", "drafts"] {
+            std::fs::create_dir_all(r.join(dir)).unwrap();
+        }
+        for f in [
+            "a.md",
+            "c.rs",
+            "sub/d.md",
+            "sub/x.pairs.jsonl",
+            "skipme.md",
+            ".hidden/e.md",
+            "build/out.md",
+            "drafts/z.md",
+        ] {
+            std::fs::write(r.join(f), "text").unwrap();
+        }
+        std::fs::write(r.join(".gitignore"), "skipme.md\nbuild/\n").unwrap();
+        std::os::unix::fs::symlink(r.join("a.md"), r.join("link.md")).unwrap();
+        let config = WorkspaceConfig {
+            exclude: vec!["drafts/**".into()],
+            ..WorkspaceConfig::default()
+        };
+        let c = Classifier::new(&config).unwrap();
+        let (got, truncated) = survey(r, &c, None, 1000);
+        assert!(!truncated);
+        let got: Vec<(String, Result<FileKind, NotVisited>)> = got
+            .into_iter()
+            .map(|(p, v)| (p.strip_prefix(r).unwrap().display().to_string(), v))
+            .collect();
+        let want: Vec<(String, Result<FileKind, NotVisited>)> = vec![
+            (".gitignore".into(), Err(NotVisited::Hidden)),
+            (".hidden".into(), Err(NotVisited::Hidden)),
+            ("a.md".into(), Ok(FileKind::Corpus)),
+            ("build".into(), Err(NotVisited::Ignored)),
+            ("c.rs".into(), Err(NotVisited::NoGlob)),
+            ("drafts/z.md".into(), Err(NotVisited::Excluded)),
+            ("link.md".into(), Err(NotVisited::Link)),
+            ("skipme.md".into(), Err(NotVisited::Ignored)),
+            ("sub/d.md".into(), Ok(FileKind::Corpus)),
+            ("sub/x.pairs.jsonl".into(), Ok(FileKind::Pairs)),
+        ];
+        assert_eq!(got, want);
+        // Every file the survey hands on is one the walk finds, and the other way round.
+        let walked: Vec<String> = walk(r, &c, None)
+            .into_iter()
+            .map(|f| f.path.strip_prefix(r).unwrap().display().to_string())
+            .collect();
+        let surveyed: Vec<String> = got
+            .iter()
+            .filter(|(_, v)| v.is_ok())
+            .map(|(p, _)| p.clone())
+            .collect();
+        assert_eq!(walked, surveyed);
+        let (few, truncated) = survey(r, &c, None, 3);
+        assert!(truncated && few.len() == 3);
     }
 }

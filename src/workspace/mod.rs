@@ -266,6 +266,32 @@ impl Workspace {
         out
     }
 
+    /// The file table, for `pema/files`.
+    pub fn file_table(&self) -> FileTable {
+        let mut table: BTreeMap<PathBuf, TableEntry> = self
+            .files
+            .iter()
+            .map(|(p, e)| {
+                let entry = TableEntry::Read {
+                    kind: e.kind,
+                    units: e.units.len(),
+                    pairs: e.pairs.len(),
+                    bad_lines: e.bad_lines.len(),
+                };
+                (p.clone(), entry)
+            })
+            .collect();
+        for (p, (reason, _, _)) in &self.skipped {
+            table.insert(p.clone(), TableEntry::Skipped(reason.clone()));
+        }
+        FileTable {
+            root: self.root.clone(),
+            config: self.config.clone(),
+            state: self.state.clone(),
+            table,
+        }
+    }
+
     pub fn counts(&self) -> FileCounts {
         let mut c = FileCounts::default();
         for e in self.files.values() {
@@ -295,6 +321,100 @@ impl Workspace {
             }));
         }
         out
+    }
+}
+
+/// What a file the walk hands to pema became.
+#[derive(Clone, Debug)]
+pub enum TableEntry {
+    Read {
+        kind: FileKind,
+        units: usize,
+        pairs: usize,
+        bad_lines: usize,
+    },
+    Skipped(String),
+}
+
+/// What `pema/files` needs of a workspace, taken after each refresh (cheap: one entry a file).
+#[derive(Clone, Debug)]
+pub struct FileTable {
+    pub root: PathBuf,
+    pub config: WorkspaceConfig,
+    pub state: PathBuf,
+    pub table: BTreeMap<PathBuf, TableEntry>,
+}
+
+/// A file pema learns from.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct LearnedFile {
+    pub path: PathBuf,
+    pub kind: FileKind,
+    /// Corpus files: the units (sentences or paragraphs) cut from it.
+    pub units: usize,
+    /// Pairs files: the pairs read from it.
+    pub pairs: usize,
+    /// Pairs files: lines skipped (their reasons are in `pema/status`).
+    pub bad_lines: usize,
+}
+
+/// The answer to "which files does this workspace learn from, and why not the others".
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct FilesReport {
+    pub root: PathBuf,
+    pub learned: Vec<LearnedFile>,
+    /// Files pema will read but has not read yet (the workspace is still loading).
+    pub waiting: Vec<PathBuf>,
+    /// Files and folders not learned from, with why (a folder passed over is one entry).
+    pub skipped: Vec<Skipped>,
+    /// More entries than the listing's limit: the rest are not listed.
+    pub truncated: bool,
+}
+
+/// Entries `pema/files` lists at most.
+pub const FILES_LIMIT: usize = 20_000;
+
+impl FileTable {
+    /// Walks the tree again (reading no file) and tells, for each entry, what pema makes of it.
+    pub fn report(&self, limit: usize) -> Result<FilesReport> {
+        let classifier = Classifier::new(&self.config)?;
+        let (entries, truncated) = files::survey(&self.root, &classifier, Some(&self.state), limit);
+        let mut r = FilesReport {
+            root: self.root.clone(),
+            learned: vec![],
+            waiting: vec![],
+            skipped: vec![],
+            truncated,
+        };
+        for (path, verdict) in entries {
+            match (verdict, self.table.get(&path)) {
+                (Err(why), _) => r.skipped.push(Skipped {
+                    path,
+                    reason: why.to_string(),
+                }),
+                (
+                    Ok(_),
+                    Some(TableEntry::Read {
+                        kind,
+                        units,
+                        pairs,
+                        bad_lines,
+                    }),
+                ) => r.learned.push(LearnedFile {
+                    path,
+                    kind: *kind,
+                    units: *units,
+                    pairs: *pairs,
+                    bad_lines: *bad_lines,
+                }),
+                (Ok(_), Some(TableEntry::Skipped(reason))) => r.skipped.push(Skipped {
+                    path,
+                    reason: reason.clone(),
+                }),
+                (Ok(_), None) => r.waiting.push(path),
+            }
+        }
+        Ok(r)
     }
 }
 

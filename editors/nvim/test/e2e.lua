@@ -1,8 +1,10 @@
 -- End-to-end test of the Neovim client against the real daemon and model.
 -- Run by test/run.sh:  nvim --headless -u NONE -i NONE -n -l test/e2e.lua
--- Environment: PEMA_NVIM_PLUGIN (this plugin), PEMA_BIN, PEMA_TEST_WS (a workspace with notes.md),
--- XDG_CACHE_HOME (daemon state), PEMA_MODEL, PEMA_READY_TIMEOUT (seconds, default 480),
--- PEMA_TEST_OUT (a file to write the result to, optional).
+-- Environment: PEMA_NVIM_PLUGIN (this plugin), PEMA_LAZY_DIR (a copy of the repository laid out as
+-- lazy.nvim clones it), PEMA_BIN, PEMA_TEST_WS (a workspace with notes.md and a .pema.toml),
+-- PEMA_TEST_OTHER (a folder with loose.md and no .pema.toml), HOME (a home folder holding a
+-- .pema.toml and diary.txt), XDG_CACHE_HOME (daemon state), PEMA_MODEL, PEMA_READY_TIMEOUT
+-- (seconds, default 480), PEMA_TEST_OUT (a file to write the result to, optional).
 
 local api = vim.api
 local t0 = vim.uv.hrtime()
@@ -51,8 +53,10 @@ local plugin = assert(vim.env.PEMA_NVIM_PLUGIN, 'PEMA_NVIM_PLUGIN is not set')
 local bin = assert(vim.env.PEMA_BIN, 'PEMA_BIN is not set')
 local ws = assert(vim.env.PEMA_TEST_WS, 'PEMA_TEST_WS is not set')
 local ready_timeout = tonumber(vim.env.PEMA_READY_TIMEOUT or '') or 480
-vim.opt.rtp:prepend(plugin)
+local lazy_dir = assert(vim.env.PEMA_LAZY_DIR, 'PEMA_LAZY_DIR is not set')
+local other = assert(vim.env.PEMA_TEST_OTHER, 'PEMA_TEST_OTHER is not set')
 vim.o.columns, vim.o.lines = 100, 30
+vim.cmd('filetype on') -- as in any user config: vim.lsp.enable() attaches on FileType
 
 -- Every notification is printed; errors from the plugin fail the test.
 local errors = {}
@@ -61,6 +65,40 @@ vim.notify = function(msg, level)
   if level and level >= vim.log.levels.ERROR then
     errors[#errors + 1] = msg
   end
+end
+
+---------------------------------------------------------------------------------------------------
+-- 0. The lazy.nvim recipe, exactly as README.md documents it: its `build` and `config` run on the
+--    folder lazy.nvim clones the repository to (lazy.nvim itself cannot be installed here).
+---------------------------------------------------------------------------------------------------
+local spec
+do
+  local readme = table.concat(vim.fn.readfile(vim.fs.joinpath(plugin, 'README.md')), '\n')
+  local block = readme:match('```lua\n(%-%- lazy%.nvim spec.-)```')
+  check(block ~= nil, 'README.md has no ```lua block starting with "-- lazy.nvim spec"')
+  spec = assert(load('return ' .. block:gsub('^%-%-[^\n]*\n', ''), 'lazy spec'))()
+  check(type(spec) == 'table' and type(spec.config) == 'function', 'the lazy.nvim spec is not a table with config')
+  local lazy_plugin = { dir = lazy_dir, name = 'pema' }
+  vim.opt.rtp:append(lazy_dir) -- what lazy.nvim does with plugin.dir before config
+  if spec.build then
+    spec.build(lazy_plugin)
+  end
+  spec.config(lazy_plugin, spec.opts or {})
+  check(package.loaded.pema ~= nil, 'the recipe did not load pema')
+  for _, c in ipairs({ 'PemaRewrite', 'PemaAccept', 'PemaAcceptHunk', 'PemaRetry', 'PemaDiscard', 'PemaStatus', 'PemaFiles', 'PemaLearn' }) do
+    check(vim.fn.exists(':' .. c) == 2, ':%s is not defined', c)
+  end
+  for _, m in ipairs({ 'PemaRewrite', 'PemaAccept', 'PemaAcceptHunk', 'PemaRetry', 'PemaDiscard' }) do
+    check(vim.fn.maparg('<Plug>(' .. m .. ')', 'n') ~= '', '<Plug>(%s) is not mapped', m)
+  end
+  check(vim.fn.maparg('<Plug>(PemaRewrite)', 'x') ~= '', '<Plug>(PemaRewrite) has no visual mapping')
+  vim.cmd('help pema')
+  check(vim.fn.expand('%:t') == 'pema.txt', ':h pema opened %s', vim.fn.expand('%:t'))
+  vim.cmd('help :PemaAcceptHunk')
+  check(vim.fn.expand('%:t') == 'pema.txt', ':h :PemaAcceptHunk opened %s', vim.fn.expand('%:t'))
+  vim.cmd('helpclose')
+  check(vim.lsp.is_enabled('pema'), "the recipe's setup() did not vim.lsp.enable('pema')")
+  log('lazy.nvim recipe: commands, <Plug> mappings, :h pema, vim.lsp.enable(pema): ok')
 end
 
 local pema = require('pema')
@@ -122,13 +160,42 @@ api.nvim_create_autocmd('LspProgress', {
   end,
 })
 
+-- The test's own settings: this daemon, mode gu.
+pema.setup({ server_path = bin, mode = 'gu' })
+
+-- No attach and no daemon outside an opted-in folder: a folder without .pema.toml, and the home
+-- folder even with one. Opting in asks first; "No" writes nothing.
+local diary = vim.fs.joinpath(vim.env.HOME, 'diary.txt')
+local loose = vim.fs.joinpath(other, 'loose.md')
+check(vim.uv.fs_stat(vim.fs.joinpath(vim.env.HOME, '.pema.toml')) ~= nil, 'the test home has no .pema.toml')
+vim.cmd.edit(vim.fn.fnameescape(diary))
+vim.cmd.edit(vim.fn.fnameescape(loose))
+local loose_buf = api.nvim_get_current_buf()
+vim.wait(1500)
+check(#vim.lsp.get_clients({ name = 'pema' }) == 0, 'a pema client started outside an opted-in folder')
+check(pema.find_root(diary) == nil and pema.find_root(loose) == nil, 'a root was found for home or an unmarked folder')
+local asked = {}
+pema._confirm = function(q)
+  asked[#asked + 1] = q
+  return false
+end
+check(pema.learn() == nil, ':PemaLearn went on after "No"')
+check(#asked == 1 and asked[1]:find(other, 1, true), ':PemaLearn asked %s', vim.inspect(asked))
+check(vim.uv.fs_stat(vim.fs.joinpath(other, '.pema.toml')) == nil, '"No" wrote a .pema.toml')
+check(pema.learn(vim.env.HOME) == nil, ':PemaLearn accepted the home folder')
+check(#asked == 1, ':PemaLearn asked about the home folder instead of refusing it')
+check(#errors == 1 and errors[1]:find('home folder', 1, true), 'home refusal: %s', vim.inspect(errors))
+errors = {}
+vim.wait(500)
+check(#vim.lsp.get_clients({ name = 'pema' }) == 0, 'a pema client started without an opt-in')
+log('no attach outside opted-in folders; :PemaLearn asks, "No" writes nothing, home refused: ok')
+
 local notes = vim.fs.joinpath(ws, 'notes.md')
 vim.cmd.edit(vim.fn.fnameescape(notes))
 local buf = api.nvim_get_current_buf()
 local original = api.nvim_buf_get_lines(buf, 0, -1, true)
 check(#original >= 3, 'notes.md has %d lines, want >= 3', #original)
 
-pema.setup({ server_path = bin, mode = 'gu', progress = false })
 check(pema.find_root(notes) == vim.fs.normalize(ws), 'root of notes.md is %s, want %s', pema.find_root(notes), ws)
 
 local client
@@ -265,6 +332,116 @@ vim.cmd('$PemaRewrite plain')
 check(pema._session ~= nil, ':PemaRewrite plain opened no session')
 vim.cmd('PemaDiscard')
 check(pema._session == nil and vim.deep_equal(api.nvim_buf_get_lines(buf, 0, -1, true), expected), 'discard changed the buffer')
+
+---------------------------------------------------------------------------------------------------
+-- 4. :PemaFiles lists what the workspace learns from and why the rest is skipped.
+---------------------------------------------------------------------------------------------------
+vim.cmd('PemaFiles')
+local files_lines
+vim.wait(10000, function()
+  local b = api.nvim_get_current_buf()
+  if vim.bo[b].filetype == 'pema-files' then
+    files_lines = api.nvim_buf_get_lines(b, 0, -1, true)
+    return true
+  end
+end, 50)
+check(files_lines ~= nil, ':PemaFiles opened no window')
+local ftext = table.concat(files_lines, '\n')
+check(
+  ftext:find('notes.md  (corpus', 1, true) and ftext:find('examples.pairs.jsonl  (pairs, 40 pairs', 1, true)
+    and ftext:find('.pema.toml: hidden', 1, true),
+  ':PemaFiles text:\n%s',
+  ftext
+)
+log(':PemaFiles:\n    %s', table.concat(files_lines, '\n    '))
+vim.cmd('close')
+
+---------------------------------------------------------------------------------------------------
+-- 5. Retry gives another sample; accepting one hunk (line) leaves the other lines as they were.
+---------------------------------------------------------------------------------------------------
+local function wait_done(sess)
+  local okw = vim.wait(300000, function()
+    return sess.done or pema._session ~= sess
+  end, 50)
+  check(okw and sess.done, 'the rewrite did not finish: %s', table.concat(errors, '; '))
+  return sess.text
+end
+local before = api.nvim_buf_get_lines(buf, 0, -1, true)
+check(#before >= 5, 'notes.md has %d lines', #before)
+api.nvim_set_current_win(s.src_win)
+local sampled = { temperature = 0.9, seed = 11 }
+local rs = pema.rewrite({ line1 = 3, line2 = 4, mode = 'gu', options = sampled })
+local texts = { wait_done(rs) }
+local function differing_line()
+  local new = vim.split(pema._session.text, '\n', { plain = true })
+  check(#new == 2, 'a 2-line rewrite has %d lines: %q', #new, pema._session.text)
+  for n = 1, 2 do
+    if new[n] ~= before[2 + n] then
+      return n, new
+    end
+  end
+  return nil, new
+end
+local differs, new
+for attempt = 1, 4 do
+  local rr = pema.retry()
+  check(rr ~= nil and rr ~= rs, ':PemaRetry started no new rewrite')
+  check(rr.options.temperature == 0.8 and rr.options.seed ~= nil, 'retry options %s', vim.inspect(rr.options))
+  texts[#texts + 1] = wait_done(rr)
+  rs = rr
+  log('retry %d: %q', attempt, texts[#texts])
+  differs, new = differing_line()
+  if differs and texts[#texts] ~= texts[1] then
+    break
+  end
+end
+check(texts[#texts] ~= texts[1], 'retry gave the same text every time: %s', vim.inspect(texts))
+check(differs ~= nil, 'no rewritten line differs from its source line: %s', vim.inspect(texts))
+local keep = 3 - differs
+vim.cmd('PemaAcceptHunk ' .. differs)
+local after = api.nvim_buf_get_lines(buf, 0, -1, true)
+check(after[2 + differs] == new[differs], 'hunk %d: line %q, want %q', differs, after[2 + differs], new[differs])
+check(after[2 + keep] == before[2 + keep], 'the other line changed: %q, was %q', after[2 + keep], before[2 + keep])
+for i, l in ipairs(before) do
+  if i ~= 2 + differs then
+    check(after[i] == l, 'line %d changed after accepting one hunk', i)
+  end
+end
+log('accepted hunk %d only: %q; line %d kept: %q', differs, new[differs], 2 + keep, after[2 + keep])
+if pema._session then
+  vim.cmd('PemaDiscard')
+end
+check(vim.deep_equal(api.nvim_buf_get_lines(buf, 0, -1, true), after), 'discarding the rest changed the buffer')
+
+---------------------------------------------------------------------------------------------------
+-- 6. Opt a folder in: :PemaLearn writes .pema.toml after "Yes", the running client takes the
+--    folder as a workspace and the daemon learns its file.
+---------------------------------------------------------------------------------------------------
+pema._confirm = function(q)
+  asked[#asked + 1] = q
+  return true
+end
+api.nvim_set_current_buf(loose_buf)
+local learned_root = pema.learn()
+check(learned_root == vim.fs.normalize(other), ':PemaLearn returned %s', tostring(learned_root))
+check(vim.uv.fs_stat(vim.fs.joinpath(other, '.pema.toml')) ~= nil, ':PemaLearn wrote no .pema.toml')
+local lc
+check(vim.wait(20000, function()
+  lc = vim.lsp.get_clients({ bufnr = loose_buf, name = 'pema' })[1]
+  return lc ~= nil
+end, 100), 'no pema client attached to loose.md after :PemaLearn')
+check(lc.id == client.id, 'a second daemon started for the opted-in folder')
+local listed
+check(vim.wait(60000, function()
+  local res = client:request_sync('pema/files', { workspace = other }, 10000, loose_buf)
+  if res and res.result and #(res.result.learned or {}) > 0 then
+    listed = res.result
+    return true
+  end
+  return false
+end, 500), 'the opted-in folder never listed loose.md as learned')
+check(listed.learned[1].path:find('loose.md', 1, true), 'pema/files: %s', vim.inspect(listed))
+log('opted in %s: learned from %s', other, listed.learned[1].path)
 
 check(#errors == 0, 'errors were reported: %s', table.concat(errors, '; '))
 local _ = vim.lsp.status() -- the built-in progress summary works

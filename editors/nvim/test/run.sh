@@ -107,11 +107,24 @@ with open(sys.argv[2], "w", encoding="utf-8") as f:
     f.write("\n".join(targets) + "\n")
 EOF
 printf 'retrain_after_seconds = 1.0\n' >"$WS/.pema.toml"
+# Folders pema must not learn unasked: one without .pema.toml, and a home folder (with one).
+OTHER="$TMP/other"
+TEST_HOME="$TMP/home"
+mkdir -p "$OTHER" "$TEST_HOME"
+printf 'Loose words in a folder nobody opted in.\n' >"$OTHER/loose.md"
+printf 'Dear diary, the home folder is never a workspace.\n' >"$TEST_HOME/diary.txt"
+printf '# even with this file, home is not a workspace\n' >"$TEST_HOME/.pema.toml"
+# The repository laid out as lazy.nvim clones it (the recipe writes doc/tags there, not here).
+LAZY_DIR="$TMP/lazy/pema"
+mkdir -p "$LAZY_DIR/editors"
+cp -r "$HERE" "$LAZY_DIR/editors/nvim"
+rm -f "$LAZY_DIR/editors/nvim/doc/tags" "$LAZY_DIR/editors/nvim/screenshot.png"
 say "workspace: $WS ($(wc -l <"$WS/examples.pairs.jsonl") pairs, $(wc -l <"$WS/notes.md") lines of notes)"
 
 # --- the test -----------------------------------------------------------------------------------
 start=$(date +%s)
-PEMA_NVIM_PLUGIN="$HERE" PEMA_BIN="$PEMA_BIN" PEMA_TEST_WS="$WS" PEMA_TEST_OUT="$TMP/result.json" \
+PATH="$(dirname "$PEMA_BIN"):$PATH" HOME="$TEST_HOME" PEMA_NVIM_PLUGIN="$HERE" PEMA_LAZY_DIR="$LAZY_DIR" \
+  PEMA_BIN="$PEMA_BIN" PEMA_TEST_WS="$WS" PEMA_TEST_OTHER="$OTHER" PEMA_TEST_OUT="$TMP/result.json" \
   "$NVIM" --headless -u NONE -i NONE -n -l "$HERE/test/e2e.lua" </dev/null \
   || die "the end-to-end test failed (exit $?) after $(( $(date +%s) - start )) s"
 say "end-to-end test passed in $(( $(date +%s) - start )) s"

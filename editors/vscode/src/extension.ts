@@ -6,6 +6,7 @@ import * as os from "os";
 import * as path from "path";
 import * as vscode from "vscode";
 import {
+  InitializeParams,
   LanguageClient,
   LanguageClientOptions,
   ProgressType,
@@ -32,13 +33,21 @@ import {
   applyProgress,
   applyRewrite,
   buildRewriteParams,
-  documentSelector,
   newPartialToken,
   resolveServerBinary,
   serverEnv,
   settingsToInitOptions,
   statusBarText,
   statusTooltip,
+  CONFIG_FILE,
+  FILES_METHOD,
+  FilesResult,
+  MINIMAL_CONFIG,
+  formatFiles,
+  isForbiddenRoot,
+  optedInRoots,
+  rootOf,
+  scopedSelector,
 } from "./logic";
 
 const PREVIEW_SCHEME = "pema-preview";
@@ -51,6 +60,27 @@ let lastStatus: DaemonStatus | undefined;
 let clientError: string | undefined;
 const progress = new Map<string, ProgressState>();
 let pollTimer: NodeJS.Timeout | undefined;
+/** The opted-in folders (holding a `.pema.toml`) of this window: the only workspaces the daemon
+ *  is told about, and the only documents synced to it. */
+let roots: string[] = [];
+
+/** A client that tells the daemon only the opted-in folders, not every folder of the window. */
+class PemaClient extends LanguageClient {
+  protected fillInitializeParams(params: InitializeParams): void {
+    super.fillInitializeParams(params);
+    params.workspaceFolders = roots.map((r) => ({ uri: vscode.Uri.file(r).toString(), name: path.basename(r) }));
+    params.rootUri = null;
+    params.rootPath = null;
+  }
+}
+
+async function findRoots(): Promise<string[]> {
+  const files = await vscode.workspace.findFiles(`**/${CONFIG_FILE}`, "**/node_modules/**");
+  return optedInRoots(
+    files.filter((u) => u.scheme === "file").map((u) => u.fsPath),
+    os.homedir(),
+  );
+}
 let pollTick = 0;
 
 // ---------------------------------------------------------------------------------------------
@@ -94,6 +124,15 @@ function isExecutable(p: string): boolean {
 
 async function startClient(): Promise<void> {
   const settings = readSettings();
+  roots = vscode.workspace.isTrusted ? await findRoots() : [];
+  trace("roots", { roots });
+  if (roots.length === 0) {
+    // Nothing opted in: no daemon, nothing read.
+    clientError = "pema: no folder of this window is learned (PEMA: Learn This Folder's Style)";
+    output.appendLine(clientError);
+    updateStatusBar();
+    return;
+  }
   const resolved = resolveServerBinary({
     serverPath: settings.serverPath,
     extensionPath,
@@ -122,11 +161,13 @@ async function startClient(): Promise<void> {
     options: { env: serverEnv(settings, process.env, os.homedir()) },
   };
   const clientOptions: LanguageClientOptions = {
-    documentSelector: documentSelector(settings.languages),
+    documentSelector: scopedSelector(settings.languages, roots),
     initializationOptions: settingsToInitOptions(settings),
     outputChannelName: "pema server",
+    // Folders of the window are not workspaces unless opted in (roots change on restart).
+    middleware: { workspace: { didChangeWorkspaceFolders: async () => undefined } },
   };
-  const c = new LanguageClient("pema", "pema", serverOptions, clientOptions);
+  const c = new PemaClient("pema", "pema", serverOptions, clientOptions);
   client = c;
   clientError = undefined;
   c.onDidChangeState((e) => {
@@ -336,6 +377,15 @@ async function rewriteSelection(): Promise<void> {
     void vscode.window.showWarningMessage("pema: select the text to rewrite first.");
     return;
   }
+  if (editor.document.uri.scheme !== "file" || !rootOf(editor.document.uri.fsPath, roots)) {
+    const learn = "Learn This Folder's Style";
+    const choice = await vscode.window.showErrorMessage(
+      "pema: this file is not in a folder pema learns (a folder with a .pema.toml).",
+      learn,
+    );
+    if (choice === learn) await learnFolder();
+    return;
+  }
   const c = client;
   if (!c || c.state !== State.Running) {
     void vscode.window.showErrorMessage(clientError ?? "pema: the daemon is not running (PEMA: Restart Server).");
@@ -363,7 +413,7 @@ async function rewriteSelection(): Promise<void> {
   session = s;
   const lspRange = c.code2ProtocolConverter.asRange(range);
   const settings = readSettings();
-  const synced = vscode.languages.match(documentSelector(settings.languages), doc) > 0;
+  const synced = vscode.languages.match(scopedSelector(settings.languages, roots), doc) > 0;
   const token = newPartialToken();
   const params = buildRewriteParams({
     uri: c.code2ProtocolConverter.asUri(doc.uri),
@@ -466,6 +516,79 @@ async function discardRewrite(): Promise<void> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Opt-in and the files learned from
+
+/** "Learn this folder's style": asks, writes a minimal `.pema.toml`, restarts the client. */
+async function learnFolder(uri?: vscode.Uri): Promise<void> {
+  let dir = uri?.scheme === "file" ? uri.fsPath : undefined;
+  if (!dir) {
+    const doc = vscode.window.activeTextEditor?.document;
+    const wf = doc ? vscode.workspace.getWorkspaceFolder(doc.uri) : undefined;
+    dir = wf?.uri.fsPath;
+    if (!dir && doc?.uri.scheme === "file") dir = path.dirname(doc.uri.fsPath);
+  }
+  if (!dir) {
+    const pick = await vscode.window.showWorkspaceFolderPick({ placeHolder: "Which folder's style should pema learn?" });
+    dir = pick?.uri.fsPath;
+  }
+  if (!dir) return;
+  if (isForbiddenRoot(dir, os.homedir())) {
+    void vscode.window.showErrorMessage(`pema: ${dir} cannot be a workspace: learn the folder of your documents, not your whole home folder or /.`);
+    return;
+  }
+  const file = path.join(dir, CONFIG_FILE);
+  if (!fs.existsSync(file)) {
+    const choice = await vscode.window.showInformationMessage(
+      `Learn the writing style of ${dir}?`,
+      {
+        modal: true,
+        detail: `pema writes a minimal ${CONFIG_FILE} there, then reads the prose files under it (PEMA: Show Files Learned From lists them).`,
+      },
+      "Learn",
+    );
+    if (choice !== "Learn") {
+      trace("learn-declined", { dir });
+      return;
+    }
+    const tmp = `${file}.tmp${process.pid}`;
+    try {
+      fs.writeFileSync(tmp, MINIMAL_CONFIG, { flag: "wx" });
+      fs.renameSync(tmp, file);
+    } catch (e) {
+      try {
+        fs.unlinkSync(tmp);
+      } catch {
+        // nothing to remove
+      }
+      void vscode.window.showErrorMessage(`pema: cannot write ${file}: ${errorMessage(e)}`);
+      return;
+    }
+    trace("learn", { dir });
+  }
+  await stopClient();
+  await startClient();
+}
+
+/** The files the current workspace learns from, and why every other file is skipped. */
+async function showFiles(): Promise<void> {
+  const c = client;
+  if (!c || c.state !== State.Running) {
+    void vscode.window.showErrorMessage(clientError ?? "pema: the daemon is not running.");
+    return;
+  }
+  const root = rootOf(activeFsPath(), roots) ?? roots[0];
+  try {
+    const r = (await c.sendRequest(FILES_METHOD, { workspace: root })) as FilesResult;
+    output.appendLine("");
+    for (const l of formatFiles(r)) output.appendLine(l);
+    output.show(true);
+    trace("files", { root, learned: r.learned.length, skipped: r.skipped.length });
+  } catch (e) {
+    void vscode.window.showErrorMessage(`pema: files: ${errorMessage(e)}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 
 export async function activate(context: vscode.ExtensionContext): Promise<void> {
   extensionPath = context.extensionPath;
@@ -483,6 +606,8 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     vscode.commands.registerCommand("pema.acceptRewrite", acceptRewrite),
     vscode.commands.registerCommand("pema.discardRewrite", discardRewrite),
     vscode.commands.registerCommand("pema.showStatus", showStatus),
+    vscode.commands.registerCommand("pema.learnFolder", learnFolder),
+    vscode.commands.registerCommand("pema.showFiles", showFiles),
     vscode.commands.registerCommand("pema.restartServer", async () => {
       await stopClient();
       await startClient();

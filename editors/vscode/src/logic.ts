@@ -438,3 +438,88 @@ export function statusTooltip(status: DaemonStatus | undefined, running: Progres
   lines.push("Click for the full status");
   return lines.join("\n");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Opt-in: pema learns only folders holding a `.pema.toml`, never the home folder or `/`.
+
+export const CONFIG_FILE = ".pema.toml";
+export const FILES_METHOD = "pema/files";
+export const OPEN_WORKSPACE_METHOD = "pema/openWorkspace";
+
+/** The first lines a "learn this folder's style" command writes into `.pema.toml`. */
+export const MINIMAL_CONFIG =
+  "# pema learns the writing style of this folder (prose files and *.pairs.jsonl under it).\n" +
+  "# Every setting is optional. Delete this file to stop learning here.\n";
+
+function trimSlash(p: string): string {
+  return p.length > 1 ? p.replace(/\/+$/, "") : p;
+}
+
+/** `/` and the home folder itself are never a workspace. */
+export function isForbiddenRoot(dir: string, homeDir: string | undefined): boolean {
+  const d = trimSlash(dir);
+  return d === "/" || (homeDir !== undefined && homeDir !== "" && d === trimSlash(homeDir));
+}
+
+/** The opted-in roots: the folders of the given `.pema.toml` files, without home and `/`,
+ *  without duplicates, sorted. */
+export function optedInRoots(configFiles: string[], homeDir: string | undefined): string[] {
+  const roots = new Set<string>();
+  for (const f of configFiles) {
+    const i = f.lastIndexOf("/");
+    const dir = i <= 0 ? "/" : f.slice(0, i);
+    if (!isForbiddenRoot(dir, homeDir)) roots.add(dir);
+  }
+  return [...roots].sort();
+}
+
+/** The opted-in root holding a file (the innermost), if any. */
+export function rootOf(fsPath: string | undefined, roots: string[]): string | undefined {
+  if (!fsPath) return undefined;
+  let best: string | undefined;
+  for (const r of roots) {
+    if ((fsPath === r || fsPath.startsWith(r + "/")) && (!best || r.length > best.length)) best = r;
+  }
+  return best;
+}
+
+/** Documents synced to the daemon: the languages, only under opted-in roots. */
+export function scopedSelector(
+  languages: string[] | undefined,
+  roots: string[],
+): { scheme: string; language?: string; pattern?: string }[] {
+  const out: { scheme: string; language?: string; pattern?: string }[] = [];
+  for (const r of roots) {
+    for (const s of documentSelector(languages)) out.push({ ...s, pattern: `${r}/**` });
+  }
+  return out;
+}
+
+export interface FilesResult {
+  root: string;
+  learned: { path: string; kind: string; units: number; pairs: number; bad_lines: number }[];
+  waiting: string[];
+  skipped: { path: string; reason: string }[];
+  truncated: boolean;
+}
+
+/** Readable lines of a `pema/files` result. */
+export function formatFiles(r: FilesResult): string[] {
+  const rel = (p: string) => (p.startsWith(r.root + "/") ? p.slice(r.root.length + 1) : p);
+  const out = [
+    `${r.root}: learns from ${r.learned.length} file(s), ${r.waiting.length} waiting, ${r.skipped.length} skipped`,
+    "learned from:",
+  ];
+  for (const f of r.learned) {
+    const what = f.kind === "pairs" ? `${f.pairs} pairs` : `${f.units} units`;
+    out.push(`  ${rel(f.path)}  (${f.kind}, ${what}${f.bad_lines ? `, ${f.bad_lines} bad lines` : ""})`);
+  }
+  if (r.waiting.length) {
+    out.push("not read yet:");
+    for (const p of r.waiting) out.push(`  ${rel(p)}`);
+  }
+  out.push("skipped:");
+  for (const s of r.skipped) out.push(`  ${rel(s.path)}: ${s.reason}`);
+  if (r.truncated) out.push("… (more entries than the listing shows)");
+  return out;
+}

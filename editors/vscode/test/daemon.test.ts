@@ -20,6 +20,9 @@ import {
   createMessageConnection,
 } from "vscode-jsonrpc/node";
 import {
+  FILES_METHOD,
+  FilesResult,
+  formatFiles,
   DaemonStatus,
   PartialRewrite,
   PartialText,
@@ -232,5 +235,15 @@ describe("pema lsp, driven like the extension drives it", { timeout: (READY_TIME
     };
     assert.ok(resolved.edit, "resolved action has an edit");
     log(`code action edit: ${JSON.stringify(resolved.edit).slice(0, 300)}`);
+  });
+
+  it("lists the files the workspace learns from (pema/files), formatted for the output channel", async () => {
+    const r = (await conn.sendRequest(FILES_METHOD, { workspace: ws.dir })) as FilesResult;
+    const learned = r.learned.map((f) => path.basename(f.path)).sort();
+    assert.deepEqual(learned, ["examples.pairs.jsonl", "notes.md"]);
+    const lines = formatFiles(r);
+    assert.ok(lines.some((l) => l.startsWith("  examples.pairs.jsonl  (pairs, 40 pairs")), lines.join("\n"));
+    assert.ok(lines.includes("  .pema.toml: hidden (name starts with a dot)"), lines.join("\n"));
+    log(`pema/files:\n${lines.join("\n")}`);
   });
 });

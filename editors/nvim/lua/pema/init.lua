@@ -1,10 +1,14 @@
--- pema for Neovim: a client of `pema lsp` (docs/protocol.md).
+-- pema for Neovim: a client of `pema lsp` (docs/protocol.md). See :h pema.
 --
---   require('pema').setup({ ... })   -- see M.defaults
---   :'<,'>PemaRewrite [gu|fixed|plain]   rewrite a range, streamed into a preview
---   :PemaAccept / :PemaDiscard            (<CR> / q / <Esc> in the preview)
---   :PemaStatus                           what the daemon knows of each workspace
+--   require('pema').setup({ ... })   -- see M.defaults; or vim.lsp.enable('pema') (lsp/pema.lua)
+--   :PemaLearn [folder]                   opt a folder in (asks, then writes a minimal .pema.toml)
+--   :'<,'>PemaRewrite [gu|fixed|plain|lighter|stronger]   rewrite a range into a preview
+--   :PemaAccept / :PemaAcceptHunk / :PemaDiscard / :PemaRetry
+--   :PemaStatus / :PemaFiles              what the daemon knows / which files it learns from
 --   :checkhealth pema
+--
+-- pema attaches only to files under a folder holding a `.pema.toml` (never the home folder or
+-- `/`): nothing is learned, and no daemon starts, anywhere else.
 
 local api = vim.api
 
@@ -24,18 +28,23 @@ M.defaults = {
   --- Overrides every workspace's λ_max for this editor (nil: the workspace's own).
   --- @type number?
   lambda_max = nil,
-  --- Filetypes to attach to; nil attaches to every normal file buffer.
+  --- Filetypes to attach to; nil attaches to every normal file buffer of an opted-in folder.
   --- @type string[]?
   filetypes = nil,
-  --- How the workspace root of a file is found: the nearest folder holding one of the first
-  --- entry's names, else of the second's, …; else the file's own folder. An entry may be a list
-  --- of names of equal priority.
-  root_markers = { '.pema.toml', '.git' },
+  --- The workspace root of a file: the nearest folder holding one of these names. A file
+  --- under no such folder is not attached to (no daemon starts); the home folder and `/` are
+  --- never a root. `.pema.toml` is the opt-in; adding e.g. '.git' opts every repository in.
+  root_markers = { '.pema.toml' },
+  --- Connect to a running `pema serve` instead of starting `pema lsp`:
+  --- { address = '127.0.0.1:7777' | 'unix:/path/to/sock', token = nil, token_file = nil }.
+  --- The token defaults to the daemon's own token file ($XDG_CACHE_HOME/pema/serve.token).
+  --- @type table?
+  connect = nil,
   --- Extra environment for the daemon (e.g. { PEMA_MODEL = '/path/model.gguf' }).
   --- @type table<string,string>?
   cmd_env = nil,
-  --- Echo pema's background progress (learning a workspace) in the message area.
-  progress = true,
+  --- Options of :PemaRetry (another sample of the same range).
+  retry = { temperature = 0.8 },
   --- Preview window: maximal width and height.
   preview = { max_width = 80, max_height = 15, border = 'rounded' },
 }
@@ -92,22 +101,30 @@ function M.cmd()
   return { c.server_path or 'pema', 'lsp' }
 end
 
---- The workspace root of a file (see `root_markers`).
---- @param path string absolute file path (or a buffer number)
---- @return string
+local function is_forbidden_root(dir)
+  local home = vim.env.HOME and vim.uv.fs_realpath(vim.env.HOME)
+  local real = vim.uv.fs_realpath(dir) or dir
+  return real == '/' or (home ~= nil and real == home)
+end
+M._is_forbidden_root = is_forbidden_root
+
+--- The workspace root of a file (see `root_markers`): nil outside every opted-in folder.
+--- @param path string|integer absolute file path (or a buffer number)
+--- @return string?
 function M.find_root(path)
   if type(path) == 'number' then
     path = api.nvim_buf_get_name(path)
   end
+  if path == '' or path:match('^%a[%w+.-]*://') then
+    return nil
+  end
   path = vim.fs.normalize(vim.fn.fnamemodify(path, ':p'))
   local markers = (M.config or M.defaults).root_markers or {}
-  for _, marker in ipairs(markers) do
-    local root = vim.fs.root(path, marker)
-    if root then
-      return root
-    end
+  local root = vim.fs.root(path, markers)
+  if root and not is_forbidden_root(root) then
+    return root
   end
-  return vim.fs.dirname(path)
+  return nil
 end
 
 --- The pema client attached to a buffer, else any running pema client.
@@ -157,13 +174,9 @@ local function reuse_client(client, config)
       end
     end
     if not known then
-      if client._add_workspace_folder then
-        client:_add_workspace_folder(root)
-      else
-        local wf = { { uri = vim.uri_from_fname(root), name = root } }
-        client:notify('workspace/didChangeWorkspaceFolders', { event = { added = wf, removed = {} } })
-        client.workspace_folders = vim.list_extend(client.workspace_folders or {}, wf)
-      end
+      local wf = { { uri = vim.uri_from_fname(root), name = root } }
+      client:notify('workspace/didChangeWorkspaceFolders', { event = { added = wf, removed = {} } })
+      client.workspace_folders = vim.list_extend(client.workspace_folders or {}, wf)
     end
   end
   return true
@@ -171,58 +184,102 @@ end
 
 local missing_reported = false
 
---- Start (or reuse) the daemon for a buffer, when the buffer is a file it should see.
---- @param bufnr integer?
---- @return integer? client_id
-function M.attach(bufnr)
-  bufnr = bufnr or api.nvim_get_current_buf()
-  local c = M.config
-  if not c or not api.nvim_buf_is_valid(bufnr) or vim.bo[bufnr].buftype ~= '' then
-    return
+local function token_of(conn)
+  if conn.token then
+    return conn.token
   end
-  local name = api.nvim_buf_get_name(bufnr)
-  if name == '' or name:match('^%a[%w+.-]*://') then
-    return
-  end
-  if c.filetypes and not vim.tbl_contains(c.filetypes, vim.bo[bufnr].filetype) then
-    return
-  end
-  local cmd = M.cmd()
-  if vim.fn.executable(cmd[1]) ~= 1 then
-    if not missing_reported then
-      missing_reported = true
-      notify(
-        ('cannot start the daemon: %q is not an executable (install pema, or set server_path/cmd in setup(); see :checkhealth pema)'):format(
-          cmd[1]
-        ),
-        vim.log.levels.ERROR
-      )
+  local file = conn.token_file
+  if not file then
+    local cache = vim.env.XDG_CACHE_HOME
+    if not cache or cache == '' then
+      cache = vim.fs.joinpath(vim.env.HOME or '~', '.cache')
     end
-    return
+    file = vim.fs.joinpath(cache, 'pema', 'serve.token')
   end
-  local root = M.find_root(name)
+  local f = io.open(vim.fs.normalize(file), 'r')
+  if not f then
+    return nil
+  end
+  local t = vim.trim(f:read('*a') or '')
+  f:close()
+  return t ~= '' and t or nil
+end
+
+--- `cmd` of the LSP config: the command of `pema lsp`, or a connection to a running
+--- `pema serve` (config.connect).
+local function lsp_cmd(c)
+  local conn = c.connect
+  if not conn or not conn.address then
+    return M.cmd()
+  end
+  local addr = conn.address
+  local path = addr:match('^unix:(.+)$')
+  if path then
+    return vim.lsp.rpc.connect(path)
+  end
+  local host, port = addr:match('^(.*):(%d+)$')
+  if not host then
+    error(('pema: connect.address %q is neither host:port nor unix:/path'):format(addr))
+  end
+  return vim.lsp.rpc.connect(host:gsub('^%[(.*)%]$', '%1'), tonumber(port))
+end
+
+local function init_options_of(c)
   -- An object even when empty (no mode: the adapter's own choice).
-  local init_options = vim.empty_dict()
+  local o = vim.empty_dict()
   if c.mode then
-    init_options.mode = c.mode
+    o.mode = c.mode
   end
   if c.lambda_max then
-    init_options.lambdaMax = c.lambda_max
+    o.lambdaMax = c.lambda_max
   end
-  return vim.lsp.start({
-    name = NAME,
+  if c.connect and c.connect.address then
+    o.token = token_of(c.connect)
+  end
+  return o
+end
+
+--- The configuration of the `pema` language server (vim.lsp.Config), as `lsp/pema.lua` and
+--- setup() give it to vim.lsp.config(). It attaches only to file buffers under an opted-in
+--- folder (`root_markers`, never home or `/`).
+--- @param c pema.Config?
+--- @return vim.lsp.Config
+function M.lsp_config(c)
+  c = c or M.config or M.defaults
+  local cmd = lsp_cmd(c)
+  return {
     cmd = cmd,
     cmd_env = c.cmd_env,
-    root_dir = root,
-    workspace_folders = { { uri = vim.uri_from_fname(root), name = root } },
-    init_options = init_options,
+    filetypes = c.filetypes,
+    workspace_required = true,
+    root_dir = function(bufnr, on_dir)
+      local root = M.find_root(bufnr)
+      if not root then
+        return
+      end
+      if type(cmd) == 'table' and vim.fn.executable(cmd[1]) ~= 1 then
+        if not missing_reported then
+          missing_reported = true
+          notify(
+            ('cannot start the daemon: %q is not an executable (install pema, or set server_path/cmd in setup(); see :checkhealth pema)'):format(
+              cmd[1]
+            ),
+            vim.log.levels.ERROR
+          )
+        end
+        return
+      end
+      on_dir(root)
+    end,
+    init_options = init_options_of(c),
     handlers = { ['$/progress'] = progress_handler },
+    reuse_client = reuse_client,
     on_exit = function(code, signal)
       if code ~= 0 and signal == 0 then
         vim.schedule(function()
           notify(
             ('the daemon (%s) exited with code %d; see :LspLog and :checkhealth pema'):format(
-              table.concat(cmd, ' '),
+              type(cmd) == 'table' and table.concat(cmd, ' ') or 'pema serve',
               code
             ),
             vim.log.levels.ERROR
@@ -230,7 +287,120 @@ function M.attach(bufnr)
         end)
       end
     end,
-  }, { bufnr = bufnr, reuse_client = reuse_client })
+  }
+end
+
+--- Attach the daemon to a buffer now (as vim.lsp.enable('pema') does on FileType), when the
+--- buffer is a file under an opted-in folder.
+--- @param bufnr integer?
+--- @return integer? client_id
+function M.attach(bufnr)
+  bufnr = bufnr or api.nvim_get_current_buf()
+  if not api.nvim_buf_is_valid(bufnr) or vim.bo[bufnr].buftype ~= '' then
+    return
+  end
+  local cfg = vim.lsp.config.pema
+  if not cfg then
+    return
+  end
+  if cfg.filetypes and not vim.tbl_contains(cfg.filetypes, vim.bo[bufnr].filetype) then
+    return
+  end
+  local root
+  cfg.root_dir(bufnr, function(r)
+    root = r
+  end)
+  if not root then
+    return
+  end
+  cfg = vim.deepcopy(cfg)
+  cfg.root_dir = root
+  cfg.name = NAME
+  return vim.lsp.start(cfg, { bufnr = bufnr, reuse_client = cfg.reuse_client })
+end
+
+---------------------------------------------------------------------------------------------------
+-- Opt-in: "learn this folder's style"
+---------------------------------------------------------------------------------------------------
+
+--- Asks the user; replaced in tests.
+--- @param question string
+--- @return boolean
+function M._confirm(question)
+  return vim.fn.confirm(question, '&Yes\n&No', 2) == 1
+end
+
+local MINIMAL_CONFIG = [[
+# pema learns the writing style of this folder (prose files and *.pairs.jsonl under it).
+# Every setting is optional; see `pema config --help` or docs/protocol.md. Delete this file
+# to stop learning here (the learned memory stays in pema's cache until you remove it).
+]]
+
+--- Opt a folder in: asks, then writes a minimal `.pema.toml` there and attaches the daemon to
+--- the loaded buffers under it. Never the home folder or `/`.
+--- @param dir string? default: the current file's opted-in root, else its folder, else the cwd
+--- @return string? root
+function M.learn(dir)
+  if not dir or dir == '' then
+    local name = api.nvim_buf_get_name(0)
+    if name ~= '' and not name:match('^%a[%w+.-]*://') then
+      dir = M.find_root(name) or vim.fs.dirname(vim.fn.fnamemodify(name, ':p'))
+    else
+      dir = vim.fn.getcwd()
+    end
+  end
+  dir = vim.fs.normalize(vim.fn.fnamemodify(dir, ':p'))
+  if dir ~= '/' then
+    dir = dir:gsub('/$', '')
+  end
+  if vim.fn.isdirectory(dir) ~= 1 then
+    notify(('%s is not a folder'):format(dir), vim.log.levels.ERROR)
+    return nil
+  end
+  if is_forbidden_root(dir) then
+    notify(
+      ('%s cannot be a workspace: learn the folder of your documents, not %s'):format(
+        dir,
+        dir == '/' and 'the root of the file system' or 'your whole home folder'
+      ),
+      vim.log.levels.ERROR
+    )
+    return nil
+  end
+  local file = vim.fs.joinpath(dir, '.pema.toml')
+  if not vim.uv.fs_stat(file) then
+    local q = ('pema: learn the writing style of %s?\n\nThis writes a minimal .pema.toml there; pema then reads the prose files under it (:PemaFiles lists them).'):format(
+      dir
+    )
+    if not M._confirm(q) then
+      notify('nothing written: ' .. dir .. ' is not learned')
+      return nil
+    end
+    local tmp = file .. '.tmp' .. vim.uv.os_getpid()
+    local f, err = io.open(tmp, 'w')
+    if not f then
+      notify(('cannot write %s: %s'):format(file, err), vim.log.levels.ERROR)
+      return nil
+    end
+    f:write(MINIMAL_CONFIG)
+    f:close()
+    local ok, rerr = vim.uv.fs_rename(tmp, file)
+    if not ok then
+      os.remove(tmp)
+      notify(('cannot write %s: %s'):format(file, rerr), vim.log.levels.ERROR)
+      return nil
+    end
+    notify(('learning %s (wrote %s)'):format(dir, file))
+  end
+  for _, b in ipairs(api.nvim_list_bufs()) do
+    if api.nvim_buf_is_loaded(b) then
+      local n = api.nvim_buf_get_name(b)
+      if n ~= '' and vim.fs.normalize(vim.fn.fnamemodify(n, ':p')):sub(1, #dir + 1) == dir .. '/' then
+        M.attach(b)
+      end
+    end
+  end
+  return dir
 end
 
 ---------------------------------------------------------------------------------------------------
@@ -357,7 +527,7 @@ local function open_preview(s)
     border = p.border,
     title = preview_title(s),
     title_pos = 'left',
-    footer = ' <CR> accept · q discard ',
+    footer = ' <CR> accept · a this line · r retry · q discard ',
     footer_pos = 'right',
   })
   s.preview_win = win
@@ -367,6 +537,12 @@ local function open_preview(s)
   local o = { buffer = buf, nowait = true, silent = true }
   vim.keymap.set('n', '<CR>', M.accept, vim.tbl_extend('force', o, { desc = 'pema: accept the rewrite' }))
   vim.keymap.set('n', 'q', M.discard, vim.tbl_extend('force', o, { desc = 'pema: discard the rewrite' }))
+  vim.keymap.set('n', 'a', function()
+    M.accept_hunk()
+  end, vim.tbl_extend('force', o, { desc = 'pema: accept the line (hunk) under the cursor' }))
+  vim.keymap.set('n', 'r', function()
+    M.retry()
+  end, vim.tbl_extend('force', o, { desc = 'pema: another sample of the rewrite' }))
   vim.keymap.set('n', '<Esc>', M.discard, vim.tbl_extend('force', o, { desc = 'pema: discard the rewrite' }))
   api.nvim_create_autocmd('WinClosed', {
     group = augroup,
@@ -397,25 +573,47 @@ on_partial = function(s, value)
   update_preview(s)
 end
 
+--- Strength presets of :PemaRewrite: they map to the daemon's mixing options (per request, no
+--- restart). `lighter`: a constant, small weight on the learned style; `stronger`: a constant,
+--- large one.
+M.presets = {
+  lighter = { mode = 'fixed', options = { lambdaFixed = 0.3 } },
+  stronger = { mode = 'fixed', options = { lambdaFixed = 0.9 } },
+}
+
 --- Rewrite a range of the current buffer in its workspace's style.
---- @param opts { line1: integer, line2: integer, mode: string?, options: table? }?
+--- @param opts { line1: integer?, line2: integer?, bytes: integer[]?, mode: string?, options: table? }?
 function M.rewrite(opts)
-  opts = opts or {}
+  opts = vim.deepcopy(opts or {})
+  local preset = opts.mode and M.presets[opts.mode]
+  if preset then
+    opts.mode = preset.mode
+    opts.options = vim.tbl_extend('force', preset.options, opts.options or {})
+  end
   local bufnr = api.nvim_get_current_buf()
   local client = vim.lsp.get_clients({ bufnr = bufnr, name = NAME })[1]
   if not client then
-    if not M.config then
-      notify("not set up: call require('pema').setup() first", vim.log.levels.ERROR)
-    elseif vim.fn.executable(M.cmd()[1]) ~= 1 then
-      notify(('the daemon binary %q was not found (see :checkhealth pema)'):format(M.cmd()[1]), vim.log.levels.ERROR)
+    local cmd = M.cmd()
+    if not M.find_root(bufnr) then
+      notify(
+        "this file is not in a folder pema learns: :PemaLearn opts its folder in (it asks, then writes a .pema.toml)",
+        vim.log.levels.ERROR
+      )
+    elseif not (M.config and M.config.connect) and vim.fn.executable(cmd[1]) ~= 1 then
+      notify(('the daemon binary %q was not found (see :checkhealth pema)'):format(cmd[1]), vim.log.levels.ERROR)
     else
-      notify('no pema daemon is attached to this buffer (is it a file on disk?)', vim.log.levels.ERROR)
+      notify("no pema daemon is attached to this buffer (call require('pema').setup() or vim.lsp.enable('pema'))", vim.log.levels.ERROR)
     end
     return
   end
-  local line1 = opts.line1 or api.nvim_win_get_cursor(0)[1]
-  local line2 = opts.line2 or line1
-  local sr, sc, er, ec = byte_range(bufnr, line1, line2)
+  local sr, sc, er, ec
+  if opts.bytes then
+    sr, sc, er, ec = unpack(opts.bytes)
+  else
+    local line1 = opts.line1 or api.nvim_win_get_cursor(0)[1]
+    local line2 = opts.line2 or line1
+    sr, sc, er, ec = byte_range(bufnr, line1, line2)
+  end
   local range = lsp_range(bufnr, sr, sc, er, ec, client.offset_encoding or 'utf-16')
 
   -- A new request replaces (and cancels) the previous one.
@@ -431,6 +629,9 @@ function M.rewrite(opts)
     text = '',
     partials = 0,
     done = false,
+    mode = opts.mode,
+    options = opts.options,
+    accepted = {},
   }
   hl_defaults()
   s.mark = api.nvim_buf_set_extmark(bufnr, ns, sr, sc, {
@@ -482,6 +683,20 @@ function M.rewrite(opts)
   return s
 end
 
+local hunk_ns = api.nvim_create_namespace('pema.hunks')
+
+--- The rewritten range's byte positions now (it follows edits), or nil when it is gone.
+local function session_bytes(s)
+  if not api.nvim_buf_is_valid(s.bufnr) then
+    return nil
+  end
+  local m = api.nvim_buf_get_extmark_by_id(s.bufnr, ns, s.mark, { details = true })
+  if not m[1] then
+    return nil
+  end
+  return { m[1], m[2], m[3].end_row, m[3].end_col }
+end
+
 --- Replace the range with the finished rewrite.
 --- @return boolean accepted
 function M.accept()
@@ -524,7 +739,93 @@ function M.discard(opts)
   if s.request_id and not s.done then
     pcall(s.client.cancel_request, s.client, s.request_id)
   end
+  M._last = { bufnr = s.bufnr, bytes = session_bytes(s), mode = s.mode, options = s.options, win = s.src_win }
   close_session(s)
+end
+
+--- Accept one hunk of the finished rewrite: its line `n` (default: the preview line under the
+--- cursor) replaces the same line of the range; the other lines stay as they are, and the
+--- preview stays open for them. (Rewrites of several lines are made line by line, so line n of
+--- the rewrite is the rewrite of line n of the range.)
+--- @param n integer?
+--- @return boolean accepted
+function M.accept_hunk(n)
+  local s = M._session
+  if not s then
+    notify('no rewrite to accept', vim.log.levels.WARN)
+    return false
+  end
+  if not s.done then
+    notify('the rewrite is still being generated (wait, or :PemaDiscard)', vim.log.levels.WARN)
+    return false
+  end
+  if not n then
+    if s.preview_win and api.nvim_get_current_win() == s.preview_win then
+      n = api.nvim_win_get_cursor(s.preview_win)[1]
+    else
+      n = 1
+    end
+  end
+  local b = session_bytes(s)
+  if not b then
+    close_session(s)
+    notify('the rewritten range is gone', vim.log.levels.WARN)
+    return false
+  end
+  local sr, sc, er, ec = unpack(b)
+  local new = vim.split(s.text, '\n', { plain = true })
+  if #new ~= er - sr + 1 then
+    notify(('this rewrite has %d lines for %d lines of text: accept it whole (:PemaAccept)'):format(#new, er - sr + 1), vim.log.levels.WARN)
+    return false
+  end
+  if n < 1 or n > #new then
+    notify(('no line %d in this rewrite'):format(n), vim.log.levels.WARN)
+    return false
+  end
+  local row = sr + n - 1
+  local line = api.nvim_buf_get_lines(s.bufnr, row, row + 1, true)[1]
+  local c0 = n == 1 and sc or 0
+  local c1 = row == er and ec or #line
+  api.nvim_buf_set_text(s.bufnr, row, c0, row, c1, { new[n] })
+  s.accepted[n] = true
+  if s.preview_buf and api.nvim_buf_is_valid(s.preview_buf) then
+    api.nvim_buf_set_extmark(s.preview_buf, hunk_ns, n - 1, 0, {
+      sign_text = '✓',
+      virt_text = { { ' accepted', 'Comment' } },
+      virt_text_pos = 'eol',
+    })
+  end
+  -- Every line now reads as the rewrite: nothing is left to accept.
+  local nb = session_bytes(s)
+  if nb and table.concat(api.nvim_buf_get_text(s.bufnr, nb[1], nb[2], nb[3], nb[4], {}), '\n') == s.text then
+    close_session(s)
+  end
+  return true
+end
+
+--- Another sample of the same range (sampling with config.retry.temperature and a new seed),
+--- keeping the mode and options of the rewrite in preview (or of the last one discarded).
+--- @return pema.Session?
+function M.retry()
+  local s = M._session
+  local last = s and { bufnr = s.bufnr, bytes = session_bytes(s), mode = s.mode, options = s.options, win = s.src_win }
+    or M._last
+  if not last or not last.bytes or not api.nvim_buf_is_valid(last.bufnr) then
+    notify('nothing to retry: rewrite a range first', vim.log.levels.WARN)
+    return nil
+  end
+  local retry = (M.config or M.defaults).retry or {}
+  local options = vim.tbl_extend('force', last.options or {}, {
+    temperature = retry.temperature or 0.8,
+    seed = math.random(1, 2 ^ 31 - 1),
+  })
+  if last.win and api.nvim_win_is_valid(last.win) then
+    api.nvim_set_current_win(last.win)
+  end
+  if api.nvim_get_current_buf() ~= last.bufnr then
+    api.nvim_set_current_buf(last.bufnr)
+  end
+  return M.rewrite({ bytes = last.bytes, mode = last.mode, options = options })
 end
 
 M._byte_range = byte_range
@@ -658,6 +959,39 @@ function M.request_status(cb, workspace)
   end)
 end
 
+local function float(lines, title, filetype)
+  local buf = api.nvim_create_buf(false, true)
+  vim.bo[buf].bufhidden = 'wipe'
+  api.nvim_buf_set_lines(buf, 0, -1, false, lines)
+  vim.bo[buf].modifiable = false
+  vim.bo[buf].filetype = filetype
+  local width = 20
+  for _, l in ipairs(lines) do
+    width = math.max(width, vim.fn.strdisplaywidth(l))
+  end
+  width = math.min(width, vim.o.columns - 4)
+  local height = math.min(#lines, math.max(1, vim.o.lines - 6))
+  local win = api.nvim_open_win(buf, true, {
+    relative = 'editor',
+    row = math.floor((vim.o.lines - height) / 2) - 1,
+    col = math.floor((vim.o.columns - width) / 2),
+    width = width,
+    height = height,
+    style = 'minimal',
+    border = 'rounded',
+    title = title,
+    footer = ' q close ',
+    footer_pos = 'right',
+  })
+  vim.wo[win].wrap = false
+  for _, k in ipairs({ 'q', '<Esc>' }) do
+    vim.keymap.set('n', k, function()
+      pcall(api.nvim_win_close, win, true)
+    end, { buffer = buf, nowait = true, silent = true })
+  end
+  return buf, win
+end
+
 --- :PemaStatus — the status in a scratch float (q closes it).
 function M.status()
   M.request_status(function(err, result)
@@ -665,65 +999,119 @@ function M.status()
       notify('status: ' .. tostring(err.message), vim.log.levels.ERROR)
       return
     end
-    local lines = M.format_status(result)
-    local buf = api.nvim_create_buf(false, true)
-    vim.bo[buf].bufhidden = 'wipe'
-    api.nvim_buf_set_lines(buf, 0, -1, false, lines)
-    vim.bo[buf].modifiable = false
-    vim.bo[buf].filetype = 'pema-status'
-    local width = 20
-    for _, l in ipairs(lines) do
-      width = math.max(width, vim.fn.strdisplaywidth(l))
-    end
-    width = math.min(width, vim.o.columns - 4)
-    local height = math.min(#lines, math.max(1, vim.o.lines - 6))
-    local win = api.nvim_open_win(buf, true, {
-      relative = 'editor',
-      row = math.floor((vim.o.lines - height) / 2) - 1,
-      col = math.floor((vim.o.columns - width) / 2),
-      width = width,
-      height = height,
-      style = 'minimal',
-      border = 'rounded',
-      title = ' pema status ',
-      footer = ' q close ',
-      footer_pos = 'right',
-    })
-    vim.wo[win].wrap = false
-    for _, k in ipairs({ 'q', '<Esc>' }) do
-      vim.keymap.set('n', k, function()
-        pcall(api.nvim_win_close, win, true)
-      end, { buffer = buf, nowait = true, silent = true })
-    end
+    float(M.format_status(result), ' pema status ', 'pema-status')
   end)
+end
+
+---------------------------------------------------------------------------------------------------
+-- Files: what a workspace learns from
+---------------------------------------------------------------------------------------------------
+
+--- Readable lines of a `pema/files` result.
+--- @param r table
+--- @return string[]
+function M.format_files(r)
+  local L = {}
+  local root = tostring(nn(r.root) or '?')
+  local function rel(p)
+    p = tostring(p)
+    if p:sub(1, #root + 1) == root .. '/' then
+      return p:sub(#root + 2)
+    end
+    return p
+  end
+  local learned, waiting, skipped = nn(r.learned) or {}, nn(r.waiting) or {}, nn(r.skipped) or {}
+  L[#L + 1] = ('%s: learns from %d file(s), %d waiting, %d skipped'):format(root, #learned, #waiting, #skipped)
+  L[#L + 1] = ''
+  L[#L + 1] = 'learned from:'
+  for _, f in ipairs(learned) do
+    local what = f.kind == 'pairs' and ('%d pairs'):format(f.pairs or 0) or ('%d units'):format(f.units or 0)
+    if (f.bad_lines or 0) > 0 then
+      what = what .. (', %d bad lines'):format(f.bad_lines)
+    end
+    L[#L + 1] = ('  %s  (%s, %s)'):format(rel(f.path), tostring(f.kind), what)
+  end
+  if #waiting > 0 then
+    L[#L + 1] = ''
+    L[#L + 1] = 'not read yet:'
+    for _, p in ipairs(waiting) do
+      L[#L + 1] = '  ' .. rel(p)
+    end
+  end
+  L[#L + 1] = ''
+  L[#L + 1] = 'skipped:'
+  for _, f in ipairs(skipped) do
+    L[#L + 1] = ('  %s: %s'):format(rel(f.path), tostring(f.reason))
+  end
+  if r.truncated == true then
+    L[#L + 1] = '… (more entries than the listing shows)'
+  end
+  return L
+end
+
+--- :PemaFiles — which files the current file's workspace learns from, and why not the others.
+function M.files()
+  local bufnr = api.nvim_get_current_buf()
+  local client = M.get_client(bufnr)
+  if not client then
+    notify('no pema daemon is running: open a file in a folder with a .pema.toml, or :PemaLearn', vim.log.levels.ERROR)
+    return
+  end
+  local root = M.find_root(bufnr)
+  local params = root and { workspace = root } or vim.empty_dict()
+  client:request('pema/files', params, function(err, result)
+    if err then
+      notify('files: ' .. tostring(err.message), vim.log.levels.ERROR)
+      return
+    end
+    float(M.format_files(result), ' pema files ', 'pema-files')
+  end, bufnr)
+end
+
+---------------------------------------------------------------------------------------------------
+-- Statusline: the daemon's background work (no echo in the message area)
+---------------------------------------------------------------------------------------------------
+
+M._progress = {}
+
+function M._track_progress()
+  api.nvim_create_autocmd('LspProgress', {
+    group = augroup,
+    callback = function(ev)
+      local client = vim.lsp.get_client_by_id(ev.data.client_id)
+      local p = ev.data.params or {}
+      local v = p.value
+      if not client or client.name ~= NAME or type(v) ~= 'table' or not v.kind then
+        return
+      end
+      if v.kind == 'end' then
+        M._progress[p.token] = nil
+      else
+        local cur = M._progress[p.token] or {}
+        M._progress[p.token] = {
+          title = v.title or cur.title or 'pema',
+          message = v.message or cur.message,
+          percentage = v.percentage or cur.percentage,
+        }
+      end
+    end,
+  })
+end
+
+--- A statusline component: pema's background work now ('' when idle), e.g.
+--- `pema: training the adapter 40%`. Use it as `%{v:lua.require'pema'.statusline()}`.
+--- @return string
+function M.statusline()
+  for _, v in pairs(M._progress) do
+    local t = v.title:gsub('^pema: ', '')
+    return ('pema: %s%s'):format(t, v.percentage and (' %d%%'):format(v.percentage) or '')
+  end
+  return ''
 end
 
 ---------------------------------------------------------------------------------------------------
 -- Setup
 ---------------------------------------------------------------------------------------------------
-
-function M._create_commands()
-  api.nvim_create_user_command('PemaRewrite', function(a)
-    local mode = a.args ~= '' and a.args or nil
-    M.rewrite({ line1 = a.line1, line2 = a.line2, mode = mode })
-  end, {
-    range = true,
-    nargs = '?',
-    complete = function()
-      return { 'gu', 'fixed', 'plain' }
-    end,
-    desc = 'pema: rewrite the range in the workspace style (optional mode: gu, fixed, plain)',
-  })
-  api.nvim_create_user_command('PemaAccept', function()
-    M.accept()
-  end, { desc = 'pema: replace the range with the rewrite' })
-  api.nvim_create_user_command('PemaDiscard', function()
-    M.discard()
-  end, { desc = 'pema: discard the rewrite' })
-  api.nvim_create_user_command('PemaStatus', function()
-    M.status()
-  end, { desc = "pema: the daemon's status" })
-end
 
 --- @param opts pema.Config?
 function M.setup(opts)
@@ -735,39 +1123,23 @@ function M.setup(opts)
     M.config.filetypes = opts.filetypes
   end
   missing_reported = false
-  M._create_commands()
   hl_defaults()
   api.nvim_clear_autocmds({ group = augroup })
-  api.nvim_create_autocmd({ 'BufReadPost', 'BufNewFile', 'FileType' }, {
+  api.nvim_create_autocmd('ColorScheme', { group = augroup, callback = hl_defaults })
+  M._track_progress()
+  vim.lsp.config(NAME, M.lsp_config(M.config))
+  vim.lsp.enable(NAME)
+  -- vim.lsp.enable() attaches on FileType; a file with no filetype is attached on reading.
+  api.nvim_create_autocmd({ 'BufReadPost', 'BufNewFile' }, {
     group = augroup,
     callback = function(ev)
-      M.attach(ev.buf)
+      if vim.bo[ev.buf].filetype == '' then
+        M.attach(ev.buf)
+      end
     end,
   })
-  if M.config.progress then
-    api.nvim_create_autocmd('LspProgress', {
-      group = augroup,
-      callback = function(ev)
-        local client = vim.lsp.get_client_by_id(ev.data.client_id)
-        local v = ev.data.params and ev.data.params.value
-        if not client or client.name ~= NAME or type(v) ~= 'table' or not v.kind then
-          return
-        end
-        local msg = v.title or 'pema'
-        if v.message then
-          msg = msg .. ': ' .. v.message
-        end
-        if v.percentage then
-          msg = ('%s (%d%%)'):format(msg, v.percentage)
-        end
-        if v.kind == 'end' then
-          msg = msg .. ' ✓'
-        end
-        api.nvim_echo({ { msg, 'Comment' } }, false, {})
-      end,
-    })
-  end
-  api.nvim_create_autocmd('ColorScheme', { group = augroup, callback = hl_defaults })
+  -- Buffers loaded before setup(): attach now (vim.lsp.enable sees only later FileType events
+  -- before VimEnter).
   for _, buf in ipairs(api.nvim_list_bufs()) do
     if api.nvim_buf_is_loaded(buf) then
       M.attach(buf)

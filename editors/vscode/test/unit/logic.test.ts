@@ -215,3 +215,39 @@ describe("status bar", () => {
     assert.equal(statusBarText(status, [], "/bb/notes.md"), "pema: no examples yet");
   });
 });
+
+import { formatFiles, isForbiddenRoot, optedInRoots, rootOf, scopedSelector } from "../../src/logic";
+
+describe("opt-in", () => {
+  it("never takes the home folder or / as a root", () => {
+    assert.equal(isForbiddenRoot("/", "/home/ann"), true);
+    assert.equal(isForbiddenRoot("/home/ann/", "/home/ann"), true);
+    assert.equal(isForbiddenRoot("/home/ann/notes", "/home/ann"), false);
+    assert.deepEqual(
+      optedInRoots(["/home/ann/.pema.toml", "/.pema.toml", "/home/ann/notes/.pema.toml", "/home/ann/b/.pema.toml", "/home/ann/notes/.pema.toml"], "/home/ann"),
+      ["/home/ann/b", "/home/ann/notes"],
+    );
+  });
+  it("finds the innermost opted-in root of a file, none outside", () => {
+    const roots = ["/w", "/w/sub", "/x"];
+    assert.equal(rootOf("/w/sub/a.md", roots), "/w/sub");
+    assert.equal(rootOf("/w/a.md", roots), "/w");
+    assert.equal(rootOf("/wx/a.md", roots), undefined);
+    assert.equal(rootOf(undefined, roots), undefined);
+  });
+  it("syncs only documents under opted-in roots", () => {
+    assert.deepEqual(scopedSelector(["markdown"], []), []);
+    assert.deepEqual(scopedSelector(["markdown"], ["/w"]), [{ scheme: "file", language: "markdown", pattern: "/w/**" }]);
+  });
+  it("formats pema/files", () => {
+    const lines = formatFiles({
+      root: "/w",
+      learned: [{ path: "/w/a.md", kind: "corpus", units: 3, pairs: 0, bad_lines: 0 }],
+      waiting: [],
+      skipped: [{ path: "/w/.git", reason: "hidden (name starts with a dot)" }],
+      truncated: false,
+    });
+    assert.ok(lines.includes("  a.md  (corpus, 3 units)"), lines.join("\n"));
+    assert.ok(lines.includes("  .git: hidden (name starts with a dot)"), lines.join("\n"));
+  });
+});
