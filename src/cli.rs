@@ -138,13 +138,13 @@ struct TrainArgs {
     /// stored in the adapter with the schedule chosen for it.
     #[arg(long, default_value_t = adapter::ADAPTER_TOP_K)]
     adapter_top_k: usize,
-    /// Choose the default schedule by the held-out targets' likelihood alone, without rewriting
-    /// the held-out pairs (faster; measured to trust the adapter too much).
+    /// Refine the default schedule by rewriting the memory's held-out pairs with each candidate
+    /// (BLEU against their targets) instead of keeping the held-out likelihood's choice. Slower;
+    /// measured and not the default: BENCHMARKS.md, "Style quality".
     #[arg(long)]
-    choose_by_likelihood: bool,
-    /// Do not train: choose the default schedule of the adapter already at --out again (for an
-    /// adapter trained before pema chose by rewriting).
-    #[arg(long, conflicts_with = "choose_by_likelihood")]
+    choose_by_rewriting: bool,
+    /// With --choose-by-rewriting: do not train, choose again for the adapter already at --out.
+    #[arg(long, requires = "choose_by_rewriting")]
     choose_only: bool,
     #[arg(long)]
     json: bool,
@@ -764,7 +764,7 @@ fn train(model: Option<&PathBuf>, a: TrainArgs) -> Result<()> {
     };
     let mut adapter = trained;
     let held_out = memory.held_out_pairs(opts.held_out_percent);
-    let schedules = if a.choose_by_likelihood || held_out.len() < eval::tune::MIN_PAIRS {
+    let schedules = if !a.choose_by_rewriting || held_out.len() < eval::tune::MIN_PAIRS {
         vec![]
     } else {
         adapter.prepare(model.head())?;

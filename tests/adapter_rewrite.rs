@@ -204,24 +204,6 @@ fn the_default_rewrite_learns_an_invented_word_substitution() {
     let (train, test) = colour_pairs();
     let memory = build(&train, dir.path(), Template::default());
     let mut a = trained(&memory, &TrainOptions::default());
-    // As `pema train` and the daemon do: the schedule is chosen by rewriting the held-out pairs.
-    let held_out = memory.held_out_pairs(memory::DEFAULT_HELD_OUT_PERCENT);
-    let mut s = common::session();
-    let scores = pema::eval::choose_schedule(
-        &mut s,
-        &mut a,
-        &memory.template().unwrap(),
-        &held_out,
-        None,
-        |_| {},
-    )
-    .unwrap();
-    println!("{} held-out pairs; schedules: {scores:#?}", held_out.len());
-    assert!(!scores.is_empty(), "too few held-out pairs to choose by");
-    assert_eq!(
-        a.info().decoding.and_then(|d| d.held_out_bleu),
-        Some(scores[0].bleu)
-    );
     assert_eq!(
         a.template().unwrap().text(),
         memory.template().unwrap().text()
@@ -231,6 +213,7 @@ fn the_default_rewrite_learns_an_invented_word_substitution() {
         Template::default(),
         "no worked examples"
     );
+    let mut s = common::session();
     let default = rewrites(&mut s, &a, &test, &a.default_rewrite());
     let plain = rewrites(
         &mut s,
@@ -253,6 +236,20 @@ fn the_default_rewrite_learns_an_invented_word_substitution() {
     assert!(
         rd >= 0.5,
         "the default rewrite used the invented words in only {rd} of held-out rewrites"
+    );
+
+    // `pema train --choose-by-rewriting`: the memory kept its held-out pairs' text, each
+    // candidate rewrites them, and the best is stored with its score.
+    let held_out = memory.held_out_pairs(memory::DEFAULT_HELD_OUT_PERCENT);
+    let template = a.template().unwrap();
+    let scores =
+        pema::eval::choose_schedule(&mut s, &mut a, &template, &held_out, None, |_| {}).unwrap();
+    println!("{} held-out pairs; schedules: {scores:#?}", held_out.len());
+    assert!(!scores.is_empty(), "too few held-out pairs to choose by");
+    assert!(scores.iter().all(|x| x.pairs > 0 && x.bleu.is_finite()));
+    assert_eq!(
+        a.info().decoding.and_then(|d| d.held_out_bleu),
+        Some(scores[0].bleu)
     );
 }
 

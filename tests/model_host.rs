@@ -243,3 +243,19 @@ fn non_gguf_and_truncated_models_are_clear_errors() {
     std::fs::write(&empty, b"").unwrap();
     assert!(Model::load(&empty).is_err());
 }
+
+/// The word-run guard bans a word by the token that starts it after a space: that token must
+/// spell the space and the word's beginning.
+#[test]
+fn a_word_after_a_space_starts_with_one_token_holding_the_space() {
+    let model = common::model();
+    for w in ["walk", "thou", "Jehovah", "Sie", "before,"] {
+        let tokens = model.tokenize(&format!(" {w}")).unwrap();
+        let first = String::from_utf8_lossy(&model.token_bytes(tokens[0])).into_owned();
+        assert!(
+            first.starts_with(' ') && w.starts_with(first.trim_start()) && first.len() > 1,
+            "{w:?} starts with {first:?}"
+        );
+        assert_eq!(model.detokenize(&tokens), format!(" {w}"));
+    }
+}

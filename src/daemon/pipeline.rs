@@ -610,8 +610,7 @@ impl Pipeline {
                     let mut a = adapter::train(&memory, model.head(), model.info(), &opts, |p| {
                         let done = p.epoch * p.steps_per_epoch.max(1) + p.step;
                         let all = p.max_epochs * p.steps_per_epoch.max(1);
-                        // Training is the first 80%; choosing the schedule the rest.
-                        progress.report((80 * done / all.max(1)) as u32, || {
+                        progress.report((100 * done / all.max(1)) as u32, || {
                             format!(
                                 "epoch {}, held-out loss {:.3}",
                                 p.epoch + 1,
@@ -619,9 +618,8 @@ impl Pipeline {
                             )
                         });
                     })?;
-                    a.prepare(model.head())?;
-                    choose_schedule(&model, &mut a, &memory, &cancel, &mut progress)?;
                     a.save(&dir.join(state::ADAPTER_FILE))?;
+                    a.prepare(model.head())?;
                     progress.finish(format!(
                         "held-out loss {:.3}",
                         a.info().training.held_out_loss
@@ -704,40 +702,6 @@ fn release_memory() {
     unsafe {
         libc::malloc_trim(0);
     }
-}
-
-/// The default schedule, chosen by rewriting the memory's held-out pairs (in the training
-/// thread, with a session of its own: the worker keeps serving rewrites meanwhile).
-fn choose_schedule(
-    model: &Arc<Model>,
-    adapter: &mut Adapter,
-    memory: &Memory,
-    cancel: &AtomicBool,
-    progress: &mut TaskProgress,
-) -> Result<()> {
-    let pairs = memory.held_out_pairs(crate::memory::DEFAULT_HELD_OUT_PERCENT);
-    if pairs.len() < crate::eval::tune::MIN_PAIRS {
-        return Ok(());
-    }
-    let template = adapter.template()?;
-    let mut session = model.session(crate::model::SessionOptions {
-        n_batch: 256,
-        n_seq_max: 1,
-        ..Default::default()
-    })?;
-    crate::eval::choose_schedule(
-        &mut session,
-        adapter,
-        &template,
-        &pairs,
-        Some(cancel),
-        |p| {
-            progress.report(80 + 20 * p.done as u32 / p.total.max(1) as u32, || {
-                format!("choosing the schedule: {}/{} rewrites", p.done, p.total)
-            })
-        },
-    )?;
-    Ok(())
 }
 
 fn load_adapter(model: &Model, path: &Path) -> Result<Adapter> {

@@ -1,6 +1,8 @@
-//! The repetition guard: a rewrite never loops. A run of [`N`] tokens may occur in the output
+//! The repetition guards: a rewrite never loops. A run of [`N`] tokens may occur in the output
 //! as often as in the source (at least once), never more; the token that would complete one
-//! more occurrence is banned.
+//! more occurrence is banned. A run of [`WORDS`] words (what the degenerate-output measure
+//! counts) may occur twice, or as often as in the source: the word that would make a third is
+//! banned where it starts.
 
 use std::collections::HashMap;
 
@@ -70,6 +72,54 @@ impl RepeatGuard {
     }
 }
 
+/// Length of the word runs [`WordGuard`] watches.
+pub const WORDS: usize = 4;
+
+/// Watches runs of [`WORDS`] whitespace-separated words: a small model that has found a phrase
+/// it likes ("and thou shalt not walk before …") can vary the tokens around it and slip past the
+/// token guard while repeating the words.
+pub struct WordGuard {
+    source: HashMap<Vec<String>, u32>,
+}
+
+impl WordGuard {
+    pub fn new(source: &str) -> Self {
+        let words: Vec<&str> = source.split_whitespace().collect();
+        let mut counts = HashMap::new();
+        for w in words.windows(WORDS) {
+            *counts
+                .entry(w.iter().map(|s| s.to_string()).collect())
+                .or_insert(0) += 1;
+        }
+        Self { source: counts }
+    }
+
+    /// Words that must not start next in `output` (whose last word is complete if the next
+    /// token starts a new one): those that would make the run ending with them occur a third
+    /// time, or more often than in the source.
+    pub fn banned_words(&self, output: &str) -> Vec<String> {
+        let words: Vec<&str> = output.split_whitespace().collect();
+        if words.len() < WORDS {
+            return Vec::new();
+        }
+        let ctx = &words[words.len() - (WORDS - 1)..];
+        let mut seen: HashMap<&str, u32> = HashMap::new();
+        for w in words.windows(WORDS) {
+            if &w[..WORDS - 1] == ctx {
+                *seen.entry(w[WORDS - 1]).or_insert(0) += 1;
+            }
+        }
+        seen.into_iter()
+            .filter(|(next, n)| {
+                let mut run: Vec<String> = ctx.iter().map(|s| s.to_string()).collect();
+                run.push(next.to_string());
+                *n >= self.source.get(&run).copied().unwrap_or(0).max(2)
+            })
+            .map(|(next, _)| next.to_string())
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,5 +159,20 @@ mod tests {
         let got = run(&[], &[7; 8]);
         assert_eq!(&got[..5], &[7; 5]);
         assert_eq!(got[5], 99);
+    }
+
+    #[test]
+    fn a_word_run_may_occur_twice_never_three_times() {
+        let g = WordGuard::new("I will hear thee.");
+        let out = "and thou shalt not walk before me, and thou shalt not walk before thee, and thou shalt not";
+        assert_eq!(g.banned_words(out), vec!["walk".to_string()]);
+        assert!(g.banned_words("and thou shalt not walk before me, and thou shalt not").is_empty());
+        // What the source itself repeats three times may come back three times.
+        let src = "a b c d, a b c d, a b c d, x";
+        assert!(WordGuard::new(src).banned_words("a b c d, a b c d, a b c").is_empty());
+        assert_eq!(
+            WordGuard::new(src).banned_words("a b c d, a b c d, a b c d, a b c"),
+            vec!["d,".to_string()]
+        );
     }
 }

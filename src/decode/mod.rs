@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 use rand::{Rng, SeedableRng};
 
-pub use guard::RepeatGuard;
+pub use guard::{RepeatGuard, WordGuard};
 pub use mixture::{log_add_exp, log_softmax, mix_guided, mix_into, top_k_indices};
 pub use schedule::Schedule;
 
@@ -107,6 +107,8 @@ pub struct Prompt {
     pub source_tokens: Vec<Token>,
     /// Words in the source: a rewrite stops at twice as many plus 8.
     pub source_words: usize,
+    /// The source (for the word-run guard).
+    pub source_text: String,
 }
 
 impl Prompt {
@@ -121,6 +123,7 @@ impl Prompt {
             expected_len: source_tokens.len(),
             source_tokens,
             source_words: source.split_whitespace().count(),
+            source_text: source.to_string(),
         })
     }
 
@@ -160,6 +163,7 @@ pub fn generate(
         },
     };
     let mut guard = RepeatGuard::new(&prompt.source_tokens);
+    let word_guard = WordGuard::new(&prompt.source_text);
     let max_words = 2 * prompt.source_words + 8;
     let end = crate::memory::end_token(session)?;
     let room = session.n_ctx().saturating_sub(prompt.tokens.len() + 1);
@@ -208,6 +212,16 @@ pub fn generate(
             // source does cannot be continued the same way again.
             for t in guard.banned() {
                 logp[t as usize] = f32::NEG_INFINITY;
+            }
+            // The same over words, where the next token starts one (rare: only once a run
+            // of words has come twice).
+            if bytes.last().is_some_and(|b| !b.is_ascii_whitespace()) {
+                let text = String::from_utf8_lossy(&bytes);
+                for w in word_guard.banned_words(&text) {
+                    if let Some(&t) = model.tokenize(&format!(" {w}"))?.first() {
+                        logp[t as usize] = f32::NEG_INFINITY;
+                    }
+                }
             }
         }
         let token = pick(&mut logp, opts, &mut rng) as Token;
