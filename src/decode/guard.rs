@@ -75,48 +75,61 @@ impl RepeatGuard {
 /// Length of the word runs [`WordGuard`] watches.
 pub const WORDS: usize = 4;
 
-/// Watches runs of [`WORDS`] whitespace-separated words: a small model that has found a phrase
-/// it likes ("and thou shalt not walk before …") can vary the tokens around it and slip past the
-/// token guard while repeating the words.
+/// Watches runs of [`WORDS`] words, compared as the degenerate-output measure compares them
+/// (case and surrounding punctuation ignored): a small model that has found a phrase it likes
+/// varies the tokens around it ("ein Produkt für Sie über ein produkt für Sie …") and slips past
+/// the token guard while repeating the words.
 pub struct WordGuard {
     source: HashMap<Vec<String>, u32>,
 }
 
+fn norm(w: &str) -> String {
+    w.trim_matches(|c: char| !c.is_alphanumeric())
+        .to_lowercase()
+}
+
 impl WordGuard {
     pub fn new(source: &str) -> Self {
-        let words: Vec<&str> = source.split_whitespace().collect();
+        let words: Vec<String> = source.split_whitespace().map(norm).collect();
         let mut counts = HashMap::new();
         for w in words.windows(WORDS) {
-            *counts
-                .entry(w.iter().map(|s| s.to_string()).collect())
-                .or_insert(0) += 1;
+            *counts.entry(w.to_vec()).or_insert(0) += 1;
         }
         Self { source: counts }
     }
 
-    /// Words that must not start next in `output` (whose last word is complete if the next
-    /// token starts a new one): those that would make the run ending with them occur a third
-    /// time, or more often than in the source.
-    pub fn banned_words(&self, output: &str) -> Vec<String> {
-        let words: Vec<&str> = output.split_whitespace().collect();
-        if words.len() < WORDS {
-            return Vec::new();
+    /// Whether `piece` must not follow `output`: it starts or continues a word that would make
+    /// the run of the [`WORDS`] − 1 words before it plus itself occur a third time (or more
+    /// often than in the source). Any spelling of the word is caught, and so is its beginning,
+    /// so the model cannot spell its way around the ban.
+    pub fn vetoes(&self, output: &str, piece: &str) -> bool {
+        let mut words: Vec<&str> = output.split_whitespace().collect();
+        let partial = if piece.starts_with(char::is_whitespace)
+            || output.is_empty()
+            || output.ends_with(char::is_whitespace)
+        {
+            piece.split_whitespace().next().unwrap_or("").to_string()
+        } else {
+            let last = words.pop().unwrap_or("");
+            format!("{last}{}", piece.split_whitespace().next().unwrap_or(""))
+        };
+        let partial = norm(&partial);
+        if partial.is_empty() || words.len() < WORDS - 1 {
+            return false;
         }
+        let words: Vec<String> = words.iter().map(|w| norm(w)).collect();
         let ctx = &words[words.len() - (WORDS - 1)..];
         let mut seen: HashMap<&str, u32> = HashMap::new();
         for w in words.windows(WORDS) {
             if &w[..WORDS - 1] == ctx {
-                *seen.entry(w[WORDS - 1]).or_insert(0) += 1;
+                *seen.entry(w[WORDS - 1].as_str()).or_insert(0) += 1;
             }
         }
-        seen.into_iter()
-            .filter(|(next, n)| {
-                let mut run: Vec<String> = ctx.iter().map(|s| s.to_string()).collect();
-                run.push(next.to_string());
-                *n >= self.source.get(&run).copied().unwrap_or(0).max(2)
-            })
-            .map(|(next, _)| next.to_string())
-            .collect()
+        seen.into_iter().any(|(next, n)| {
+            let mut run = ctx.to_vec();
+            run.push(next.to_string());
+            next.starts_with(&partial) && n >= self.source.get(&run).copied().unwrap_or(0).max(2)
+        })
     }
 }
 
@@ -165,14 +178,21 @@ mod tests {
     fn a_word_run_may_occur_twice_never_three_times() {
         let g = WordGuard::new("I will hear thee.");
         let out = "and thou shalt not walk before me, and thou shalt not walk before thee, and thou shalt not";
-        assert_eq!(g.banned_words(out), vec!["walk".to_string()]);
-        assert!(g.banned_words("and thou shalt not walk before me, and thou shalt not").is_empty());
+        assert!(g.vetoes(out, " walk"));
+        assert!(g.vetoes(out, " Wa"), "nor its beginning");
+        assert!(!g.vetoes(out, " go"));
+        assert!(!g.vetoes(
+            "and thou shalt not walk before me, and thou shalt not",
+            " walk"
+        ));
+        // Case, punctuation and the way it is cut into tokens do not make a run new.
+        let out = "ein Produkt für Sie über ein produkt für Sie, über ein Produkt für";
+        assert!(g.vetoes(out, " sie"));
+        assert!(g.vetoes(&format!("{out} S"), "ie,"));
+        assert!(!g.vetoes(out, " Ihre"));
         // What the source itself repeats three times may come back three times.
         let src = "a b c d, a b c d, a b c d, x";
-        assert!(WordGuard::new(src).banned_words("a b c d, a b c d, a b c").is_empty());
-        assert_eq!(
-            WordGuard::new(src).banned_words("a b c d, a b c d, a b c d, a b c"),
-            vec!["d,".to_string()]
-        );
+        assert!(!WordGuard::new(src).vetoes("a b c d, a b c d, a b c", " d"));
+        assert!(WordGuard::new(src).vetoes("a b c d, a b c d, a b c d, a b c", " d"));
     }
 }

@@ -213,18 +213,21 @@ pub fn generate(
             for t in guard.banned() {
                 logp[t as usize] = f32::NEG_INFINITY;
             }
-            // The same over words, where the next token starts one (rare: only once a run
-            // of words has come twice).
-            if bytes.last().is_some_and(|b| !b.is_ascii_whitespace()) {
-                let text = String::from_utf8_lossy(&bytes);
-                for w in word_guard.banned_words(&text) {
-                    if let Some(&t) = model.tokenize(&format!(" {w}"))?.first() {
-                        logp[t as usize] = f32::NEG_INFINITY;
-                    }
+        }
+        let mut token = pick(&mut logp, opts, &mut rng) as Token;
+        if opts.stop_at_boundary {
+            // The same over words: a token that would repeat a 4-word run a third time is
+            // struck out and the pick made again (a few times at most; then it stands).
+            let text = String::from_utf8_lossy(&bytes);
+            for _ in 0..8 {
+                let piece = model.token_bytes(token);
+                if !word_guard.vetoes(&text, &String::from_utf8_lossy(&piece)) {
+                    break;
                 }
+                logp[token as usize] = f32::NEG_INFINITY;
+                token = pick(&mut logp, opts, &mut rng) as Token;
             }
         }
-        let token = pick(&mut logp, opts, &mut rng) as Token;
         guard.push(token);
         if !opts.stop_at_boundary {
             n += 1;
