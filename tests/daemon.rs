@@ -837,3 +837,134 @@ fn files_lists_what_a_workspace_learns_from_and_why_not_the_rest() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// Where a byte offset of `doc` lies as an LSP position counted in `enc`, computed here
+/// independently of the daemon (which uses rust-analyzer's `line-index`).
+fn lsp_position(doc: &str, byte: usize, enc: &str) -> Value {
+    let line_start = doc[..byte].rfind('\n').map_or(0, |i| i + 1);
+    let before = &doc[line_start..byte];
+    let character = match enc {
+        "utf-8" => before.len(),
+        "utf-16" => before.chars().map(char::len_utf16).sum(),
+        _ => before.chars().count(),
+    };
+    json!({"line": doc[..byte].matches('\n').count(), "character": character})
+}
+
+/// A CRLF document with emoji and CJK text and no final newline: for each position encoding a
+/// client may offer, the daemon agrees on one, reads exactly the selected text (the rewrite of
+/// the range equals the rewrite of the same text sent inline) and returns a replacement that
+/// keeps the document's CRLF line endings and its missing final newline, so that applying the
+/// edit changes no other byte.
+#[test]
+fn positions_and_line_endings_survive_a_rewrite() {
+    let doc = "Grüße 😀 from the first line of this note\r\n一二三 the second line of the text\r\nthe third line has no final newline";
+    let ws = tempfile::tempdir().unwrap();
+    let root = ws.path().canonicalize().unwrap();
+    let path = root.join("crlf.md");
+    std::fs::write(&path, doc).unwrap();
+    let uri = file_uri(&path);
+    // (byte range, whether its end is sent as a character past the end of its line)
+    let first = doc.find("from").unwrap();
+    let second = doc.find("二").unwrap();
+    let third = doc.find("the third").unwrap();
+    let ranges = [
+        (first, doc.find("\r\n").unwrap(), true),
+        (second, doc.find("has no").unwrap(), false),
+        (third, doc.len(), true),
+    ];
+    for (offered, agreed) in [
+        (None, "utf-16"),
+        (Some(json!(["utf-8", "utf-16"])), "utf-8"),
+        (Some(json!(["utf-32", "utf-16"])), "utf-32"),
+    ] {
+        let cache = tempfile::tempdir().unwrap();
+        let (mut child, mut c) = rpc::lsp(cache.path());
+        let mut caps = json!({});
+        if let Some(o) = &offered {
+            caps = json!({"general": {"positionEncodings": o}});
+        }
+        let init = c
+            .call(
+                "initialize",
+                json!({
+                    "processId": null, "rootUri": null, "capabilities": caps,
+                    "workspaceFolders": [{"uri": file_uri(&root), "name": "ws"}],
+                    // The code action below rewrites with the plain model: no adapter needed.
+                    "initializationOptions": {"mode": "plain"},
+                }),
+            )
+            .expect("initialize");
+        c.notify("initialized", json!({}));
+        assert_eq!(init["capabilities"]["positionEncoding"], json!(agreed));
+        c.notify(
+            "textDocument/didOpen",
+            json!({"textDocument": {"uri": uri, "languageId": "markdown", "version": 1, "text": doc}}),
+        );
+        for &(a, b, past_end) in &ranges {
+            let mut end = lsp_position(doc, b, agreed);
+            if past_end {
+                end["character"] = json!(10_000);
+            }
+            let range = json!({"start": lsp_position(doc, a, agreed), "end": end});
+            let options = json!({"temperature": 0.0, "maxTokens": 16});
+            let by_range = c
+                .call(
+                    "pema/rewrite",
+                    json!({"uri": uri, "range": range, "mode": "plain", "options": options}),
+                )
+                .unwrap_or_else(|e| panic!("{agreed} {range}: {e}"));
+            let inline = c
+                .call(
+                    "pema/rewrite",
+                    json!({"text": doc[a..b], "mode": "plain", "options": options,
+                           "workspace": root.display().to_string()}),
+                )
+                .expect("inline rewrite");
+            let new_text = by_range["text"].as_str().unwrap();
+            let same_words = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+            assert_eq!(
+                same_words(new_text),
+                same_words(inline["text"].as_str().unwrap()),
+                "{agreed}: the range {range} was not read as {:?}",
+                &doc[a..b]
+            );
+            assert_eq!(by_range["range"], range);
+            assert!(
+                !new_text.ends_with('\n')
+                    && new_text
+                        .match_indices('\n')
+                        .all(|(i, _)| i > 0 && new_text.as_bytes()[i - 1] == b'\r'),
+                "{agreed}: {new_text:?} does not keep the document's line endings"
+            );
+            let edited = format!("{}{}{}", &doc[..a], new_text, &doc[b..]);
+            assert!(edited.starts_with(&doc[..a]) && edited.ends_with(&doc[b..]));
+            assert_eq!(
+                edited.matches("\r\n").count(),
+                edited.matches('\n').count(),
+                "{edited:?}"
+            );
+            assert!(!edited.ends_with('\n'), "{edited:?}");
+        }
+        // The code action's edit carries the same fitted text.
+        let range = json!({"start": lsp_position(doc, second, agreed), "end": {"line": 2, "character": 10_000}});
+        let actions = c
+            .call(
+                "textDocument/codeAction",
+                json!({"textDocument": {"uri": uri}, "range": range, "context": {"diagnostics": []}}),
+            )
+            .expect("codeAction");
+        let resolved = c
+            .call("codeAction/resolve", actions[0].clone())
+            .expect("resolve");
+        let edit = &resolved["edit"]["changes"][&uri][0];
+        assert_eq!(edit["range"], range);
+        let t = edit["newText"].as_str().unwrap();
+        assert!(
+            !t.ends_with('\n') && !t.replace("\r\n", "").contains('\n'),
+            "{t:?}"
+        );
+        drop(c);
+        let _ = child.wait();
+    }
+}

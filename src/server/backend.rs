@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use line_index::{LineIndex, WideEncoding, WideLineCol};
 use serde_json::{json, Value};
 use tower_lsp_server::jsonrpc::{Error, Result};
 use tower_lsp_server::lsp_types::*;
@@ -31,6 +32,8 @@ pub struct Backend {
     /// Workspaces this connection opened (closed when it goes).
     roots: Arc<Mutex<HashSet<PathBuf>>>,
     documents: Mutex<HashMap<Uri, String>>,
+    /// How this connection counts a position's `character` (negotiated in `initialize`).
+    encoding: Mutex<Encoding>,
     work_done_progress: AtomicBool,
     default_mode: Mutex<Option<Mode>>,
     lambda_max: Mutex<Option<f32>>,
@@ -56,6 +59,7 @@ impl Backend {
             conn,
             roots: Arc::new(Mutex::new(HashSet::new())),
             documents: Mutex::new(HashMap::new()),
+            encoding: Mutex::new(Encoding::Utf16),
             work_done_progress: AtomicBool::new(false),
             default_mode: Mutex::new(None),
             lambda_max: Mutex::new(None),
@@ -115,7 +119,7 @@ impl Backend {
     /// document, else the file, read only when it is a regular file (not a link) inside a
     /// workspace this connection opened and under [`MAX_DOCUMENT_BYTES`]. The error is the same
     /// whether or not such a file exists.
-    async fn text_of(&self, uri: &Uri, range: &Range) -> Result<String> {
+    async fn text_of(&self, uri: &Uri, range: &Range) -> Result<Selection> {
         let doc = self.documents.lock().unwrap().get(uri).cloned();
         let text = match doc {
             Some(t) => t,
@@ -137,9 +141,17 @@ impl Backend {
                     .ok_or_else(refused)?
             }
         };
-        let (a, b) = (offset(&text, range.start), offset(&text, range.end));
+        let encoding = *self.encoding.lock().unwrap();
+        let index = LineIndex::new(&text);
+        let (a, b) = (
+            offset(&text, &index, encoding, range.start),
+            offset(&text, &index, encoding, range.end),
+        );
         match (a, b) {
-            (Some(a), Some(b)) if a <= b => Ok(text[a..b].to_string()),
+            (Some(a), Some(b)) if a <= b => Ok(Selection {
+                text: text[a..b].to_string(),
+                crlf: uses_crlf(&text),
+            }),
             _ => Err(invalid_params(format!(
                 "the range {}:{}-{}:{} is outside the document",
                 range.start.line, range.start.character, range.end.line, range.end.character
@@ -150,12 +162,16 @@ impl Backend {
     /// Runs a rewrite to the end, streaming partial text to `partial` if given.
     async fn rewrite(&self, p: RewriteParams) -> Result<RewriteResult> {
         let daemon = self.daemon()?.clone();
-        let (text, workspace_hint) = match (&p.text, &p.uri, &p.range) {
-            (Some(t), None, None) => (t.clone(), None),
-            (None, Some(u), Some(r)) => (
-                self.text_of(u, r).await?,
-                u.to_file_path().map(|p| p.into_owned()),
-            ),
+        let (text, workspace_hint, selection) = match (&p.text, &p.uri, &p.range) {
+            (Some(t), None, None) => (t.clone(), None, None),
+            (None, Some(u), Some(r)) => {
+                let sel = self.text_of(u, r).await?;
+                (
+                    sel.text.clone(),
+                    u.to_file_path().map(|p| p.into_owned()),
+                    Some(sel),
+                )
+            }
             _ => {
                 return Err(invalid_params(
                     "give either text, or uri and range of a document",
@@ -228,8 +244,13 @@ impl Backend {
             }
         };
         let r = result.map_err(to_rpc)?;
+        // The replacement of a document's range keeps the document's line endings.
+        let text = match &selection {
+            Some(sel) => fit_line_endings(&sel.text, sel.crlf, &r.text),
+            None => r.text,
+        };
         Ok(RewriteResult {
-            text: r.text,
+            text,
             mode: format!("{:?}", r.mode).to_lowercase(),
             tokens: r.tokens,
             stopped_by: serde_json::to_value(&r.stopped_by)
@@ -384,24 +405,106 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// Byte offset of an LSP position (UTF-16 code units) in `text`.
-fn offset(text: &str, pos: Position) -> Option<usize> {
-    let mut line_start = 0;
-    for _ in 0..pos.line {
-        line_start += text[line_start..].find('\n')? + 1;
+/// What a position's `character` counts (LSP 3.17 `positionEncoding`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Encoding {
+    Utf8,
+    Utf16,
+    Utf32,
+}
+
+impl Encoding {
+    /// The client's most preferred encoding that pema speaks; UTF-16 when it names none.
+    fn negotiate(params: &InitializeParams) -> Self {
+        params
+            .capabilities
+            .general
+            .as_ref()
+            .and_then(|g| g.position_encodings.as_ref())
+            .and_then(|kinds| {
+                kinds.iter().find_map(|k| match k.as_str() {
+                    "utf-8" => Some(Self::Utf8),
+                    "utf-16" => Some(Self::Utf16),
+                    "utf-32" => Some(Self::Utf32),
+                    _ => None,
+                })
+            })
+            .unwrap_or(Self::Utf16)
     }
-    let line_end = text[line_start..]
-        .find('\n')
-        .map_or(text.len(), |i| line_start + i);
-    let mut units = 0u32;
-    for (i, c) in text[line_start..line_end].char_indices() {
-        if units >= pos.character {
-            return Some(line_start + i);
+
+    fn kind(self) -> PositionEncodingKind {
+        match self {
+            Self::Utf8 => PositionEncodingKind::UTF8,
+            Self::Utf16 => PositionEncodingKind::UTF16,
+            Self::Utf32 => PositionEncodingKind::UTF32,
         }
-        units += c.len_utf16() as u32;
     }
-    // Past the end of the line: the line's end, as LSP asks.
-    Some(line_end)
+}
+
+/// The text of a document's range, and whether the document's lines end in CRLF.
+struct Selection {
+    text: String,
+    crlf: bool,
+}
+
+/// Byte offset in `text` of an LSP position counted in `encoding`, by rust-analyzer's
+/// `line-index`. A line ends before its `\n` or `\r\n`: a `character` past the end (or inside
+/// the line break) is the line's end, as LSP asks; one inside a character is its start. None for
+/// a line past the last.
+fn offset(text: &str, index: &LineIndex, encoding: Encoding, pos: Position) -> Option<usize> {
+    let line = index.line(pos.line)?;
+    let (start, end) = (usize::from(line.start()), usize::from(line.end()));
+    let content = text[start..end]
+        .strip_suffix('\n')
+        .map_or(&text[start..end], |l| l.strip_suffix('\r').unwrap_or(l));
+    let col = match encoding {
+        Encoding::Utf8 => pos.character,
+        Encoding::Utf16 | Encoding::Utf32 => {
+            let wide = if encoding == Encoding::Utf16 {
+                WideEncoding::Utf16
+            } else {
+                WideEncoding::Utf32
+            };
+            index
+                .to_utf8(
+                    wide,
+                    WideLineCol {
+                        line: pos.line,
+                        col: pos.character,
+                    },
+                )
+                // Overflow: past any line's end.
+                .map_or(u32::MAX, |c| c.col)
+        }
+    };
+    let mut col = (col as usize).min(content.len());
+    while !content.is_char_boundary(col) {
+        col -= 1;
+    }
+    Some(start + col)
+}
+
+/// Whether a document's lines end in CRLF (judged by its first line break).
+fn uses_crlf(text: &str) -> bool {
+    text.find('\n').is_some_and(|i| text[..i].ends_with('\r'))
+}
+
+/// A rewrite fitted to the range it replaces: its line breaks are the document's (`\r\n` in a
+/// CRLF document), and it ends with a line break exactly when the replaced text did, so a
+/// document without a final newline stays so and the next line is not joined.
+fn fit_line_endings(replaced: &str, crlf: bool, rewrite: &str) -> String {
+    let body = rewrite.trim_end_matches(['\r', '\n']);
+    let mut out = String::with_capacity(body.len() + 2);
+    for (i, line) in body.split('\n').enumerate() {
+        if i > 0 {
+            out.push_str(if crlf { "\r\n" } else { "\n" });
+        }
+        out.push_str(line.strip_suffix('\r').unwrap_or(line));
+    }
+    if replaced.ends_with('\n') {
+        out.push_str(if crlf { "\r\n" } else { "\n" });
+    }
+    out
 }
 
 impl Drop for Backend {
@@ -493,6 +596,8 @@ impl LanguageServer for Backend {
             .and_then(|w| w.work_done_progress)
             .unwrap_or(false);
         self.work_done_progress.store(wdp, Ordering::SeqCst);
+        let encoding = Encoding::negotiate(&params);
+        *self.encoding.lock().unwrap() = encoding;
         if let Ok(d) = &self.daemon {
             *self.events.lock().unwrap() = Some(d.subscribe());
             for path in folder_paths(&params) {
@@ -503,6 +608,7 @@ impl LanguageServer for Backend {
         }
         Ok(InitializeResult {
             capabilities: ServerCapabilities {
+                position_encoding: Some(encoding.kind()),
                 text_document_sync: Some(TextDocumentSyncCapability::Kind(
                     TextDocumentSyncKind::FULL,
                 )),
@@ -758,13 +864,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn utf16_positions() {
+    fn positions_in_every_encoding() {
         let t = "héllo 😀 x\nsecond";
-        assert_eq!(offset(t, Position::new(0, 0)), Some(0));
-        assert_eq!(&t[offset(t, Position::new(0, 6)).unwrap()..][..4], "😀");
-        assert_eq!(&t[offset(t, Position::new(0, 9)).unwrap()..], "x\nsecond");
-        assert_eq!(&t[offset(t, Position::new(1, 3)).unwrap()..], "ond");
-        assert_eq!(offset(t, Position::new(1, 99)), Some(t.len()));
-        assert_eq!(offset(t, Position::new(5, 0)), None);
+        let at = |enc, line, ch| offset(t, &LineIndex::new(t), enc, Position::new(line, ch));
+        let u16 = Encoding::Utf16;
+        assert_eq!(at(u16, 0, 0), Some(0));
+        assert_eq!(&t[at(u16, 0, 6).unwrap()..][..4], "😀");
+        assert_eq!(&t[at(u16, 0, 9).unwrap()..], "x\nsecond");
+        assert_eq!(&t[at(u16, 1, 3).unwrap()..], "ond");
+        assert_eq!(at(u16, 1, 99), Some(t.len()));
+        assert_eq!(at(u16, 5, 0), None);
+        // Inside the emoji's surrogate pair: its start.
+        assert_eq!(at(u16, 0, 7), at(u16, 0, 6));
+        // The same character ("x") in UTF-32 and UTF-8.
+        assert_eq!(at(Encoding::Utf32, 0, 8), at(u16, 0, 9));
+        assert_eq!(at(Encoding::Utf8, 0, 12), at(u16, 0, 9));
+        assert_eq!(&t[at(Encoding::Utf8, 0, 2).unwrap()..][..2], "é");
+        // CRLF: the line ends before "\r\n", CJK counts one unit per character in UTF-16.
+        let t = "一二三\r\nabc\r\n";
+        let i = LineIndex::new(t);
+        assert_eq!(offset(t, &i, u16, Position::new(0, 99)), Some(9));
+        assert_eq!(offset(t, &i, u16, Position::new(0, 2)), Some(6));
+        assert_eq!(
+            offset(t, &i, Encoding::Utf8, Position::new(1, 99)),
+            Some(14)
+        );
+        assert_eq!(offset(t, &i, u16, Position::new(2, 0)), Some(t.len()));
+    }
+
+    #[test]
+    fn rewrites_keep_line_endings() {
+        assert!(uses_crlf("a\r\nb") && !uses_crlf("a\nb\r\n") && !uses_crlf("ab"));
+        assert_eq!(fit_line_endings("a\r\nb\r\n", true, "x\ny\n"), "x\r\ny\r\n");
+        assert_eq!(fit_line_endings("a\r\nb", true, "x\ny\n"), "x\r\ny");
+        assert_eq!(fit_line_endings("a b", false, "x y"), "x y");
+        assert_eq!(fit_line_endings("a\n", false, "x\r\ny"), "x\ny\n");
     }
 }

@@ -6,6 +6,7 @@ use std::path::Path;
 use anyhow::{bail, Context as _, Result};
 use serde::{Deserialize, Serialize};
 
+use super::units::{Language, SplitOptions};
 use crate::memory::Template;
 
 pub const FILE_NAME: &str = ".pema.toml";
@@ -42,6 +43,11 @@ pub struct WorkspaceConfig {
     /// A preset name or a template with a `{source}` slot.
     pub template: String,
     pub unit: UnitKind,
+    /// Headings (section titles) are units too.
+    pub headings: bool,
+    /// The language of the prose, for sentence boundaries: `auto` (detected per file from its
+    /// stopwords), `en`, `de`, `fr` or `es`.
+    pub language: String,
     pub pending_units: PendingUnits,
     /// Largest memory, in entries (target tokens); later pairs are left out.
     pub memory_cap: usize,
@@ -78,6 +84,8 @@ impl Default for WorkspaceConfig {
             exclude: vec![],
             template: "rewrite".into(),
             unit: UnitKind::Sentence,
+            headings: false,
+            language: "auto".into(),
             pending_units: PendingUnits::Identity,
             memory_cap: 500_000,
             max_file_bytes: 1 << 20,
@@ -109,6 +117,12 @@ impl WorkspaceConfig {
 
     fn validate(&self) -> Result<()> {
         Template::from_arg(&self.template)?;
+        if self.language != "auto" && Language::from_code(&self.language).is_none() {
+            bail!(
+                "language must be \"auto\", \"en\", \"de\", \"fr\" or \"es\", not {:?}",
+                self.language
+            );
+        }
         if let Some(l) = self.lambda_max.filter(|l| !(0.0..=1.0).contains(l)) {
             bail!("lambda_max must be between 0 and 1, not {l}");
         }
@@ -156,6 +170,15 @@ impl WorkspaceConfig {
             globset::Glob::new(g).with_context(|| format!("bad glob {g:?}"))?;
         }
         Ok(())
+    }
+
+    /// How the corpus files are cut into units.
+    pub fn split_options(&self) -> SplitOptions {
+        SplitOptions {
+            kind: self.unit,
+            headings: self.headings,
+            language: Language::from_code(&self.language),
+        }
     }
 
     pub fn template(&self) -> Template {
@@ -220,6 +243,14 @@ mod tests {
         .unwrap();
         let c = WorkspaceConfig::load(dir.path()).unwrap();
         assert_eq!((c.rank, c.unit), (64, UnitKind::Paragraph));
+        assert_eq!(c.split_options().language, None);
+        std::fs::write(
+            dir.path().join(FILE_NAME),
+            "language = \"de\"\nheadings = true\n",
+        )
+        .unwrap();
+        let o = WorkspaceConfig::load(dir.path()).unwrap().split_options();
+        assert_eq!((o.language, o.headings), (Some(Language::German), true));
         std::fs::write(dir.path().join(FILE_NAME), "rnak = 64\n").unwrap();
         let e = format!("{:#}", WorkspaceConfig::load(dir.path()).unwrap_err());
         assert!(e.contains("rnak") && e.contains(".pema.toml"), "{e}");
@@ -243,6 +274,7 @@ mod tests {
             "lambda_max = nan\n",
             "max_file_bytes = 0\n",
             "rank = 100000\n",
+            "language = \"klingon\"\n",
         ] {
             std::fs::write(&cfg, bad).unwrap();
             assert!(WorkspaceConfig::load(dir.path()).is_err(), "{bad}");

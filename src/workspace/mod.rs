@@ -217,7 +217,7 @@ impl Workspace {
                     .extension()
                     .map(|e| e.to_string_lossy().to_lowercase())
                     .unwrap_or_default();
-                entry.units = units::split(&text, &ext, self.config.unit);
+                entry.units = units::split(&text, &ext, &self.config.split_options());
             }
             FileKind::Pairs => {
                 let mut read = PairsRead::default();

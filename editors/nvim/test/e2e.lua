@@ -285,7 +285,7 @@ local s = pema._session
 check(s ~= nil and s ~= s1, 'the second :PemaRewrite did not replace the first')
 check(not (s1.preview_win and api.nvim_win_is_valid(s1.preview_win)), 'the first preview is still open')
 check(s.range.start.line == 0 and s.range['end'].line == 1, 'range sent: %s', vim.inspect(s.range))
-check(s.range['end'].character == vim.str_utfindex(original[2], 'utf-16'), 'range end: %s', vim.inspect(s.range))
+check(s.range['end'].character == vim.str_utfindex(original[2], client.offset_encoding), 'range end: %s', vim.inspect(s.range))
 local t_req = elapsed()
 local ok = vim.wait(300000, function()
   return s.done or pema._session ~= s
