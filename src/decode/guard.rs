@@ -166,10 +166,14 @@ mod tests {
         let g = WordGuard::new("I will hear thee.");
         let out = "and thou shalt not walk before me, and thou shalt not walk before thee, and thou shalt not";
         assert_eq!(g.banned_words(out), vec!["walk".to_string()]);
-        assert!(g.banned_words("and thou shalt not walk before me, and thou shalt not").is_empty());
+        assert!(g
+            .banned_words("and thou shalt not walk before me, and thou shalt not")
+            .is_empty());
         // What the source itself repeats three times may come back three times.
         let src = "a b c d, a b c d, a b c d, x";
-        assert!(WordGuard::new(src).banned_words("a b c d, a b c d, a b c").is_empty());
+        assert!(WordGuard::new(src)
+            .banned_words("a b c d, a b c d, a b c")
+            .is_empty());
         assert_eq!(
             WordGuard::new(src).banned_words("a b c d, a b c d, a b c d, a b c"),
             vec!["d,".to_string()]
