@@ -358,6 +358,35 @@ impl Daemon {
         }
     }
 
+    /// Waits, off the async runtime, until the workspace a request names (or the only open one,
+    /// as [`Daemon::rewrite`] picks it) has loaded from disk, or 60 s pass. Until then it has no
+    /// adapter and not its own template (worked examples): a rewrite would fail as "not ready"
+    /// or, in plain mode, use another prompt than the workspace's. Clients that open their
+    /// workspace wait at opening; this is for workspaces opened by the command line
+    /// (`pema serve --workspace`, `pema mcp --workspace`) that a first request may beat.
+    pub async fn until_loaded(self: &Arc<Self>, workspace: Option<&Path>) {
+        let root = {
+            let all = self.workspaces.lock().unwrap();
+            match workspace {
+                Some(p) => root_of(&all, p).ok(),
+                None if all.len() == 1 => all.keys().next().cloned(),
+                None => None,
+            }
+        };
+        let Some(root) = root else { return };
+        let loading = self
+            .with_workspace(&root, |w| {
+                w.shared.status.lock().unwrap().adapter.state == AdapterState::Loading
+            })
+            .unwrap_or(false);
+        if loading {
+            let d = self.clone();
+            let _ =
+                tokio::task::spawn_blocking(move || d.wait_loaded(&root, Duration::from_secs(60)))
+                    .await;
+        }
+    }
+
     /// One user fewer; the last one closes the workspace (its files stay on disk).
     pub fn close_workspace(&self, root: &Path) {
         let mut all = self.workspaces.lock().unwrap();

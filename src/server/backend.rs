@@ -208,6 +208,7 @@ impl Backend {
             seed: o.seed.unwrap_or(d.seed),
             max_tokens: o.max_tokens,
         };
+        daemon.until_loaded(req.workspace.as_deref()).await;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
         // Dropping this future ($/cancelRequest, a closed connection) stops the rewrite before
         // its next token.

@@ -513,6 +513,7 @@ async fn respond(
     stream: bool,
     kind: Kind,
 ) -> Response {
+    h.daemon.until_loaded(req.workspace.as_deref()).await;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let cancel = Arc::new(AtomicBool::new(false));
     let guard = CancelOnDrop(cancel.clone());

@@ -174,6 +174,7 @@ impl Mcp {
             .ok_or_else(|| ToolError("text is required (a string)".into()))?
             .to_string();
         let root = self.workspace(&d, args["workspace"].as_str()).await?;
+        d.until_loaded(Some(&root)).await;
         let strength = match &args["strength"] {
             Value::Null => None,
             v => match v.as_f64() {
@@ -220,6 +221,7 @@ impl Mcp {
     async fn examples(&self, args: &Value) -> Result<(String, Option<Value>), ToolError> {
         let d = self.daemon()?;
         let root = self.workspace(&d, args["workspace"].as_str()).await?;
+        d.until_loaded(Some(&root)).await;
         let ex = d.examples(&root)?;
         let text = if ex.is_empty() {
             format!(
