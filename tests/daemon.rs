@@ -855,7 +855,7 @@ fn lsp_position(doc: &str, byte: usize, enc: &str) -> Value {
 /// client may offer, the daemon agrees on one, reads exactly the selected text (the rewrite of
 /// the range equals the rewrite of the same text sent inline) and returns a replacement that
 /// keeps the document's CRLF line endings and its missing final newline, so that applying the
-/// edit changes no other byte.
+/// edit changes no other byte. Changes arrive incrementally, as ranges in the same encoding.
 #[test]
 fn positions_and_line_endings_survive_a_rewrite() {
     let doc = "Grüße 😀 from the first line of this note\r\n一二三 the second line of the text\r\nthe third line has no final newline";
@@ -963,6 +963,51 @@ fn positions_and_line_endings_survive_a_rewrite() {
         assert!(
             !t.ends_with('\n') && !t.replace("\r\n", "").contains('\n'),
             "{t:?}"
+        );
+        // Incremental sync: one word changed, sent as a range in the agreed encoding; the
+        // next rewrite of that line reads the changed text.
+        assert_eq!(init["capabilities"]["textDocumentSync"], json!(2));
+        let at = doc.find("second").unwrap();
+        c.notify(
+            "textDocument/didChange",
+            json!({"textDocument": {"uri": uri, "version": 2}, "contentChanges": [{
+                "range": {"start": lsp_position(doc, at, agreed),
+                          "end": lsp_position(doc, at + "second".len(), agreed)},
+                "text": "2nd"}]}),
+        );
+        let changed = doc.replacen("second", "2nd", 1);
+        let (a, b) = (
+            changed.find("二").unwrap(),
+            changed.find("\r\nthe third").unwrap(),
+        );
+        let range = json!({"start": lsp_position(&changed, a, agreed), "end": lsp_position(&changed, b, agreed)});
+        let options = json!({"temperature": 0.0, "maxTokens": 16});
+        let by_range = c
+            .call(
+                "pema/rewrite",
+                json!({"uri": uri, "range": range, "mode": "plain", "options": options}),
+            )
+            .expect("rewrite after a change");
+        let inline = c
+            .call(
+                "pema/rewrite",
+                json!({"text": changed[a..b], "mode": "plain", "options": options,
+                       "workspace": root.display().to_string()}),
+            )
+            .expect("inline rewrite");
+        assert_eq!(
+            by_range["text"]
+                .as_str()
+                .unwrap()
+                .split_whitespace()
+                .collect::<Vec<_>>(),
+            inline["text"]
+                .as_str()
+                .unwrap()
+                .split_whitespace()
+                .collect::<Vec<_>>(),
+            "{agreed}: after the change the range was not read as {:?}",
+            &changed[a..b]
         );
         drop(c);
         let _ = child.wait();

@@ -485,6 +485,34 @@ fn offset(text: &str, index: &LineIndex, encoding: Encoding, pos: Position) -> O
     Some(start + col)
 }
 
+/// The largest client copy of a document kept (the largest frame over stdio).
+const MAX_OPEN_DOCUMENT_BYTES: usize = 64 << 20;
+
+/// A document after a `didChange`'s changes, applied in order (a change without a range
+/// replaces the whole text); None when a change's range does not fit the text it applies to.
+fn apply_changes(
+    mut text: Option<String>,
+    changes: Vec<TextDocumentContentChangeEvent>,
+    encoding: Encoding,
+) -> Option<String> {
+    for c in changes {
+        match c.range {
+            None => text = Some(c.text),
+            Some(r) => {
+                let t = text.as_mut()?;
+                let index = LineIndex::new(t);
+                let a = offset(t, &index, encoding, r.start)?;
+                let b = offset(t, &index, encoding, r.end)?;
+                if a > b {
+                    return None;
+                }
+                t.replace_range(a..b, &c.text);
+            }
+        }
+    }
+    text
+}
+
 /// Whether a document's lines end in CRLF (judged by its first line break).
 fn uses_crlf(text: &str) -> bool {
     text.find('\n').is_some_and(|i| text[..i].ends_with('\r'))
@@ -611,7 +639,7 @@ impl LanguageServer for Backend {
             capabilities: ServerCapabilities {
                 position_encoding: Some(encoding.kind()),
                 text_document_sync: Some(TextDocumentSyncCapability::Kind(
-                    TextDocumentSyncKind::FULL,
+                    TextDocumentSyncKind::INCREMENTAL,
                 )),
                 code_action_provider: Some(CodeActionProviderCapability::Options(
                     CodeActionOptions {
@@ -660,8 +688,17 @@ impl LanguageServer for Backend {
     }
 
     async fn did_change(&self, p: DidChangeTextDocumentParams) {
-        if let Some(c) = p.content_changes.into_iter().last() {
-            self.keep_document(p.text_document.uri, c.text);
+        let uri = p.text_document.uri;
+        let encoding = *self.encoding.lock().unwrap();
+        let old = self.documents.lock().unwrap().remove(&uri);
+        match apply_changes(old, p.content_changes, encoding) {
+            Some(text) if text.len() <= MAX_OPEN_DOCUMENT_BYTES => self.keep_document(uri, text),
+            // Out of step or too large: the document is read from disk from now on.
+            _ => tracing::warn!(
+                "dropped the copy of {}: a change did not fit it, or it grew past {} bytes",
+                uri.as_str(),
+                MAX_OPEN_DOCUMENT_BYTES
+            ),
         }
     }
 
@@ -891,6 +928,60 @@ mod tests {
             Some(14)
         );
         assert_eq!(offset(t, &i, u16, Position::new(2, 0)), Some(t.len()));
+    }
+
+    #[test]
+    fn incremental_changes() {
+        let change = |r: Option<(u32, u32, u32, u32)>, t: &str| TextDocumentContentChangeEvent {
+            range: r.map(|(a, b, c, d)| Range::new(Position::new(a, b), Position::new(c, d))),
+            range_length: None,
+            text: t.into(),
+        };
+        let doc = Some("a😀b\r\nsecond\r\n".to_string());
+        // UTF-16: the emoji is two units; a change past a line's end stops before "\r\n".
+        let t = apply_changes(
+            doc.clone(),
+            vec![
+                change(Some((0, 3, 0, 4)), "B"),
+                change(Some((1, 0, 1, 99)), "2nd"),
+                change(Some((2, 0, 2, 0)), "third"),
+            ],
+            Encoding::Utf16,
+        );
+        assert_eq!(t.as_deref(), Some("a😀B\r\n2nd\r\nthird"));
+        let t = apply_changes(
+            doc.clone(),
+            vec![change(Some((0, 6, 1, 0)), "")],
+            Encoding::Utf8,
+        );
+        assert_eq!(t.as_deref(), Some("a😀bsecond\r\n"));
+        // A full text resets; a range before any text, a line past the end or a reversed
+        // range is out of step.
+        assert_eq!(
+            apply_changes(
+                None,
+                vec![change(None, "x"), change(Some((0, 1, 0, 1)), "y")],
+                Encoding::Utf16
+            )
+            .as_deref(),
+            Some("xy")
+        );
+        assert_eq!(
+            apply_changes(None, vec![change(Some((0, 0, 0, 0)), "y")], Encoding::Utf16),
+            None
+        );
+        assert_eq!(
+            apply_changes(
+                doc.clone(),
+                vec![change(Some((9, 0, 9, 0)), "y")],
+                Encoding::Utf16
+            ),
+            None
+        );
+        assert_eq!(
+            apply_changes(doc, vec![change(Some((1, 2, 0, 0)), "y")], Encoding::Utf16),
+            None
+        );
     }
 
     #[test]

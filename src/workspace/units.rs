@@ -6,7 +6,7 @@
 //! - Markdown (`md`, `markdown`) is parsed with pulldown-cmark (CommonMark with tables,
 //!   footnotes, strikethrough, task lists and front matter). A unit is the text of one
 //!   paragraph, list item, block quote paragraph, table cell, footnote or (with `headings`)
-//!   heading. Code blocks, HTML blocks and front matter are left out; so are inline code, images
+//!   heading; a table's header row counts as headings. Code blocks, HTML blocks and front matter are left out; so are inline code, images
 //!   (alt text included), inline HTML tags (the text between them stays), autolinks and bare
 //!   URLs. A link's text stays and its URL goes; emphasis markers go, their text stays.
 //! - reStructuredText (`rst`) and AsciiDoc (`adoc`, `asciidoc`) are cut by a line rule: a
