@@ -305,9 +305,17 @@ fn kill_during_build_leaves_the_previous_memory_usable() {
 
     // The next build clears what the killed one left behind.
     build_in(&mut s, &small, &out, Template::default(), false).unwrap();
-    let names: Vec<_> = std::fs::read_dir(&out)
+    let mut names: Vec<_> = std::fs::read_dir(&out)
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    assert_eq!(names, vec![std::ffi::OsString::from(format::FILE_NAME)]);
+    names.sort();
+    // The memory and the text of its held-out pairs; no temporary file.
+    assert_eq!(
+        names,
+        vec![
+            std::ffi::OsString::from(memory::HELD_OUT_FILE),
+            std::ffi::OsString::from(format::FILE_NAME)
+        ]
+    );
 }
