@@ -65,19 +65,25 @@ impl Classifier {
     }
 }
 
-/// Every file of the workspace that pema reads, in path order. Hidden files and folders and
-/// whatever .gitignore or .ignore exclude are not visited; neither is `skip` (the state folder,
-/// when the user put it inside the workspace).
-pub fn walk(root: &Path, classifier: &Classifier, skip: Option<&Path>) -> Vec<Found> {
-    let mut out = Vec::new();
-    let walker = ignore::WalkBuilder::new(root)
+/// The walk pema learns from: hidden entries and what .gitignore or .ignore exclude are not
+/// visited, links are not followed. `walk` and `survey` share it so they cannot disagree.
+fn walker(root: &Path) -> ignore::Walk {
+    ignore::WalkBuilder::new(root)
         .hidden(true)
         .git_ignore(true)
         .git_exclude(true)
         .ignore(true)
         .require_git(false)
         .follow_links(false)
-        .build();
+        .build()
+}
+
+/// Every file of the workspace that pema reads, in path order. Hidden files and folders and
+/// whatever .gitignore or .ignore exclude are not visited; neither is `skip` (the state folder,
+/// when the user put it inside the workspace).
+pub fn walk(root: &Path, classifier: &Classifier, skip: Option<&Path>) -> Vec<Found> {
+    let mut out = Vec::new();
+    let walker = walker(root);
     for entry in walker.flatten() {
         let path = entry.path();
         if skip.is_some_and(|s| path.starts_with(s)) {
@@ -207,14 +213,7 @@ pub fn survey(
 ) -> (Vec<Surveyed>, bool) {
     // What the real walk visits (files and folders), so that the survey agrees with it exactly.
     let mut visited = std::collections::HashSet::new();
-    let walker = ignore::WalkBuilder::new(root)
-        .hidden(true)
-        .git_ignore(true)
-        .git_exclude(true)
-        .ignore(true)
-        .require_git(false)
-        .follow_links(false)
-        .build();
+    let walker = walker(root);
     for entry in walker.flatten() {
         visited.insert(entry.path().to_path_buf());
     }
