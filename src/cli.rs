@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use pema::adapter::{self, Adapter, TrainOptions};
-use pema::decode::{self, Mode, Prompt, RewriteOptions};
+use pema::decode::{self, Mode, RewriteOptions};
 use pema::eval::{self, System};
 use pema::memory::{self, KeyType, Memory, Pair, PairsRead, Template};
 use pema::model::{self, Model};
@@ -964,21 +964,27 @@ fn rewrite(model: Option<&PathBuf>, a: RewriteArgs) -> Result<()> {
         }
     };
     for text in inputs {
-        let prompt = Prompt::for_source(&session, &template, &text)?;
-        if a.compare {
-            let plain = decode::generate(
+        // The same path as the daemon's: `decode::rewrite_text`, line by line.
+        let mut rewrite = |opts: &RewriteOptions, on_text: &mut dyn FnMut(&str)| {
+            decode::rewrite_text(
                 &mut session,
                 Some(&adapter),
-                &prompt,
+                &template,
+                &text,
+                opts,
+                on_text,
+                None,
+            )
+        };
+        if a.compare {
+            let plain = rewrite(
                 &RewriteOptions {
                     mode: Mode::Plain,
                     ..opts
                 },
-                |_| {},
-                None,
+                &mut |_| {},
             )?;
-            let pema =
-                decode::generate(&mut session, Some(&adapter), &prompt, &opts, |_| {}, None)?;
+            let pema = rewrite(&opts, &mut |_| {})?;
             if a.json {
                 print_json(&serde_json::json!({"source": text, "plain": plain, "pema": pema}))?;
             } else {
@@ -998,19 +1004,12 @@ fn rewrite(model: Option<&PathBuf>, a: RewriteArgs) -> Result<()> {
             continue;
         }
         let mut out = std::io::stdout();
-        let r = decode::generate(
-            &mut session,
-            Some(&adapter),
-            &prompt,
-            &opts,
-            |piece| {
-                if !a.json {
-                    let _ = write!(out, "{piece}");
-                    let _ = out.flush();
-                }
-            },
-            None,
-        )?;
+        let r = rewrite(&opts, &mut |piece| {
+            if !a.json {
+                let _ = write!(out, "{piece}");
+                let _ = out.flush();
+            }
+        })?;
         if a.json {
             print_json(&r)?;
         } else {

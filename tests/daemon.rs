@@ -215,6 +215,31 @@ fn lsp_over_stdio_learns_the_workspace_and_rewrites() {
         .collect();
     assert_eq!(streamed.trim(), text);
 
+    eprintln!("== The CLI rewrites a selection of several lines as the daemon does");
+    // One rewrite path (decode::rewrite_text): line by line, blank lines and indentation kept,
+    // the same defaults (the adapter's own choice) whoever asks.
+    let selection = "Do not be troubled in your heart.\n\n  - Have faith in God, and have faith in me.\nThe last line.";
+    let daemon = c
+        .call("pema/rewrite", json!({"text": selection}))
+        .expect("pema/rewrite of several lines");
+    let adapter = Path::new(st["state_dir"].as_str().unwrap()).join("adapter.safetensors");
+    let cli = rpc::pema_command(cache.path())
+        .args(["rewrite", "--json", "--adapter"])
+        .arg(&adapter)
+        .arg(selection)
+        .output()
+        .expect("pema rewrite");
+    assert!(cli.status.success(), "{cli:?}");
+    let cli: Value = serde_json::from_slice(&cli.stdout).expect("pema rewrite --json");
+    assert_eq!(
+        cli["text"], daemon["text"],
+        "CLI {cli:#}\ndaemon {daemon:#}"
+    );
+    assert_eq!(cli["mode"], daemon["mode"]);
+    let lines: Vec<&str> = daemon["text"].as_str().unwrap().split('\n').collect();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert!(lines[1].is_empty() && lines[2].starts_with("  ") && !lines[3].is_empty());
+
     eprintln!("== The code action is offered");
     // The code action is offered on a selection and resolved lazily to an edit.
     let doc = root.join("letters.txt");

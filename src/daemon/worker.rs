@@ -10,7 +10,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use anyhow::Result;
 
 use crate::adapter::Adapter;
-use crate::decode::{self, Prompt, Rewrite, RewriteOptions};
+use crate::decode::{self, Rewrite, RewriteOptions};
 use crate::memory::Template;
 use crate::model::{Model, Session, SessionOptions};
 
@@ -221,62 +221,14 @@ fn run_rewrite(session: &mut Session, mut job: RewriteJob) {
     (job.done)(r);
 }
 
-/// A rewrite ends at a line break, so a selection of several lines is rewritten line by line,
-/// keeping the line breaks and blank lines, with the text streamed as it comes.
 fn rewrite_lines(session: &mut Session, job: &mut RewriteJob) -> Result<Rewrite> {
-    let started = std::time::Instant::now();
-    let mut total = Rewrite {
-        text: String::new(),
-        mode: job.options.mode,
-        tokens: 0,
-        stopped_by: decode::StopReason::EndOfText,
-        seconds: 0.0,
-        tokens_per_second: 0.0,
-    };
-    for (i, line) in job.text.split('\n').enumerate() {
-        if i > 0 {
-            total.text.push('\n');
-            (job.on_text)("\n");
-        }
-        let body = line.trim();
-        if job.cancel.load(Ordering::Relaxed) {
-            return Err(crate::Cancelled("rewrite cancelled").into());
-        }
-        if body.is_empty() {
-            total.text.push_str(line);
-            if !line.is_empty() {
-                (job.on_text)(line);
-            }
-            continue;
-        }
-        // Keep the line's indentation (list items, quotes) around the rewritten text.
-        let indent = &line[..line.len() - line.trim_start().len()];
-        total.text.push_str(indent);
-        if !indent.is_empty() {
-            (job.on_text)(indent);
-        }
-        let prompt = Prompt::for_source(session, &job.template, body)?;
-        let mut first = true;
-        let r = decode::generate(
-            session,
-            job.adapter.as_deref(),
-            &prompt,
-            &job.options,
-            |t| {
-                // The model's first token carries the space after the prompt's colon.
-                let t = if first { t.trim_start() } else { t };
-                if !t.is_empty() {
-                    first = false;
-                    (job.on_text)(t);
-                }
-            },
-            Some(&job.cancel),
-        )?;
-        total.text.push_str(&r.text);
-        total.tokens += r.tokens;
-        total.stopped_by = r.stopped_by;
-    }
-    total.seconds = started.elapsed().as_secs_f64();
-    total.tokens_per_second = total.tokens as f64 / total.seconds.max(1e-9);
-    Ok(total)
+    decode::rewrite_text(
+        session,
+        job.adapter.as_deref(),
+        &job.template,
+        &job.text,
+        &job.options,
+        &mut job.on_text,
+        Some(&job.cancel),
+    )
 }

@@ -3,6 +3,7 @@
 
 mod guard;
 mod mixture;
+mod rewrite;
 mod schedule;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,6 +14,7 @@ use rand::{Rng, SeedableRng};
 
 pub use guard::{RepeatGuard, WordGuard};
 pub use mixture::{log_add_exp, log_softmax, mix_guided, mix_into, top_k_indices};
+pub use rewrite::rewrite_text;
 pub use schedule::Schedule;
 
 use crate::adapter::Adapter;

@@ -16,7 +16,7 @@ pub use style::StyleClassifier;
 pub use tune::{choose_schedule, ScheduleScore, TuneProgress};
 
 use crate::adapter::Adapter;
-use crate::decode::{self, Mode, Prompt, RewriteOptions};
+use crate::decode::{self, Mode, RewriteOptions};
 use crate::memory::{Pair, Template};
 use crate::model::Session;
 
@@ -91,6 +91,16 @@ pub fn evaluate(
         .iter()
         .map(|p| (p.source.clone(), p.target.clone()))
         .collect();
+    let few_shot = if opts.systems.contains(&System::FewShot) {
+        Some(
+            opts.few_shot_template
+                .as_ref()
+                .unwrap_or(template)
+                .with_examples(&shots)?,
+        )
+    } else {
+        None
+    };
     let mut out = Vec::new();
     for (si, system) in opts.systems.iter().enumerate() {
         let started = Instant::now();
@@ -121,13 +131,19 @@ pub fn evaluate(
                 },
                 System::Default => opts.default_rewrite,
             };
-            let prompt = if *system == System::FewShot {
-                let t = opts.few_shot_template.as_ref().unwrap_or(template);
-                Prompt::with_examples(session, t, &shots, &p.source)?
-            } else {
-                Prompt::for_source(session, template, &p.source)?
+            let template = match &few_shot {
+                Some(t) if *system == System::FewShot => t,
+                _ => template,
             };
-            let r = decode::generate(session, Some(adapter), &prompt, &options, |_| {}, None)?;
+            let r = decode::rewrite_text(
+                session,
+                Some(adapter),
+                template,
+                &p.source,
+                &options,
+                |_| {},
+                None,
+            )?;
             tokens += r.tokens;
             hyps.push(r.text);
         }

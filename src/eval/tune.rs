@@ -13,7 +13,7 @@ use anyhow::Result;
 
 use super::{corpus_bleu, corpus_chrf, is_degenerate};
 use crate::adapter::{Adapter, Decoding};
-use crate::decode::{self, Mode, Prompt, RewriteOptions};
+use crate::decode::{self, Mode, RewriteOptions};
 use crate::memory::{Pair, Template};
 use crate::model::Session;
 
@@ -113,8 +113,15 @@ pub fn choose_schedule(
             let mut opts = RewriteOptions::default();
             cands[c].apply(&mut opts);
             for pair in &pairs[outputs[c].len()..upto] {
-                let prompt = Prompt::for_source(session, template, &pair.source)?;
-                let r = decode::generate(session, Some(adapter), &prompt, &opts, |_| {}, cancel)?;
+                let r = decode::rewrite_text(
+                    session,
+                    Some(adapter),
+                    template,
+                    &pair.source,
+                    &opts,
+                    |_| {},
+                    cancel,
+                )?;
                 outputs[c].push(r.text);
                 p.done += 1;
                 progress(p);
