@@ -50,11 +50,12 @@ pub struct DecodingScore {
 
 /// The schedules tried.
 fn candidates(adapter_top_k: usize) -> Vec<Decoding> {
+    let reference = RewriteOptions::default();
     let base = Decoding {
         mode: Mode::Gu,
-        lambda: 0.5,
-        lambda_max: 0.9,
-        lambda_floor: 0.0,
+        lambda: reference.lambda_fixed,
+        lambda_max: reference.lambda_max,
+        lambda_floor: reference.lambda_floor,
         adapter_top_k,
         held_out_nll: 0.0,
         plain_nll: 0.0,

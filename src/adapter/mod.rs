@@ -18,6 +18,9 @@ use candle_core::{DType, Device, Tensor};
 pub use decoding::{choose_decoding, Decoding, DecodingScore, ADAPTER_TOP_K};
 pub use train::{train, TrainOptions, TrainProgress, TrainReport, VocabMode};
 
+/// The adapter's rank unless a flag or a workspace's `.pema.toml` says otherwise.
+pub const DEFAULT_RANK: usize = 128;
+
 use crate::memory::{Memory, Template};
 use crate::model::{LmHead, ModelInfo};
 
@@ -86,6 +89,15 @@ impl Adapter {
 
     pub fn load(path: &Path) -> Result<Self> {
         file::load(path)
+    }
+
+    /// Loads the adapter at `path` for the model of `info` and `head`, ready to rewrite: refuses
+    /// one made for another model, then [`Adapter::prepare`]s it.
+    pub fn load_for(path: &Path, info: &ModelInfo, head: &LmHead) -> Result<Self> {
+        let mut a = Self::load(path)?;
+        a.check_model(info)?;
+        a.prepare(head)?;
+        Ok(a)
     }
 
     /// Writes the adapter atomically; the previous file stays whole until the rename.

@@ -17,7 +17,9 @@ use crate::memory::{Memory, DEFAULT_HELD_OUT_PERCENT};
 use crate::model::{LmHead, ModelInfo};
 
 /// Which tokens the adapter's softmax runs over.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum VocabMode {
     /// Every token that is a target in the memory, plus the model's own top-k predictions at a
@@ -66,7 +68,7 @@ pub struct TrainOptions<'a> {
 impl Default for TrainOptions<'_> {
     fn default() -> Self {
         Self {
-            rank: 128,
+            rank: super::DEFAULT_RANK,
             kappa: 0.2,
             learning_rate: 1e-3,
             dropout: 0.2,

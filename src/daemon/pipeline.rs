@@ -163,7 +163,7 @@ impl Pipeline {
         }
         let adapter_path = state_dir.join(state::ADAPTER_FILE);
         if adapter_path.exists() {
-            match load_adapter(&model, &adapter_path) {
+            match Adapter::load_for(&adapter_path, model.info(), model.head()) {
                 Ok(a) => {
                     status.adapter.held_out_loss = Some(a.info().training.held_out_loss);
                     status.adapter.held_out_ce = Some(a.info().training.held_out_ce);
@@ -702,13 +702,6 @@ fn release_memory() {
     unsafe {
         libc::malloc_trim(0);
     }
-}
-
-fn load_adapter(model: &Model, path: &Path) -> Result<Adapter> {
-    let mut a = Adapter::load(path)?;
-    a.check_model(model.info())?;
-    a.prepare(model.head())?;
-    Ok(a)
 }
 
 fn short(s: &str) -> String {

@@ -44,11 +44,12 @@ pub struct TuneProgress {
 /// The schedules tried: fixed λ from faithful to strong, Gradual Unrolling with a floor, and
 /// the teacher-forced choice when it is none of these.
 fn candidates(adapter: &Adapter) -> Vec<Decoding> {
+    let reference = RewriteOptions::default();
     let base = adapter.info().decoding.unwrap_or(Decoding {
         mode: Mode::Fixed,
-        lambda: 0.5,
-        lambda_max: 0.9,
-        lambda_floor: 0.0,
+        lambda: reference.lambda_fixed,
+        lambda_max: reference.lambda_max,
+        lambda_floor: reference.lambda_floor,
         adapter_top_k: crate::adapter::ADAPTER_TOP_K,
         held_out_nll: f64::NAN,
         plain_nll: f64::NAN,
@@ -64,7 +65,7 @@ fn candidates(adapter: &Adapter) -> Vec<Decoding> {
         .collect();
     out.push(Decoding {
         mode: Mode::Gu,
-        lambda_max: 0.9,
+        lambda_max: reference.lambda_max,
         lambda_floor: 0.3,
         ..base
     });

@@ -25,7 +25,7 @@ pub use pairs::{
 /// Held-out pairs whose text is kept beside a memory (enough to choose a schedule by).
 pub const MAX_HELD_OUT_TEXTS: usize = 64;
 pub use split::{held_out, DEFAULT_HELD_OUT_PERCENT};
-pub use template::{Template, PRESETS};
+pub use template::{Template, DEFAULT_TEMPLATE, PRESETS};
 
 use crate::model::ModelInfo;
 

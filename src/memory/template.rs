@@ -6,6 +6,9 @@ use anyhow::{bail, Result};
 /// The slot a template fills with the source text.
 pub const SOURCE_SLOT: &str = "{source}";
 
+/// The preset a memory is built with unless told otherwise.
+pub const DEFAULT_TEMPLATE: &str = "rewrite";
+
 /// Templates shipped with pema, by name. Each ends at the colon: with Gemma's tokenizer a trailing
 /// space becomes a lone space token after which the base model mostly writes markup (PEMA.md).
 pub const PRESETS: &[(&str, &str)] = &[

@@ -1,0 +1,53 @@
+//! `pema paraphrase`: back-paraphrased pseudo-pairs from the targets of a pairs file.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use clap::Args;
+
+use pema::memory;
+use pema::workspace::paraphrase;
+
+use super::{load_model, progress_bar, read_pairs};
+
+#[derive(Args)]
+pub(super) struct ParaphraseArgs {
+    /// Pairs file whose targets are the units (sources are ignored).
+    #[arg(long, value_name = "FILE")]
+    pairs: PathBuf,
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Write identity pairs (unit → unit) instead of running the model.
+    #[arg(long)]
+    identity: bool,
+}
+
+pub(super) fn run(model: Option<&Path>, a: ParaphraseArgs) -> Result<()> {
+    let units: Vec<String> = read_pairs(&a.pairs, a.limit)?
+        .into_iter()
+        .map(|p| p.target)
+        .collect();
+    let mut out = Vec::with_capacity(units.len());
+    if a.identity {
+        out.extend(units.iter().map(|u| paraphrase::pseudo_pair(u, u)));
+    } else {
+        let model = load_model(model)?;
+        let mut session = model.session(Default::default())?;
+        let bar = progress_bar(
+            true,
+            units.len() as u64,
+            "paraphrasing {pos}/{len} [{bar:20}] ETA {eta}",
+        )?;
+        for u in &units {
+            let p = paraphrase::paraphrase(&mut session, u, None)?;
+            out.push(paraphrase::pseudo_pair(u, &p));
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+    }
+    memory::write_pairs_file(&a.out, &out)?;
+    eprintln!("{} pseudo-pairs written to {}", out.len(), a.out.display());
+    Ok(())
+}
