@@ -69,16 +69,6 @@ impl Adapter {
         Template::new(&self.info.template)
     }
 
-    /// The rewrite options this adapter was tuned for (its held-out choice), or the reference
-    /// Gradual Unrolling for an adapter that has none.
-    pub fn default_rewrite(&self) -> crate::decode::RewriteOptions {
-        let mut o = crate::decode::RewriteOptions::default();
-        if let Some(d) = &self.info.decoding {
-            d.apply(&mut o);
-        }
-        o
-    }
-
     /// Makes `d` this adapter's default schedule.
     pub fn set_decoding(&mut self, d: Decoding) {
         self.info.decoding = Some(d);
@@ -163,7 +153,7 @@ impl Adapter {
             z = (z + w.matmul(&h)?)?;
         }
         let mut logits = z.flatten_all()?.to_vec1::<f32>()?;
-        crate::decode::log_softmax(&mut logits);
+        crate::logspace::log_softmax(&mut logits);
         Ok(logits)
     }
 }
