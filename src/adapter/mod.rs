@@ -1,4 +1,4 @@
-//! The PEMA adapter (PEMA.md §2): a low-rank bottleneck on the final hidden state,
+//! The PEMA adapter (docs/method.md §2): a low-rank bottleneck on the final hidden state,
 //! `P_PEMA(· | h) = softmax(W_C · B_pd · A · h)`, trained on an external memory.
 //!
 //! This module sees hidden states and the LM head only — never the rest of the model (PEMA's
@@ -50,7 +50,7 @@ pub struct Adapter {
     /// The candidate vocabulary, ascending token ids.
     vocab: Vec<u32>,
     info: AdapterInfo,
-    /// `W_C · B_pd` (|C| × r), precomputed for inference (PEMA.md §3's regrouping).
+    /// `W_C · B_pd` (|C| × r), precomputed for inference (docs/method.md §3's regrouping).
     proj: Option<Tensor>,
     /// `W_C` (|C| × d), for a residual adapter.
     w_c: Option<Tensor>,

@@ -1,4 +1,4 @@
-//! P_t(w) = λ · P_PEMA(w) + (1 − λ) · P_LM(w), in log space (PEMA.md §4).
+//! P_t(w) = λ · P_PEMA(w) + (1 − λ) · P_LM(w), in log space (docs/method.md §4).
 
 use crate::logspace::log_add_exp;
 

@@ -1,5 +1,5 @@
 //! Rewrites: token-by-token generation from the model mixed with the adapter, with Gradual
-//! Unrolling (PEMA.md §4).
+//! Unrolling (docs/method.md §4).
 
 mod guard;
 mod mixture;
