@@ -9,8 +9,10 @@ pub mod daemon;
 pub mod decode;
 pub mod eval;
 mod fsutil;
+pub mod logspace;
 pub mod memory;
 pub mod model;
+pub mod schedule;
 pub mod server;
 pub mod workspace;
 

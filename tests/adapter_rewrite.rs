@@ -133,7 +133,7 @@ fn rewrites(
         .collect()
 }
 
-/// The reference setup of PEMA.md (zero-shot prompt, bottleneck adapter): plain, fixed λ and GU.
+/// The reference setup of docs/method.md (zero-shot prompt, bottleneck adapter): plain, fixed λ and GU.
 #[test]
 fn gu_learns_an_invented_word_substitution_the_plain_model_cannot_know() {
     let dir = tempfile::tempdir().unwrap();

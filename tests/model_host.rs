@@ -182,14 +182,14 @@ fn a_prompt_that_shares_the_previous_start_gives_the_same_step() {
     let all = [&want.hidden[..]];
     common::assert_is_state_at(&got.hidden, &all, 0, "cached start");
     assert_eq!(
-        pema::model::argmax(&got.logits),
-        pema::model::argmax(&want.logits)
+        pema::logspace::argmax(&got.logits),
+        pema::logspace::argmax(&want.logits)
     );
     // The same prompt twice: everything but its last token is reused.
     let again = s.start(&b).unwrap();
     assert_eq!(
-        pema::model::argmax(&again.logits),
-        pema::model::argmax(&want.logits)
+        pema::logspace::argmax(&again.logits),
+        pema::logspace::argmax(&want.logits)
     );
 }
 
@@ -205,8 +205,8 @@ fn generation_steps_match_a_full_pass() {
     let mut step = s.start(&toks[..n]).unwrap();
     for i in n..toks.len() {
         assert_eq!(
-            pema::model::argmax(&step.logits),
-            pema::model::argmax(&full[i - 1].logits)
+            pema::logspace::argmax(&step.logits),
+            pema::logspace::argmax(&full[i - 1].logits)
         );
         step = s.advance(toks[i]).unwrap();
     }

@@ -1,5 +1,6 @@
-//! The daemon under faults: a job that panics, a client that goes away with rewrites queued,
-//! roots that are not workspaces. Against the real model and the real daemon.
+//! The daemon under faults and load: a job that panics, a client that goes away with rewrites
+//! queued, roots that are not workspaces, a rewrite asked for in the middle of a memory build.
+//! Against the real model and the real daemon.
 
 mod common;
 
@@ -202,5 +203,55 @@ fn a_panicking_pipeline_is_restarted() {
         )
         .unwrap();
     assert!(!rx.blocking_recv().unwrap().unwrap().text.is_empty());
+    d.close_workspace(&root);
+}
+
+/// Rewrites go first: a rewrite asked for while a workspace's memory is being built is answered
+/// while that build still runs (the build yields to it between two model batches), not after it.
+#[test]
+fn a_rewrite_is_answered_while_a_memory_builds() {
+    // A daemon of its own: this workspace trains after its build, which must not slow the
+    // other tests' shared daemon.
+    let _ = daemon();
+    let d = Daemon::start(&common::model_path()).unwrap();
+    let ws = tempfile::tempdir().unwrap();
+    let mut r = pema::memory::PairsRead::default();
+    pema::memory::read_pairs_file(
+        &common::repo().join("examples/bible_bbe_asv/train.jsonl"),
+        &mut r,
+    )
+    .unwrap();
+    common::write_pairs(&ws.path().join("style.pairs.jsonl"), &r.pairs[..400]);
+    let root = d.open_workspace(ws.path()).unwrap();
+    let building = |d: &Daemon| {
+        let s = d.status(None).unwrap();
+        let busy = s.queue.busy.clone().unwrap_or_default();
+        (busy.starts_with("memory"), s.workspaces[0].memory.builds)
+    };
+    let until = Instant::now() + Duration::from_secs(300);
+    while !building(&d).0 {
+        assert!(Instant::now() < until, "the memory build never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let asked = Instant::now();
+    let rx = d
+        .rewrite(
+            RewriteRequest {
+                workspace: Some(root.clone()),
+                ..plain("Give ear to my words, O Lord.")
+            },
+            |_| {},
+            Arc::new(AtomicBool::new(false)),
+        )
+        .unwrap();
+    let r = rx.blocking_recv().unwrap().expect("the rewrite");
+    let answered = asked.elapsed();
+    let (still_building, builds) = building(&d);
+    eprintln!("rewrite answered in {answered:?} during the memory build");
+    assert!(!r.text.is_empty());
+    assert!(
+        still_building && builds == 0,
+        "the rewrite waited for the build to end ({answered:?})"
+    );
     d.close_workspace(&root);
 }

@@ -7,9 +7,10 @@ use anyhow::Result;
 use candle_core::{Device, Tensor};
 
 use super::Adapter;
-use crate::decode::{log_softmax, Mode, RewriteOptions, Schedule};
+use crate::logspace::log_softmax;
 use crate::memory::Memory;
 use crate::model::LmHead;
+use crate::schedule::{Mode, Schedule};
 
 /// A stored choice of schedule.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -30,16 +31,6 @@ pub struct Decoding {
     /// them (`eval::choose_schedule`) rather than by likelihood alone.
     #[serde(default)]
     pub held_out_bleu: Option<f64>,
-}
-
-impl Decoding {
-    pub fn apply(&self, o: &mut RewriteOptions) {
-        o.mode = self.mode;
-        o.lambda_fixed = self.lambda;
-        o.lambda_max = self.lambda_max;
-        o.lambda_floor = self.lambda_floor;
-        o.adapter_top_k = self.adapter_top_k;
-    }
 }
 
 #[derive(Clone, Debug, serde::Serialize)]

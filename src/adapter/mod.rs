@@ -1,4 +1,4 @@
-//! The PEMA adapter (PEMA.md §2): a low-rank bottleneck on the final hidden state,
+//! The PEMA adapter (docs/method.md §2): a low-rank bottleneck on the final hidden state,
 //! `P_PEMA(· | h) = softmax(W_C · B_pd · A · h)`, trained on an external memory.
 //!
 //! This module sees hidden states and the LM head only — never the rest of the model (PEMA's
@@ -53,7 +53,7 @@ pub struct Adapter {
     /// The candidate vocabulary, ascending token ids.
     vocab: Vec<u32>,
     info: AdapterInfo,
-    /// `W_C · B_pd` (|C| × r), precomputed for inference (PEMA.md §3's regrouping).
+    /// `W_C · B_pd` (|C| × r), precomputed for inference (docs/method.md §3's regrouping).
     proj: Option<Tensor>,
     /// `W_C` (|C| × d), for a residual adapter.
     w_c: Option<Tensor>,
@@ -70,16 +70,6 @@ impl Adapter {
 
     pub fn template(&self) -> Result<Template> {
         Template::new(&self.info.template)
-    }
-
-    /// The rewrite options this adapter was tuned for (its held-out choice), or the reference
-    /// Gradual Unrolling for an adapter that has none.
-    pub fn default_rewrite(&self) -> crate::decode::RewriteOptions {
-        let mut o = crate::decode::RewriteOptions::default();
-        if let Some(d) = &self.info.decoding {
-            d.apply(&mut o);
-        }
-        o
     }
 
     /// Makes `d` this adapter's default schedule.
@@ -175,7 +165,7 @@ impl Adapter {
             z = (z + w.matmul(&h)?)?;
         }
         let mut logits = z.flatten_all()?.to_vec1::<f32>()?;
-        crate::decode::log_softmax(&mut logits);
+        crate::logspace::log_softmax(&mut logits);
         Ok(logits)
     }
 }

@@ -1,5 +1,5 @@
 //! Phase 1 of PEMA training in closed form: the optimum of a rank-r linear auto-encoder spans the
-//! top-r eigenvectors of the keys' second-moment matrix (PEMA.md §3).
+//! top-r eigenvectors of the keys' second-moment matrix (docs/method.md §3).
 
 use anyhow::{Context as _, Result};
 use candle_core::{DType, Device, Tensor};

@@ -1,4 +1,4 @@
-//! Training an adapter on a memory (PEMA.md §3): phase 1 in closed form (PCA), phase 2 the joint
+//! Training an adapter on a memory (docs/method.md §3): phase 1 in closed form (PCA), phase 2 the joint
 //! loss `κ · MSE(B_rct·A·h, h) + (1 − κ) · CE(W_C·B_pd·A·h, y)` with Adam, `B_rct` and `W` frozen,
 //! early-stopped on held-out pairs.
 

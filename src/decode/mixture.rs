@@ -1,26 +1,6 @@
-//! P_t(w) = λ · P_PEMA(w) + (1 − λ) · P_LM(w), in log space (PEMA.md §4).
+//! P_t(w) = λ · P_PEMA(w) + (1 − λ) · P_LM(w), in log space (docs/method.md §4).
 
-/// log-softmax of `logits`, in place.
-pub fn log_softmax(logits: &mut [f32]) {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f32 = logits.iter().map(|&x| (x - max).exp()).sum();
-    let lse = max + sum.ln();
-    for x in logits.iter_mut() {
-        *x -= lse;
-    }
-}
-
-/// log(e^a + e^b) without overflow.
-pub fn log_add_exp(a: f32, b: f32) -> f32 {
-    if a == f32::NEG_INFINITY {
-        return b;
-    }
-    if b == f32::NEG_INFINITY {
-        return a;
-    }
-    let m = a.max(b);
-    m + ((a - m).exp() + (b - m).exp()).ln()
-}
+use crate::logspace::log_add_exp;
 
 /// Mixes the model's log-probabilities `lm` (over the whole vocabulary, in place) with the
 /// adapter's, which are given only over its candidate tokens `ids` (zero probability elsewhere).
@@ -94,6 +74,7 @@ pub fn mix_guided(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::logspace::log_softmax;
 
     #[test]
     fn log_softmax_normalises() {

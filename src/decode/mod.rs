@@ -1,10 +1,9 @@
 //! Rewrites: token-by-token generation from the model mixed with the adapter, with Gradual
-//! Unrolling (PEMA.md §4).
+//! Unrolling (docs/method.md §4).
 
 mod guard;
 mod mixture;
 mod rewrite;
-mod schedule;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -12,38 +11,15 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 use rand::{Rng, SeedableRng};
 
+pub use crate::logspace::{log_add_exp, log_softmax};
+pub use crate::schedule::{Mode, Schedule};
 pub use guard::{RepeatGuard, WordGuard};
-pub use mixture::{log_add_exp, log_softmax, mix_guided, mix_into, top_k_indices};
+pub use mixture::{mix_guided, mix_into, top_k_indices};
 pub use rewrite::rewrite_text;
-pub use schedule::Schedule;
 
-use crate::adapter::Adapter;
+use crate::adapter::{Adapter, Decoding};
 use crate::memory::Template;
 use crate::model::{Session, Token};
-
-/// Which distribution a rewrite draws from.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// The plain model (λ = 0), same prompt.
-    Plain,
-    /// A fixed λ at every token.
-    Fixed,
-    /// Gradual Unrolling.
-    Gu,
-}
-
-impl std::str::FromStr for Mode {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "plain" => Ok(Self::Plain),
-            "fixed" => Ok(Self::Fixed),
-            "gu" => Ok(Self::Gu),
-            _ => bail!("mode is gu, fixed or plain, not {s:?}"),
-        }
-    }
-}
 
 #[derive(Clone, Copy, Debug)]
 pub struct RewriteOptions {
@@ -79,6 +55,34 @@ impl Default for RewriteOptions {
             top_p: 1.0,
             seed: 0,
             stop_at_boundary: true,
+        }
+    }
+}
+
+impl RewriteOptions {
+    /// These options with the schedule an adapter chose (`adapter::Decoding`).
+    pub fn with_decoding(self, d: &Decoding) -> Self {
+        Self {
+            mode: d.mode,
+            lambda_fixed: d.lambda,
+            lambda_max: d.lambda_max,
+            lambda_floor: d.lambda_floor,
+            adapter_top_k: d.adapter_top_k,
+            ..self
+        }
+    }
+}
+
+// The adapter stores its choice of schedule; turning it into rewrite options is the decoder's
+// business, so that the adapter module never imports this one.
+impl Adapter {
+    /// The rewrite options this adapter was tuned for (its held-out choice), or the reference
+    /// Gradual Unrolling for an adapter that has none.
+    pub fn default_rewrite(&self) -> RewriteOptions {
+        let o = RewriteOptions::default();
+        match &self.info().decoding {
+            Some(d) => o.with_decoding(d),
+            None => o,
         }
     }
 }
@@ -301,9 +305,9 @@ pub fn generate(
 fn pick(logp: &mut [f32], opts: &RewriteOptions, rng: &mut impl Rng) -> usize {
     // Below 1e-3 sampling is greedy in all but name, and dividing by it overflows.
     if opts.temperature.is_nan() || opts.temperature < 1e-3 {
-        return crate::model::argmax(logp);
+        return crate::logspace::argmax(logp);
     }
-    let best = crate::model::argmax(logp);
+    let best = crate::logspace::argmax(logp);
     for x in logp.iter_mut() {
         *x /= opts.temperature;
     }

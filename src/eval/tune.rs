@@ -111,8 +111,7 @@ pub fn choose_schedule(
     let mut alive: Vec<usize> = (0..cands.len()).collect();
     for (round, upto) in [first, all].into_iter().enumerate() {
         for &c in &alive {
-            let mut opts = RewriteOptions::default();
-            cands[c].apply(&mut opts);
+            let opts = RewriteOptions::default().with_decoding(&cands[c]);
             for pair in &pairs[outputs[c].len()..upto] {
                 let r = decode::rewrite_text(
                     session,

@@ -1,5 +1,5 @@
 //! Building a memory from pairs: teacher-force `prompt ⊕ target` through the model and keep the
-//! hidden state before every target token and before the end marker (PEMA.md §1).
+//! hidden state before every target token and before the end marker (docs/method.md §1).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -1,4 +1,4 @@
-//! The external memory of PEMA.md §1: one (key, token) row per target token, the key being the
+//! The external memory of docs/method.md §1: one (key, token) row per target token, the key being the
 //! model's final hidden state just before that token. Built from pairs, grouped by pair and keyed
 //! by the pair's content hash, so that a rebuild recomputes only what changed.
 

@@ -57,9 +57,9 @@ pub fn read_pairs_file(path: &Path, into: &mut PairsRead) -> Result<()> {
     Ok(())
 }
 
-/// Writes pairs as a JSON Lines pairs file.
+/// Writes pairs as a JSON Lines pairs file (atomically: a file being replaced stays whole).
 pub fn write_pairs_file(path: &Path, pairs: &[Pair]) -> Result<()> {
-    std::fs::write(path, pairs_text(pairs))
+    crate::fsutil::write_atomic(path, pairs_text(pairs).as_bytes())
         .with_context(|| format!("cannot write {}", path.display()))
 }
 

@@ -10,7 +10,7 @@ pub const SOURCE_SLOT: &str = "{source}";
 pub const DEFAULT_TEMPLATE: &str = "rewrite";
 
 /// Templates shipped with pema, by name. Each ends at the colon: with Gemma's tokenizer a trailing
-/// space becomes a lone space token after which the base model mostly writes markup (PEMA.md).
+/// space becomes a lone space token after which the base model mostly writes markup (docs/method.md §5).
 pub const PRESETS: &[(&str, &str)] = &[
     ("rewrite", "Rewrite the text in the house style:\n{source}\nRewritten:"),
     ("translate-de", "Translate this from English to German: \n{source}\nGerman:"),

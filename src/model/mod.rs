@@ -14,6 +14,8 @@ use std::sync::Arc;
 use anyhow::{bail, Context as _, Result};
 use candle_core::quantized::gguf_file;
 
+use crate::logspace::argmax;
+
 pub use head::LmHead;
 pub use llama::Token;
 pub use locate::{default_model_path, resolve_model, INSTALL_DEFAULT_MODEL};
@@ -226,16 +228,6 @@ pub struct HeadCheck {
     pub positions: usize,
     pub argmax_matches: usize,
     pub max_abs_diff: f32,
-}
-
-pub fn argmax(v: &[f32]) -> usize {
-    let mut best = (0, f32::NEG_INFINITY);
-    for (i, &x) in v.iter().enumerate() {
-        if x > best.1 {
-            best = (i, x);
-        }
-    }
-    best.0
 }
 
 #[derive(Clone, Copy, Debug)]

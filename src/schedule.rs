@@ -1,4 +1,32 @@
-//! How much the adapter's distribution weighs at each generated token (PEMA.md §4).
+//! How much the adapter's distribution weighs at each generated token (docs/method.md §4): the
+//! mode a rewrite draws with and its λ at every step. A leaf: the adapter stores its chosen
+//! schedule, the decoder follows it, and neither imports the other for it.
+
+use anyhow::{bail, Result};
+
+/// Which distribution a rewrite draws from.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// The plain model (λ = 0), same prompt.
+    Plain,
+    /// A fixed λ at every token.
+    Fixed,
+    /// Gradual Unrolling.
+    Gu,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "plain" => Ok(Self::Plain),
+            "fixed" => Ok(Self::Fixed),
+            "gu" => Ok(Self::Gu),
+            _ => bail!("mode is gu, fixed or plain, not {s:?}"),
+        }
+    }
+}
 
 /// λ at every step of a generation.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
