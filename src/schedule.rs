@@ -28,6 +28,14 @@ impl std::str::FromStr for Mode {
     }
 }
 
+/// λ_max of the reference Gradual Unrolling: a rewrite's default, and the schedules an adapter
+/// tries start from it.
+pub const REFERENCE_LAMBDA_MAX: f32 = 0.9;
+/// λ of the reference fixed mode.
+pub const REFERENCE_LAMBDA_FIXED: f32 = 0.5;
+/// The lowest λ the reference Gradual Unrolling decays to.
+pub const REFERENCE_LAMBDA_FLOOR: f32 = 0.0;
+
 /// λ at every step of a generation.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 #[serde(tag = "mode", rename_all = "lowercase")]

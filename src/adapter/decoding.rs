@@ -10,7 +10,7 @@ use super::Adapter;
 use crate::logspace::log_softmax;
 use crate::memory::Memory;
 use crate::model::LmHead;
-use crate::schedule::{Mode, Schedule};
+use crate::schedule::{self, Mode, Schedule};
 
 /// A stored choice of schedule.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -41,12 +41,11 @@ pub struct DecodingScore {
 
 /// The schedules tried.
 fn candidates(adapter_top_k: usize) -> Vec<Decoding> {
-    let reference = RewriteOptions::default();
     let base = Decoding {
         mode: Mode::Gu,
-        lambda: reference.lambda_fixed,
-        lambda_max: reference.lambda_max,
-        lambda_floor: reference.lambda_floor,
+        lambda: schedule::REFERENCE_LAMBDA_FIXED,
+        lambda_max: schedule::REFERENCE_LAMBDA_MAX,
+        lambda_floor: schedule::REFERENCE_LAMBDA_FLOOR,
         adapter_top_k,
         held_out_nll: 0.0,
         plain_nll: 0.0,

@@ -46,10 +46,10 @@ impl Default for RewriteOptions {
     fn default() -> Self {
         Self {
             mode: Mode::Gu,
-            lambda_max: 0.9,
-            lambda_fixed: 0.5,
-            lambda_floor: 0.0,
-            adapter_top_k: 0,
+            lambda_max: crate::schedule::REFERENCE_LAMBDA_MAX,
+            lambda_fixed: crate::schedule::REFERENCE_LAMBDA_FIXED,
+            lambda_floor: crate::schedule::REFERENCE_LAMBDA_FLOOR,
+            adapter_top_k: crate::adapter::ADAPTER_TOP_K,
             max_tokens: None,
             temperature: 0.0,
             top_p: 1.0,
