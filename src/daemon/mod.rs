@@ -114,6 +114,9 @@ pub enum RequestError {
     InvalidRequest(String),
     #[error("{} is not inside an open workspace{}", .path.display(), open_list(.open))]
     NotInWorkspace { path: PathBuf, open: Vec<PathBuf> },
+    /// Several workspaces are open (or none) and the request named none.
+    #[error("say which workspace's style to use{}", open_list(.open))]
+    WhichWorkspace { open: Vec<PathBuf> },
     /// A rewrite option outside its range.
     #[error("{option} must be between 0 and 1, not {value}")]
     OutOfRange { option: Lambda, value: f32 },
@@ -147,7 +150,9 @@ impl std::fmt::Display for Lambda {
     }
 }
 
-fn open_list(open: &[PathBuf]) -> String {
+/// " (open: a, b)", or " (no workspace is open)": the end of a message naming the open
+/// workspaces.
+pub fn open_list(open: &[PathBuf]) -> String {
     if open.is_empty() {
         " (no workspace is open)".into()
     } else {
@@ -554,10 +559,9 @@ impl Daemon {
                 None if all.len() == 1 => all.keys().next().cloned(),
                 None if req.mode == Some(Mode::Plain) => None,
                 None => {
-                    return Err(RequestError::InvalidRequest(format!(
-                        "say which workspace's style to use (workspace or uri){}",
-                        open_list(&all.keys().cloned().collect::<Vec<_>>())
-                    )))
+                    return Err(RequestError::WhichWorkspace {
+                        open: all.keys().cloned().collect(),
+                    })
                 }
             };
             root.map(|r| all[&r].shared.serving.read().unwrap().clone())

@@ -69,6 +69,7 @@ impl From<RequestError> for ApiError {
     fn from(e: RequestError) -> Self {
         let (status, kind, code) = match &e {
             RequestError::InvalidRequest(_)
+            | RequestError::WhichWorkspace { .. }
             | RequestError::NotInWorkspace { .. }
             | RequestError::OutOfRange { .. } => {
                 (StatusCode::BAD_REQUEST, "invalid_request_error", None)

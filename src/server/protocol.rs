@@ -15,6 +15,7 @@ pub const REQUEST_FAILED: i64 = -32803;
 pub fn to_rpc(e: RequestError) -> Error {
     let code = match &e {
         RequestError::InvalidRequest(_)
+        | RequestError::WhichWorkspace { .. }
         | RequestError::NotInWorkspace { .. }
         | RequestError::OutOfRange { .. } => ErrorCode::InvalidParams,
         RequestError::Cancelled => ErrorCode::RequestCancelled,

@@ -174,7 +174,8 @@ pub struct QueuedResult {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorData {
-    /// `invalidRequest`, `notInWorkspace`, `outOfRange`, `noAdapter`, `cancelled`, `failed`,
+    /// `invalidRequest` (with `open` when the request named no workspace and several are
+    /// open), `notInWorkspace`, `outOfRange`, `noAdapter`, `cancelled`, `failed`,
     /// `unauthorized` (no or a wrong token) or `unavailable` (the daemon could not start).
     pub kind: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -449,6 +450,10 @@ pub fn error_message(e: &RequestError) -> String {
         RequestError::NoAdapter => "this workspace's style is still being learned (no adapter \
                                    yet); see pema/status for progress, or ask for mode \"plain\""
             .into(),
+        RequestError::WhichWorkspace { open } => format!(
+            "say which workspace's style to use (workspace or uri){}",
+            daemon::open_list(open)
+        ),
         e => e.to_string(),
     }
 }
@@ -467,17 +472,17 @@ impl ErrorData {
 
 pub fn error_data(e: &RequestError) -> ErrorData {
     let kind = match e {
-        RequestError::InvalidRequest(_) => "invalidRequest",
+        RequestError::InvalidRequest(_) | RequestError::WhichWorkspace { .. } => "invalidRequest",
         RequestError::NotInWorkspace { .. } => "notInWorkspace",
         RequestError::OutOfRange { .. } => "outOfRange",
         RequestError::NoAdapter => "noAdapter",
         RequestError::Cancelled => "cancelled",
         RequestError::Failed(_) => "failed",
     };
+    let list = |open: &[std::path::PathBuf]| Some(open.iter().map(|p| path(p)).collect());
     let (path_, open) = match e {
-        RequestError::NotInWorkspace { path: p, open } => {
-            (Some(path(p)), Some(open.iter().map(|p| path(p)).collect()))
-        }
+        RequestError::NotInWorkspace { path: p, open } => (Some(path(p)), list(open)),
+        RequestError::WhichWorkspace { open } => (None, list(open)),
         _ => (None, None),
     };
     ErrorData {
@@ -565,6 +570,21 @@ mod tests {
         assert_eq!(
             serde_json::to_value(error_data(&e)).unwrap(),
             json!({"kind": "notInWorkspace", "path": "/x", "open": ["/w"]})
+        );
+        let e = RequestError::WhichWorkspace {
+            open: vec!["/a".into(), "/b".into()],
+        };
+        assert_eq!(
+            error_message(&e),
+            "say which workspace's style to use (workspace or uri) (open: /a, /b)"
+        );
+        assert_eq!(
+            e.to_string(),
+            "say which workspace's style to use (open: /a, /b)"
+        );
+        assert_eq!(
+            serde_json::to_value(error_data(&e)).unwrap(),
+            json!({"kind": "invalidRequest", "open": ["/a", "/b"]})
         );
         assert_eq!(
             serde_json::to_value(error_data(&RequestError::Cancelled)).unwrap(),
