@@ -125,7 +125,7 @@ def main():
     c.call("pema/openWorkspace", {"path": ws})
     w = wait_status(c, lambda w: w["adapter"]["state"] == "ready")
     cold = time.perf_counter() - t0
-    state_dir = w["state_dir"]
+    state_dir = w["stateDir"]
     time.sleep(5)
     idle_rss = rss_mib(p.pid)
 
@@ -165,7 +165,7 @@ def main():
     first_rewrite = time.perf_counter() - t0
     w = wait_status(c, lambda w: w["adapter"]["state"] == "ready" and w["memory"]["builds"] > 0)
     ready = time.perf_counter() - t0
-    recomputed = w["memory"]["last_build"]["pairs_computed"]
+    recomputed = w["memory"]["lastBuild"]["pairsComputed"]
     p.kill()
     p.wait()
 

@@ -304,7 +304,7 @@ def main():
             t = time.monotonic()
             while time.monotonic() - t < 120:
                 q = mon.call("pema/status", {})["result"]["queue"]
-                if q["busy"] != "rewrite" and q["rewrites_waiting"] == 0:
+                if q["busy"] != "rewrite" and q["rewritesWaiting"] == 0:
                     break
                 time.sleep(0.1)
             after["rewrites_drained_seconds"] = round(time.monotonic() - t, 2)

@@ -82,7 +82,7 @@ fn kinds(msgs: &[&Value]) -> Vec<String> {
 fn wait_ready(c: &mut Rpc) -> Value {
     c.wait_status(LONG, |w| {
         w["adapter"]["state"] == "ready"
-            && w["units_pending"] == 0
+            && w["unitsPending"] == 0
             && w["memory"]["builds"].as_u64() > Some(0)
     })
 }
@@ -143,13 +143,13 @@ fn lsp_over_stdio_learns_the_workspace_and_rewrites() {
     let st = wait_ready(&mut c);
     assert_eq!(st["root"], json!(root));
     assert_eq!(
-        (st["corpus_files"].as_u64(), st["pairs_files"].as_u64()),
+        (st["corpusFiles"].as_u64(), st["pairsFiles"].as_u64()),
         (Some(2), Some(1)),
         "{st:#}"
     );
     assert!(st["units"].as_u64().unwrap() >= 8, "{st:#}");
     assert!(st["memory"]["entries"].as_u64().unwrap() > 500, "{st:#}");
-    assert!(st["adapter"]["held_out_loss"].as_f64().unwrap().is_finite());
+    assert!(st["adapter"]["heldOutLoss"].as_f64().unwrap().is_finite());
     let skipped: Vec<(String, String)> = st["skipped"]
         .as_array()
         .unwrap()
@@ -176,7 +176,7 @@ fn lsp_over_stdio_learns_the_workspace_and_rewrites() {
         "ignored files are not even looked at"
     );
     // The state lives in the cache folder, not in the user's tree.
-    assert!(st["state_dir"]
+    assert!(st["stateDir"]
         .as_str()
         .unwrap()
         .starts_with(&cache.path().display().to_string()));
@@ -222,7 +222,7 @@ fn lsp_over_stdio_learns_the_workspace_and_rewrites() {
     let daemon = c
         .call("pema/rewrite", json!({"text": selection}))
         .expect("pema/rewrite of several lines");
-    let adapter = Path::new(st["state_dir"].as_str().unwrap()).join("adapter.safetensors");
+    let adapter = Path::new(st["stateDir"].as_str().unwrap()).join("adapter.safetensors");
     let cli = rpc::pema_command(cache.path())
         .args(["rewrite", "--json", "--adapter"])
         .arg(&adapter)
@@ -352,24 +352,24 @@ fn lsp_over_stdio_learns_the_workspace_and_rewrites() {
     std::fs::write(&doc, letters).unwrap();
     let builds = before["memory"]["builds"].as_u64().unwrap();
     let after = c.wait_status(LONG, |w| {
-        w["memory"]["builds"].as_u64() > Some(builds) && w["units_pending"] == 0
+        w["memory"]["builds"].as_u64() > Some(builds) && w["unitsPending"] == 0
     });
     assert_eq!(
-        after["files_read"].as_u64(),
-        before["files_read"].as_u64().map(|n| n + 1),
+        after["filesRead"].as_u64(),
+        before["filesRead"].as_u64().map(|n| n + 1),
         "{after:#}"
     );
     assert_eq!(
-        after["units_paraphrased"].as_u64(),
-        before["units_paraphrased"].as_u64().map(|n| n + 1)
+        after["unitsParaphrased"].as_u64(),
+        before["unitsParaphrased"].as_u64().map(|n| n + 1)
     );
-    let last = &after["memory"]["last_build"];
+    let last = &after["memory"]["lastBuild"];
     // The new unit's pair is the only one computed (a last build that swaps the unit's
     // placeholder (unit → unit) for its paraphrase also removes that placeholder).
-    assert_eq!(last["pairs_computed"].as_u64(), Some(1), "{last:#}");
-    assert!(last["pairs_removed"].as_u64() <= Some(1), "{last:#}");
+    assert_eq!(last["pairsComputed"].as_u64(), Some(1), "{last:#}");
+    assert!(last["pairsRemoved"].as_u64() <= Some(1), "{last:#}");
     assert_eq!(
-        last["pairs_reused"].as_u64(),
+        last["pairsReused"].as_u64(),
         before["memory"]["pairs"].as_u64(),
         "{last:#}"
     );
@@ -504,9 +504,9 @@ fn serve_over_tcp_two_clients_and_restart_after_kill() {
         .unwrap();
     assert!(!r["text"].as_str().unwrap().is_empty());
     let st = c.wait_status(LONG, |w| w["memory"]["builds"].as_u64() > Some(0));
-    assert_eq!(st["units_paraphrased"], json!(0), "{st:#}");
+    assert_eq!(st["unitsParaphrased"], json!(0), "{st:#}");
     assert_eq!(
-        st["memory"]["last_build"]["pairs_computed"],
+        st["memory"]["lastBuild"]["pairsComputed"],
         json!(0),
         "{st:#}"
     );
@@ -788,7 +788,7 @@ fn files_lists_what_a_workspace_learns_from_and_why_not_the_rest() {
     }
     a.call("pema/openWorkspace", json!({ "path": root }))
         .unwrap();
-    a.wait_status(LONG, |w| w["last_refresh"]["files_read"].as_u64() > Some(0));
+    a.wait_status(LONG, |w| w["lastRefresh"]["filesRead"].as_u64() > Some(0));
     let f = a.call("pema/files", json!({})).unwrap();
     assert_eq!(f["root"], json!(root), "{f:#}");
     assert_eq!(f["truncated"], json!(false));

@@ -138,7 +138,7 @@ fn a_closed_connections_rewrites_are_cancelled() {
     loop {
         let s = b.call("pema/status", json!({})).unwrap();
         let q = &s["queue"];
-        if q["busy"].is_null() && q["rewrites_waiting"] == json!(0) {
+        if q["busy"].is_null() && q["rewritesWaiting"] == json!(0) {
             break;
         }
         assert!(

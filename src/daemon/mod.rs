@@ -27,8 +27,7 @@ use pipeline::{Pipeline, Signal};
 use worker::{RewriteJob, Worker};
 
 /// Where a workspace's adapter stands.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum AdapterState {
     /// No adapter and nothing under way (e.g. no files to learn from).
     #[default]
@@ -42,7 +41,7 @@ pub enum AdapterState {
     Ready,
 }
 
-#[derive(Clone, Debug, Default, serde::Serialize)]
+#[derive(Clone, Debug, Default)]
 pub struct MemoryStatus {
     pub entries: usize,
     pub pairs: usize,
@@ -51,7 +50,7 @@ pub struct MemoryStatus {
     pub last_build: Option<BuildReport>,
 }
 
-#[derive(Clone, Debug, Default, serde::Serialize)]
+#[derive(Clone, Debug, Default)]
 pub struct AdapterStatus {
     pub state: AdapterState,
     /// An adapter is loaded: rewrites in the `gu` and `fixed` modes work.
@@ -64,7 +63,7 @@ pub struct AdapterStatus {
     pub trainings: usize,
 }
 
-#[derive(Clone, Debug, Default, serde::Serialize)]
+#[derive(Clone, Debug, Default)]
 pub struct WorkspaceStatus {
     pub root: PathBuf,
     pub state_dir: PathBuf,
@@ -98,7 +97,7 @@ impl WorkspaceStatus {
     }
 }
 
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug)]
 pub struct DaemonStatus {
     pub version: &'static str,
     pub model: String,
@@ -108,22 +107,52 @@ pub struct DaemonStatus {
 }
 
 /// Why a request cannot be served, in words a person understands; the server maps each kind to
-/// a protocol error code.
+/// a protocol error code and words it in the protocol's terms.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
     #[error("{0}")]
     InvalidRequest(String),
     #[error("{} is not inside an open workspace{}", .path.display(), open_list(.open))]
     NotInWorkspace { path: PathBuf, open: Vec<PathBuf> },
-    #[error("{0}")]
-    NotReady(String),
+    /// Several workspaces are open (or none) and the request named none.
+    #[error("say which workspace's style to use{}", open_list(.open))]
+    WhichWorkspace { open: Vec<PathBuf> },
+    /// A rewrite option outside its range.
+    #[error("{option} must be between 0 and 1, not {value}")]
+    OutOfRange { option: Lambda, value: f32 },
+    /// The workspace has no adapter yet: only plain rewrites work.
+    #[error(
+        "this workspace's style is still being learned (no adapter yet): wait for its training \
+         (the status shows progress), or ask for a plain rewrite"
+    )]
+    NoAdapter,
     #[error("cancelled")]
     Cancelled,
     #[error("{0:#}")]
     Failed(anyhow::Error),
 }
 
-fn open_list(open: &[PathBuf]) -> String {
+/// Which λ of a rewrite.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lambda {
+    /// λ_max, the strength Gradual Unrolling rises to.
+    Max,
+    /// λ of the fixed mode.
+    Fixed,
+}
+
+impl std::fmt::Display for Lambda {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Lambda::Max => "λ_max",
+            Lambda::Fixed => "λ_fixed",
+        })
+    }
+}
+
+/// " (open: a, b)", or " (no workspace is open)": the end of a message naming the open
+/// workspaces.
+pub fn open_list(open: &[PathBuf]) -> String {
     if open.is_empty() {
         " (no workspace is open)".into()
     } else {
@@ -208,7 +237,7 @@ fn run_workspace(
                 Ok(w) => Some(w),
                 Err(e) => {
                     shared.status.lock().unwrap().push_error(format!(
-                        "cannot watch {} for changes ({e:#}); use pema/rebuild after editing",
+                        "cannot watch {} for changes ({e:#}): rebuild the workspace after editing",
                         root.display()
                     ));
                     None
@@ -515,14 +544,12 @@ impl Daemon {
                 "the text has {lines} lines; pema rewrites at most {MAX_REWRITE_LINES} at once"
             )));
         }
-        for (name, v) in [
-            ("lambdaMax", req.lambda_max),
-            ("lambdaFixed", req.lambda_fixed),
+        for (option, v) in [
+            (Lambda::Max, req.lambda_max),
+            (Lambda::Fixed, req.lambda_fixed),
         ] {
-            if v.is_some_and(|v| !(0.0..=1.0).contains(&v)) {
-                return Err(RequestError::InvalidRequest(format!(
-                    "{name} must be between 0 and 1"
-                )));
+            if let Some(value) = v.filter(|v| !(0.0..=1.0).contains(v)) {
+                return Err(RequestError::OutOfRange { option, value });
             }
         }
         let serving = {
@@ -532,10 +559,9 @@ impl Daemon {
                 None if all.len() == 1 => all.keys().next().cloned(),
                 None if req.mode == Some(Mode::Plain) => None,
                 None => {
-                    return Err(RequestError::InvalidRequest(format!(
-                        "say which workspace's style to use (workspace or uri){}",
-                        open_list(&all.keys().cloned().collect::<Vec<_>>())
-                    )))
+                    return Err(RequestError::WhichWorkspace {
+                        open: all.keys().cloned().collect(),
+                    })
                 }
             };
             root.map(|r| all[&r].shared.serving.read().unwrap().clone())
@@ -546,11 +572,7 @@ impl Daemon {
         };
         let plain = req.mode == Some(Mode::Plain);
         if !plain && adapter.is_none() {
-            return Err(RequestError::NotReady(
-                "this workspace's style is still being learned (no adapter yet); see pema/status \
-                 for progress, or ask for mode \"plain\""
-                    .into(),
-            ));
+            return Err(RequestError::NoAdapter);
         }
         // What no option names comes from the adapter's own choice (made on its held-out
         // pairs): the same defaults as `pema rewrite`.

@@ -78,7 +78,7 @@ impl Yield {
 }
 
 /// Snapshot of the queue for the status.
-#[derive(Clone, Debug, Default, serde::Serialize)]
+#[derive(Clone, Debug, Default)]
 pub struct QueueStatus {
     pub rewrites_waiting: usize,
     pub background_waiting: Vec<String>,

@@ -12,6 +12,7 @@ use tower_lsp_server::lsp_types::*;
 use tower_lsp_server::{Client, LanguageServer, UriExt};
 
 use super::protocol::*;
+use super::to_proto::{self, CloseWorkspaceResult, OpenWorkspaceResult, QueuedResult};
 use super::{auth, Conn};
 use crate::daemon::{Daemon, Event, RequestError, RewriteRequest, Stage};
 use crate::decode::Mode;
@@ -73,13 +74,13 @@ impl Backend {
             return Err(Error {
                 code: tower_lsp_server::jsonrpc::ErrorCode::InvalidRequest,
                 message: "not authorized: initialize with the daemon's token first".into(),
-                data: None,
+                data: to_proto::ErrorData::of("unauthorized"),
             });
         }
         self.daemon.as_ref().map_err(|e| Error {
             code: tower_lsp_server::jsonrpc::ErrorCode::ServerError(REQUEST_FAILED),
             message: e.clone().into(),
-            data: None,
+            data: to_proto::ErrorData::of("unavailable"),
         })
     }
 
@@ -231,10 +232,8 @@ impl Backend {
                 Some(delta) = rx.recv() => {
                     so_far.push_str(&delta);
                     if let Some(token) = &p.partial_result_token {
-                        self.client.send_notification::<AnyProgress>(json!({
-                            "token": token,
-                            "value": {"delta": delta, "text": so_far},
-                        })).await;
+                        let params = to_proto::PartialRewrite::new(token, &delta, &so_far);
+                        self.client.send_notification::<AnyProgress>(json!(params)).await;
                     }
                 }
                 r = &mut done => {
@@ -252,12 +251,9 @@ impl Backend {
         };
         Ok(RewriteResult {
             text,
-            mode: format!("{:?}", r.mode).to_lowercase(),
+            mode: to_proto::mode(r.mode).into(),
             tokens: r.tokens,
-            stopped_by: serde_json::to_value(&r.stopped_by)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default(),
+            stopped_by: to_proto::stop_reason(&r.stopped_by).into(),
             seconds: r.seconds,
             tokens_per_second: r.tokens_per_second,
             workspace: workspace.map(|w| w.display().to_string()),
@@ -289,26 +285,13 @@ impl Backend {
                 let token = tokens
                     .entry(e.id)
                     .or_insert_with(|| {
-                        ProgressToken::String(format!(
-                            "pema/{}/{}",
-                            json!(e.task).as_str().unwrap_or(""),
-                            e.id
-                        ))
+                        ProgressToken::String(format!("pema/{}/{}", to_proto::task(e.task), e.id))
                     })
                     .clone();
-                let value = match e.stage {
-                    Stage::Begin => {
-                        json!({"kind": "begin", "title": e.task.title(), "message": e.message, "percentage": 0, "cancellable": false})
-                    }
-                    Stage::Report { percent } => {
-                        json!({"kind": "report", "message": e.message, "percentage": percent})
-                    }
-                    Stage::End => json!({"kind": "end", "message": e.message}),
-                };
                 if matches!(e.stage, Stage::End) {
                     tokens.remove(&e.id);
                 }
-                let params = json!({"token": token, "value": value, "workspace": e.workspace});
+                let params = to_proto::progress(&e, token.clone());
                 if standard {
                     if matches!(e.stage, Stage::Begin) {
                         let created = client
@@ -322,11 +305,15 @@ impl Backend {
                             continue;
                         }
                     }
-                    let mut params = params;
-                    params.as_object_mut().unwrap().remove("workspace");
-                    client.send_notification::<AnyProgress>(params).await;
+                    let params = to_proto::WorkDoneProgress {
+                        token: params.token,
+                        value: params.value,
+                    };
+                    client.send_notification::<AnyProgress>(json!(params)).await;
                 } else {
-                    client.send_notification::<PemaProgress>(params).await;
+                    client
+                        .send_notification::<PemaProgress>(json!(params))
+                        .await;
                 }
             }
         });
@@ -598,7 +585,7 @@ impl LanguageServer for Backend {
                         }
                     )
                     .into(),
-                    data: None,
+                    data: to_proto::ErrorData::of("unauthorized"),
                 });
             }
         }
@@ -794,9 +781,10 @@ impl LanguageServer for Backend {
             .await
             .map(|a| a.applied)
             .unwrap_or(false);
-        let mut v = serde_json::to_value(&r).unwrap_or(Value::Null);
-        v["applied"] = json!(applied);
-        Ok(Some(v))
+        Ok(Some(json!(to_proto::ExecuteCommandResult {
+            rewrite: r,
+            applied
+        })))
     }
 }
 
@@ -819,11 +807,11 @@ impl Backend {
         self.rewrite(p).await
     }
 
-    pub async fn pema_status(&self, p: Option<WorkspaceParams>) -> Result<Value> {
+    pub async fn pema_status(&self, p: Option<WorkspaceParams>) -> Result<to_proto::DaemonStatus> {
         let d = self.daemon()?;
         let root = p.and_then(|p| p.workspace).map(|w| self.workspace_path(&w));
         let s = d.status(root.as_deref()).map_err(to_rpc)?;
-        Ok(serde_json::to_value(s).unwrap_or(Value::Null))
+        Ok(to_proto::daemon_status(s))
     }
 
     fn root_of(&self, d: &Daemon, p: &WorkspaceParams) -> Result<PathBuf> {
@@ -842,7 +830,7 @@ impl Backend {
     }
 
     /// `pema/files`: what a workspace this connection opened learns from, and why not the rest.
-    pub async fn pema_files(&self, p: Option<WorkspaceParams>) -> Result<Value> {
+    pub async fn pema_files(&self, p: Option<WorkspaceParams>) -> Result<to_proto::FilesResult> {
         let d = self.daemon()?.clone();
         let p = p.unwrap_or_default();
         let root = self.root_of(&d, &p)?;
@@ -856,21 +844,25 @@ impl Backend {
             .await
             .map_err(|e| to_rpc(RequestError::Failed(e.into())))?
             .map_err(to_rpc)?;
-        Ok(serde_json::to_value(report).unwrap_or(Value::Null))
+        Ok(to_proto::files_result(report))
     }
 
-    pub async fn pema_train(&self, p: WorkspaceParams) -> Result<Value> {
+    pub async fn pema_train(&self, p: WorkspaceParams) -> Result<QueuedResult> {
         let d = self.daemon()?;
         let root = self.root_of(d, &p)?;
         d.train(&root, p.from_scratch).map_err(to_rpc)?;
-        Ok(json!({"workspace": root}))
+        Ok(QueuedResult {
+            workspace: root.display().to_string(),
+        })
     }
 
-    pub async fn pema_rebuild(&self, p: WorkspaceParams) -> Result<Value> {
+    pub async fn pema_rebuild(&self, p: WorkspaceParams) -> Result<QueuedResult> {
         let d = self.daemon()?;
         let root = self.root_of(d, &p)?;
         d.rebuild(&root, p.from_scratch).map_err(to_rpc)?;
-        Ok(json!({"workspace": root}))
+        Ok(QueuedResult {
+            workspace: root.display().to_string(),
+        })
     }
 
     pub async fn pema_open_workspace(&self, p: OpenWorkspaceParams) -> Result<OpenWorkspaceResult> {
@@ -881,13 +873,16 @@ impl Backend {
         })
     }
 
-    pub async fn pema_close_workspace(&self, p: OpenWorkspaceParams) -> Result<Value> {
+    pub async fn pema_close_workspace(
+        &self,
+        p: OpenWorkspaceParams,
+    ) -> Result<CloseWorkspaceResult> {
         let d = self.daemon()?;
         let path = self.workspace_path(&p.path);
         let root = path.canonicalize().unwrap_or(path);
         if self.roots.lock().unwrap().remove(&root) {
             d.close_workspace(&root);
-            Ok(json!({"closed": true}))
+            Ok(CloseWorkspaceResult { closed: true })
         } else {
             Err(invalid_params(format!(
                 "{} is not open on this connection",

@@ -68,7 +68,10 @@ impl IntoResponse for ApiError {
 impl From<RequestError> for ApiError {
     fn from(e: RequestError) -> Self {
         let (status, kind, code) = match &e {
-            RequestError::InvalidRequest(_) | RequestError::NotInWorkspace { .. } => {
+            RequestError::InvalidRequest(_)
+            | RequestError::WhichWorkspace { .. }
+            | RequestError::NotInWorkspace { .. }
+            | RequestError::OutOfRange { .. } => {
                 (StatusCode::BAD_REQUEST, "invalid_request_error", None)
             }
             // The client went away: nobody reads this answer.
@@ -77,7 +80,7 @@ impl From<RequestError> for ApiError {
                 "invalid_request_error",
                 Some("cancelled"),
             ),
-            RequestError::NotReady(_) => (
+            RequestError::NoAdapter => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "server_error",
                 Some("not_ready"),
@@ -654,7 +657,7 @@ mod tests {
         assert_eq!(e["error"]["message"], "nope");
         assert_eq!(e["error"]["type"], "invalid_request_error");
         assert_eq!(e["error"]["param"], "n");
-        let e = ApiError::from(RequestError::NotReady("later".into()));
+        let e = ApiError::from(RequestError::NoAdapter);
         assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
     }
 }

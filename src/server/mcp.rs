@@ -202,7 +202,7 @@ impl Mcp {
         let r = done
             .await
             .map_err(|_| ToolError("the inference worker stopped before finishing".into()))??;
-        let meta = json!({"text": r.text, "mode": format!("{:?}", r.mode).to_lowercase(),
+        let meta = json!({"text": r.text, "mode": super::to_proto::mode(r.mode),
                           "tokens": r.tokens, "seconds": r.seconds, "workspace": root});
         Ok((r.text, Some(meta)))
     }
@@ -213,7 +213,8 @@ impl Mcp {
             Some(w) => Some(self.workspace(&d, Some(w)).await?),
             None => None,
         };
-        let s = serde_json::to_value(d.status(root.as_deref())?).unwrap_or(Value::Null);
+        let s = serde_json::to_value(super::to_proto::daemon_status(d.status(root.as_deref())?))
+            .unwrap_or(Value::Null);
         let text = serde_json::to_string_pretty(&s).unwrap_or_default();
         Ok((text, Some(s)))
     }

@@ -8,6 +8,7 @@ mod framing;
 mod http;
 pub mod mcp;
 mod protocol;
+mod to_proto;
 
 use std::net::SocketAddr;
 use std::os::unix::fs::DirBuilderExt as _;

@@ -6,6 +6,7 @@ use serde_json::Value;
 use tower_lsp_server::jsonrpc::{Error, ErrorCode};
 use tower_lsp_server::lsp_types::{ProgressToken, Range, Uri};
 
+use super::to_proto;
 use crate::daemon::RequestError;
 
 /// LSP's RequestFailed: the request was valid but could not be done now.
@@ -13,18 +14,17 @@ pub const REQUEST_FAILED: i64 = -32803;
 
 pub fn to_rpc(e: RequestError) -> Error {
     let code = match &e {
-        RequestError::InvalidRequest(_) | RequestError::NotInWorkspace { .. } => {
-            ErrorCode::InvalidParams
-        }
+        RequestError::InvalidRequest(_)
+        | RequestError::WhichWorkspace { .. }
+        | RequestError::NotInWorkspace { .. }
+        | RequestError::OutOfRange { .. } => ErrorCode::InvalidParams,
         RequestError::Cancelled => ErrorCode::RequestCancelled,
-        RequestError::NotReady(_) | RequestError::Failed(_) => {
-            ErrorCode::ServerError(REQUEST_FAILED)
-        }
+        RequestError::NoAdapter | RequestError::Failed(_) => ErrorCode::ServerError(REQUEST_FAILED),
     };
     Error {
         code,
-        message: e.to_string().into(),
-        data: None,
+        message: to_proto::error_message(&e).into(),
+        data: serde_json::to_value(to_proto::error_data(&e)).ok(),
     }
 }
 
@@ -32,7 +32,7 @@ pub fn invalid_params(message: impl Into<String>) -> Error {
     Error {
         code: ErrorCode::InvalidParams,
         message: message.into().into(),
-        data: None,
+        data: to_proto::ErrorData::of("invalidRequest"),
     }
 }
 
@@ -133,12 +133,6 @@ pub struct WorkspaceParams {
 #[serde(rename_all = "camelCase")]
 pub struct OpenWorkspaceParams {
     pub path: String,
-}
-
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct OpenWorkspaceResult {
-    pub root: String,
 }
 
 /// What the rewrite code action carries until it is resolved.

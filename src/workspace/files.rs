@@ -10,8 +10,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use super::config::WorkspaceConfig;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FileKind {
     /// Prose: cut into units, back-paraphrased into pseudo-pairs.
     Corpus,

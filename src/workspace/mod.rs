@@ -35,7 +35,7 @@ struct FileEntry {
 }
 
 /// What a refresh found.
-#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Refresh {
     /// Files read and split again because they are new or their content changed.
     pub files_read: usize,
@@ -45,7 +45,7 @@ pub struct Refresh {
 }
 
 /// A skipped file and why.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug)]
 pub struct Skipped {
     pub path: PathBuf,
     pub reason: String,
@@ -346,7 +346,7 @@ pub struct FileTable {
 }
 
 /// A file pema learns from.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug)]
 pub struct LearnedFile {
     pub path: PathBuf,
     pub kind: FileKind,
@@ -359,7 +359,7 @@ pub struct LearnedFile {
 }
 
 /// The answer to "which files does this workspace learn from, and why not the others".
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug)]
 pub struct FilesReport {
     pub root: PathBuf,
     pub learned: Vec<LearnedFile>,
@@ -418,7 +418,7 @@ impl FileTable {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct FileCounts {
     pub corpus_files: usize,
     pub pairs_files: usize,

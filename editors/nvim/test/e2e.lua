@@ -227,12 +227,12 @@ local deadline = elapsed() + ready_timeout
 while true do
   w, status = workspace_status()
   if w then
-    check(w.config_error == vim.NIL or w.config_error == nil, 'config error: %s', vim.inspect(w.config_error))
+    check(w.configError == vim.NIL or w.configError == nil, 'config error: %s', vim.inspect(w.configError))
     local a = w.adapter or {}
     local line = ('workspace: %s files, %s units (%s pending), memory %s entries, adapter %s'):format(
       tostring(w.files),
       tostring(w.units),
-      tostring(w.units_pending),
+      tostring(w.unitsPending),
       tostring(type(w.memory) == 'table' and w.memory.entries),
       tostring(a.state)
     )
@@ -249,7 +249,7 @@ while true do
   end
   vim.wait(2000)
 end
-log('adapter ready: held-out loss %s', tostring(w.adapter.held_out_loss))
+log('adapter ready: held-out loss %s', tostring(w.adapter.heldOutLoss))
 vim.wait(500) -- let the last progress notifications in
 check(progress.begin > 0 and progress['end'] > 0, 'no work-done progress arrived: %s', vim.inspect(progress))
 log('work-done progress so far: %d LspProgress events (%d begin, %d end)', progress.total, progress.begin, progress['end'])

@@ -352,10 +352,10 @@ export function progressText(p: ProgressState): string {
 export interface StatusWorkspace {
   root: string;
   memory?: { entries?: number } | null;
-  adapter?: { state?: string; available?: boolean; stale?: boolean; held_out_loss?: number | null } | null;
+  adapter?: { state?: string; available?: boolean; stale?: boolean; heldOutLoss?: number | null } | null;
   errors?: unknown[];
-  config_error?: string | null;
-  units_pending?: number;
+  configError?: string | null;
+  unitsPending?: number;
 }
 
 export interface DaemonStatus {
@@ -405,7 +405,7 @@ export function statusBarText(status: DaemonStatus | undefined, running: Progres
   if (!status) return "pema: starting…";
   const ws = pickWorkspace(status, fsPath);
   if (!ws) return "pema: no workspace";
-  if (ws.config_error) return "pema: config error";
+  if (ws.configError) return "pema: config error";
   const state = ws.adapter?.state ?? "none";
   switch (state) {
     case "ready":
@@ -431,8 +431,8 @@ export function statusTooltip(status: DaemonStatus | undefined, running: Progres
     lines.push(`workspace: ${ws.root}`);
     lines.push(`adapter: ${ws.adapter?.state ?? "none"}${ws.adapter?.stale ? " (stale)" : ""}`);
     if (typeof ws.memory?.entries === "number") lines.push(`memory: ${ws.memory.entries} entries`);
-    if (typeof ws.adapter?.held_out_loss === "number") lines.push(`held-out loss: ${ws.adapter.held_out_loss.toFixed(3)}`);
-    if (ws.config_error) lines.push(`config error: ${ws.config_error}`);
+    if (typeof ws.adapter?.heldOutLoss === "number") lines.push(`held-out loss: ${ws.adapter.heldOutLoss.toFixed(3)}`);
+    if (ws.configError) lines.push(`config error: ${ws.configError}`);
   }
   if (status?.model) lines.push(`model: ${status.model}`);
   lines.push("Click for the full status");
@@ -497,7 +497,7 @@ export function scopedSelector(
 
 export interface FilesResult {
   root: string;
-  learned: { path: string; kind: string; units: number; pairs: number; bad_lines: number }[];
+  learned: { path: string; kind: string; units: number; pairs: number; badLines: number }[];
   waiting: string[];
   skipped: { path: string; reason: string }[];
   truncated: boolean;
@@ -512,7 +512,7 @@ export function formatFiles(r: FilesResult): string[] {
   ];
   for (const f of r.learned) {
     const what = f.kind === "pairs" ? `${f.pairs} pairs` : `${f.units} units`;
-    out.push(`  ${rel(f.path)}  (${f.kind}, ${what}${f.bad_lines ? `, ${f.bad_lines} bad lines` : ""})`);
+    out.push(`  ${rel(f.path)}  (${f.kind}, ${what}${f.badLines ? `, ${f.badLines} bad lines` : ""})`);
   }
   if (r.waiting.length) {
     out.push("not read yet:");

@@ -140,7 +140,7 @@ describe("pema lsp, driven like the extension drives it", { timeout: (READY_TIME
       if (text !== last) log(`status bar: ${text}`);
       last = text;
       if (adapterReady(w)) break;
-      if (w?.errors?.length || w?.config_error) log(`workspace errors: ${JSON.stringify(w.errors)} ${w.config_error}`);
+      if (w?.errors?.length || w?.configError) log(`workspace errors: ${JSON.stringify(w.errors)} ${w.configError}`);
       assert.ok(Date.now() - t0 < READY_TIMEOUT_S * 1000, `adapter not ready after ${READY_TIMEOUT_S}s: ${JSON.stringify(w)}\n${stderr.slice(-3000)}`);
       await new Promise((r) => setTimeout(r, 2000));
     }

@@ -50,12 +50,14 @@ REQUEST_FAILED = -32803
 
 class PemaError(Exception):
     """An error answered by the daemon (``code`` is the JSON-RPC code), or a lost connection
-    (``code`` is None). ``str(e)`` is a sentence meant for the user."""
+    (``code`` is None). ``str(e)`` is a sentence meant for the user; ``kind`` says what went wrong
+    for programs (``data.kind`` of docs/protocol.md: ``noAdapter``, ``notInWorkspace``, …)."""
 
-    def __init__(self, message: str, code: Optional[int] = None) -> None:
+    def __init__(self, message: str, code: Optional[int] = None, kind: Optional[str] = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -320,7 +322,8 @@ class Client:
                 return
             if "error" in msg:
                 e = msg["error"] or {}
-                p.error = PemaError(str(e.get("message", "the daemon refused")), e.get("code"))
+                data = e.get("data") if isinstance(e.get("data"), dict) else {}
+                p.error = PemaError(str(e.get("message", "the daemon refused")), e.get("code"), data.get("kind"))
             else:
                 p.result = msg.get("result")
             p.event.set()

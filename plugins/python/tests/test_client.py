@@ -22,6 +22,7 @@ def test_status_and_open_workspace(daemon):
         with pytest.raises(PemaError) as e:
             c.open_workspace("/")
         assert e.value.code == -32602
+        assert e.value.kind == "invalidRequest"
 
 
 def test_the_token_file_is_found_and_a_wrong_token_refused(daemon, monkeypatch):

@@ -106,8 +106,8 @@ function M.check()
         if type(w.errors) == 'table' and #w.errors > 0 then
           h.warn(('%s: %d error(s), see :PemaStatus'):format(tostring(w.root), #w.errors))
         end
-        if w.config_error and w.config_error ~= vim.NIL then
-          h.warn(('%s: .pema.toml: %s'):format(tostring(w.root), tostring(w.config_error)))
+        if w.configError and w.configError ~= vim.NIL then
+          h.warn(('%s: .pema.toml: %s'):format(tostring(w.root), tostring(w.configError)))
         end
       end
       for _, l in ipairs(pema.format_status(status)) do

@@ -868,13 +868,13 @@ function M.format_status(st)
   local function add(fmt, ...)
     L[#L + 1] = select('#', ...) > 0 and fmt:format(...) or fmt
   end
-  local up = nn(st.uptime_seconds)
+  local up = nn(st.uptimeSeconds)
   add('pema %s · model %s · up %s s', fmt_any(st.version), fmt_any(st.model), type(up) == 'number' and ('%.0f'):format(up) or '-')
   local q = nn(st.queue) or {}
   add(
     'queue: %s rewrites waiting · background waiting: %s · busy: %s',
-    fmt_num(q.rewrites_waiting),
-    fmt_any(q.background_waiting),
+    fmt_num(q.rewritesWaiting),
+    fmt_any(q.backgroundWaiting),
     fmt_any(q.busy)
   )
   local wss = nn(st.workspaces) or {}
@@ -885,19 +885,19 @@ function M.format_status(st)
   for _, w in ipairs(wss) do
     add('')
     add('%s', fmt_any(w.root))
-    add('  state dir    %s', fmt_any(w.state_dir))
+    add('  state dir    %s', fmt_any(w.stateDir))
     add(
       '  files        %s (%s corpus, %s pairs files), %s read so far',
       fmt_num(w.files),
-      fmt_num(w.corpus_files),
-      fmt_num(w.pairs_files),
-      fmt_num(w.files_read)
+      fmt_num(w.corpusFiles),
+      fmt_num(w.pairsFiles),
+      fmt_num(w.filesRead)
     )
     add(
       '  units        %s (%s paraphrased, %s pending) · pairs %s',
       fmt_num(w.units),
-      fmt_num(w.units_paraphrased),
-      fmt_num(w.units_pending),
+      fmt_num(w.unitsParaphrased),
+      fmt_num(w.unitsPending),
       fmt_num(w.pairs)
     )
     local m = nn(w.memory) or {}
@@ -914,18 +914,18 @@ function M.format_status(st)
       '  adapter      %s%s · held-out loss %s (CE %s) · %s trainings',
       fmt_any(a.state),
       #flags > 0 and (' (' .. table.concat(flags, ', ') .. ')') or '',
-      fmt_num(a.held_out_loss),
-      fmt_num(a.held_out_ce),
+      fmt_num(a.heldOutLoss),
+      fmt_num(a.heldOutCe),
       fmt_num(a.trainings)
     )
-    local lr = nn(w.last_refresh)
+    local lr = nn(w.lastRefresh)
     if lr then
       add(
         '  last refresh %s read, %s removed, %s unchanged%s',
-        fmt_num(lr.files_read),
-        fmt_num(lr.files_removed),
-        fmt_num(lr.files_unchanged),
-        lr.config_reloaded == true and ', config reloaded' or ''
+        fmt_num(lr.filesRead),
+        fmt_num(lr.filesRemoved),
+        fmt_num(lr.filesUnchanged),
+        lr.configReloaded == true and ', config reloaded' or ''
       )
     end
     local skipped = nn(w.skipped) or {}
@@ -938,8 +938,8 @@ function M.format_status(st)
     for _, e in ipairs(errors) do
       add('    %s', type(e) == 'table' and fmt_any(e.message or e) or tostring(e))
     end
-    if nn(w.config_error) then
-      add('  config error %s', fmt_any(w.config_error))
+    if nn(w.configError) then
+      add('  config error %s', fmt_any(w.configError))
     end
   end
   return L
@@ -1026,8 +1026,8 @@ function M.format_files(r)
   L[#L + 1] = 'learned from:'
   for _, f in ipairs(learned) do
     local what = f.kind == 'pairs' and ('%d pairs'):format(f.pairs or 0) or ('%d units'):format(f.units or 0)
-    if (f.bad_lines or 0) > 0 then
-      what = what .. (', %d bad lines'):format(f.bad_lines)
+    if (f.badLines or 0) > 0 then
+      what = what .. (', %d bad lines'):format(f.badLines)
     end
     L[#L + 1] = ('  %s  (%s, %s)'):format(rel(f.path), tostring(f.kind), what)
   end

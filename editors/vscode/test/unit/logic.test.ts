@@ -242,7 +242,7 @@ describe("opt-in", () => {
   it("formats pema/files", () => {
     const lines = formatFiles({
       root: "/w",
-      learned: [{ path: "/w/a.md", kind: "corpus", units: 3, pairs: 0, bad_lines: 0 }],
+      learned: [{ path: "/w/a.md", kind: "corpus", units: 3, pairs: 0, badLines: 0 }],
       waiting: [],
       skipped: [{ path: "/w/.git", reason: "hidden (name starts with a dot)" }],
       truncated: false,
