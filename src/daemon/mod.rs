@@ -201,7 +201,7 @@ impl Default for RewriteRequest {
 }
 
 struct OpenWorkspace {
-    shared: Arc<pipeline::Shared>,
+    shared: Arc<pipeline::Published>,
     tx: Sender<Signal>,
     users: usize,
 }
@@ -214,7 +214,7 @@ const PIPELINE_RESTARTS: usize = 3;
 /// `pema/status` and the pipeline starts again from what is on disk (a few times at most).
 fn run_workspace(
     root: &Path,
-    shared: Arc<pipeline::Shared>,
+    shared: Arc<pipeline::Published>,
     model: Arc<Model>,
     worker: Arc<Worker>,
     events: tokio::sync::broadcast::Sender<Event>,
@@ -352,7 +352,7 @@ impl Daemon {
         // The entry answers at once (state `loading`); settings, memory, adapter and the
         // watcher load on the workspace's own thread, not under the daemon's lock.
         let (tx, rx) = std::sync::mpsc::channel();
-        let shared = Arc::new(pipeline::Shared::loading(&root));
+        let shared = Arc::new(pipeline::Published::loading(&root));
         let (model, worker, events) =
             (self.model.clone(), self.worker.clone(), self.events.clone());
         let (r, s, t) = (root.clone(), shared.clone(), tx.clone());

@@ -53,8 +53,9 @@ pub(crate) struct Serving {
     pub lambda_max: Option<f32>,
 }
 
-/// The part of a workspace that requests read.
-pub(crate) struct Shared {
+/// What a workspace publishes for requests to read (status, the adapter and template serving
+/// rewrites), written by its pipeline.
+pub(crate) struct Published {
     pub root: PathBuf,
     pub status: Mutex<WorkspaceStatus>,
     pub serving: RwLock<Serving>,
@@ -63,7 +64,7 @@ pub(crate) struct Shared {
     pub closed: AtomicBool,
 }
 
-impl Shared {
+impl Published {
     /// A workspace being opened: it answers requests (state `loading`, no adapter) at once.
     pub fn loading(root: &Path) -> Self {
         let mut status = WorkspaceStatus {
@@ -93,7 +94,7 @@ pub(crate) struct Pipeline {
     model: Arc<Model>,
     worker: Arc<Worker>,
     events: tokio::sync::broadcast::Sender<Event>,
-    shared: Arc<Shared>,
+    shared: Arc<Published>,
     tx: Sender<Signal>,
     paraphrasing: Option<TaskProgress>,
     /// A paraphrase batch is on the worker (it signals `Paraphrased` when done).
@@ -118,7 +119,7 @@ impl Pipeline {
     /// `loading`); this fills it in.
     pub fn open(
         root: &Path,
-        shared: Arc<Shared>,
+        shared: Arc<Published>,
         model: Arc<Model>,
         worker: Arc<Worker>,
         events: tokio::sync::broadcast::Sender<Event>,
@@ -420,7 +421,7 @@ fn paraphrase_batch(
     y: &super::worker::Yield,
     batch: &[String],
     cache: &Mutex<ParaphraseCache>,
-    shared: &Shared,
+    shared: &Published,
     errors: &mut Vec<String>,
 ) {
     for unit in batch {

@@ -40,7 +40,8 @@ struct Queues {
     shutdown: bool,
 }
 
-struct Shared {
+/// The worker's queues and what wakes it, shared with those who queue work.
+struct Inbox {
     queues: Mutex<Queues>,
     wake: Condvar,
     /// True while a rewrite waits: background work checks it between tokens and batches.
@@ -49,7 +50,7 @@ struct Shared {
 
 /// What background work uses to give way to rewrites.
 pub struct Yield {
-    shared: Arc<Shared>,
+    shared: Arc<Inbox>,
 }
 
 impl Yield {
@@ -86,14 +87,14 @@ pub struct QueueStatus {
 }
 
 pub struct Worker {
-    shared: Arc<Shared>,
+    shared: Arc<Inbox>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Worker {
     /// Starts the worker thread with a new session on `model`.
     pub fn start(model: &Arc<Model>, options: SessionOptions) -> Result<Self> {
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(Inbox {
             queues: Mutex::new(Queues::default()),
             wake: Condvar::new(),
             rewrite_waiting: AtomicBool::new(false),
@@ -156,7 +157,7 @@ impl Drop for Worker {
     }
 }
 
-fn run(session: &mut Session, shared: Arc<Shared>) {
+fn run(session: &mut Session, shared: Arc<Inbox>) {
     let yielder = Yield {
         shared: shared.clone(),
     };

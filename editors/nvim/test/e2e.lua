@@ -275,20 +275,20 @@ check(api.nvim_get_current_buf() == buf, 'not back in notes.md after closing the
 -- 3. :PemaRewrite — a first request replaced by a second one (cancelled), streamed, accepted.
 ---------------------------------------------------------------------------------------------------
 vim.cmd('3PemaRewrite')
-local s1 = pema._session
+local s1 = pema._pending
 check(s1 ~= nil and s1.preview_win and api.nvim_win_is_valid(s1.preview_win), 'first :PemaRewrite opened no preview')
 api.nvim_set_current_win(s1.src_win)
 -- select lines 1-2 visually and rewrite them: the first request is cancelled
 vim.cmd('normal! ggVj\27')
 vim.cmd("'<,'>PemaRewrite")
-local s = pema._session
+local s = pema._pending
 check(s ~= nil and s ~= s1, 'the second :PemaRewrite did not replace the first')
 check(not (s1.preview_win and api.nvim_win_is_valid(s1.preview_win)), 'the first preview is still open')
 check(s.range.start.line == 0 and s.range['end'].line == 1, 'range sent: %s', vim.inspect(s.range))
 check(s.range['end'].character == vim.str_utfindex(original[2], client.offset_encoding), 'range end: %s', vim.inspect(s.range))
 local t_req = elapsed()
 local ok = vim.wait(300000, function()
-  return s.done or pema._session ~= s
+  return s.done or pema._pending ~= s
 end, 50)
 check(ok, 'no rewrite result within 300 s (partials so far: %d, text %q)', s.partials, s.text)
 check(s.done and s.result, 'the rewrite failed: %s', table.concat(errors, '; '))
@@ -312,7 +312,7 @@ local pv = api.nvim_buf_get_lines(s.preview_buf, 0, -1, true)
 check(table.concat(pv, '\n') == result.text, 'preview holds %q, want %q', table.concat(pv, '\n'), result.text)
 
 vim.cmd('PemaAccept')
-check(pema._session == nil, 'the session is still open after :PemaAccept')
+check(pema._pending == nil, 'the pending rewrite is still open after :PemaAccept')
 check(api.nvim_get_current_buf() == buf, 'not back in notes.md after accepting')
 local expected = vim.split(result.text, '\n', { plain = true })
 for i = 3, #original do
@@ -329,9 +329,9 @@ log('accepted: the buffer holds the rewrite')
 
 -- a discarded rewrite leaves the buffer alone (plain mode: no adapter needed)
 vim.cmd('$PemaRewrite plain')
-check(pema._session ~= nil, ':PemaRewrite plain opened no session')
+check(pema._pending ~= nil, ':PemaRewrite plain opened no pending rewrite')
 vim.cmd('PemaDiscard')
-check(pema._session == nil and vim.deep_equal(api.nvim_buf_get_lines(buf, 0, -1, true), expected), 'discard changed the buffer')
+check(pema._pending == nil and vim.deep_equal(api.nvim_buf_get_lines(buf, 0, -1, true), expected), 'discard changed the buffer')
 
 ---------------------------------------------------------------------------------------------------
 -- 4. :PemaFiles lists what the workspace learns from and why the rest is skipped.
@@ -361,7 +361,7 @@ vim.cmd('close')
 ---------------------------------------------------------------------------------------------------
 local function wait_done(sess)
   local okw = vim.wait(300000, function()
-    return sess.done or pema._session ~= sess
+    return sess.done or pema._pending ~= sess
   end, 50)
   check(okw and sess.done, 'the rewrite did not finish: %s', table.concat(errors, '; '))
   return sess.text
@@ -373,8 +373,8 @@ local sampled = { temperature = 0.9, seed = 11 }
 local rs = pema.rewrite({ line1 = 3, line2 = 4, mode = 'gu', options = sampled })
 local texts = { wait_done(rs) }
 local function differing_line()
-  local new = vim.split(pema._session.text, '\n', { plain = true })
-  check(#new == 2, 'a 2-line rewrite has %d lines: %q', #new, pema._session.text)
+  local new = vim.split(pema._pending.text, '\n', { plain = true })
+  check(#new == 2, 'a 2-line rewrite has %d lines: %q', #new, pema._pending.text)
   for n = 1, 2 do
     if new[n] ~= before[2 + n] then
       return n, new
@@ -408,7 +408,7 @@ for i, l in ipairs(before) do
   end
 end
 log('accepted hunk %d only: %q; line %d kept: %q', differs, new[differs], 2 + keep, after[2 + keep])
-if pema._session then
+if pema._pending then
   vim.cmd('PemaDiscard')
 end
 check(vim.deep_equal(api.nvim_buf_get_lines(buf, 0, -1, true), after), 'discarding the rest changed the buffer')

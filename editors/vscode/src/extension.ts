@@ -320,7 +320,8 @@ class PreviewProvider implements vscode.TextDocumentContentProvider {
 
 const preview = new PreviewProvider();
 
-interface RewriteSession {
+// The one rewrite in flight or in preview (a new one replaces it).
+interface PendingRewrite {
   id: number;
   docUri: vscode.Uri;
   range: vscode.Range;
@@ -334,14 +335,14 @@ interface RewriteSession {
   finished: boolean;
 }
 
-let session: RewriteSession | undefined;
-let sessionCounter = 0;
+let pending: PendingRewrite | undefined;
+let pendingCounter = 0;
 
-function setPending(pending: boolean): void {
-  void vscode.commands.executeCommand("setContext", "pema.rewritePending", pending);
+function setPending(on: boolean): void {
+  void vscode.commands.executeCommand("setContext", "pema.rewritePending", on);
 }
 
-async function closePreview(s: RewriteSession): Promise<void> {
+async function closePreview(s: PendingRewrite): Promise<void> {
   const tabs: vscode.Tab[] = [];
   for (const group of vscode.window.tabGroups.all) {
     for (const tab of group.tabs) {
@@ -356,12 +357,12 @@ async function closePreview(s: RewriteSession): Promise<void> {
   preview.delete(s.rightUri);
 }
 
-async function endSession(s: RewriteSession, cancel: boolean): Promise<void> {
+async function endPending(s: PendingRewrite, cancel: boolean): Promise<void> {
   if (cancel) s.cts.cancel();
   s.cts.dispose();
   s.finished = true;
-  if (session === s) {
-    session = undefined;
+  if (pending === s) {
+    pending = undefined;
     setPending(false);
   }
   await closePreview(s);
@@ -392,13 +393,13 @@ async function rewriteSelection(): Promise<void> {
     return;
   }
   // A new request cancels the previous one.
-  if (session) await endSession(session, true);
+  if (pending) await endPending(pending, true);
 
   const doc = editor.document;
   const range = new vscode.Range(editor.selection.start, editor.selection.end);
-  const id = ++sessionCounter;
+  const id = ++pendingCounter;
   const base = path.basename(doc.uri.path) || "untitled";
-  const s: RewriteSession = {
+  const s: PendingRewrite = {
     id,
     docUri: doc.uri,
     range,
@@ -410,7 +411,7 @@ async function rewriteSelection(): Promise<void> {
     cts: new vscode.CancellationTokenSource(),
     finished: false,
   };
-  session = s;
+  pending = s;
   const lspRange = c.code2ProtocolConverter.asRange(range);
   const settings = readSettings();
   const synced = vscode.languages.match(scopedSelector(settings.languages, roots), doc) > 0;
@@ -452,7 +453,7 @@ async function rewriteSelection(): Promise<void> {
     sub.dispose();
     const cancelled = s.cts.token.isCancellationRequested || (e instanceof ResponseError && e.code === -32800);
     trace("rewrite-error", { id, cancelled, message: errorMessage(e) });
-    if (!s.finished) await endSession(s, false);
+    if (!s.finished) await endPending(s, false);
     if (!cancelled) void vscode.window.showErrorMessage(`pema: ${errorMessage(e)}`);
     return;
   }
@@ -470,14 +471,14 @@ async function rewriteSelection(): Promise<void> {
     "Accept",
     "Discard",
   );
-  if (session !== s || s.finished) return;
+  if (pending !== s || s.finished) return;
   if (choice === "Accept") await acceptRewrite();
   else if (choice === "Discard") await discardRewrite();
   // dismissed: the preview stays, with Accept/Discard in its title bar and the palette
 }
 
 async function acceptRewrite(): Promise<void> {
-  const s = session;
+  const s = pending;
   if (!s || !s.result) {
     void vscode.window.showWarningMessage("pema: no rewrite is waiting.");
     return;
@@ -485,14 +486,14 @@ async function acceptRewrite(): Promise<void> {
   const doc = await vscode.workspace.openTextDocument(s.docUri);
   if (doc.version !== s.docVersion && doc.getText(s.range) !== s.originalText) {
     void vscode.window.showErrorMessage("pema: the document changed since the rewrite; rewrite the selection again.");
-    await endSession(s, false);
+    await endPending(s, false);
     return;
   }
   const edit = new vscode.WorkspaceEdit();
   edit.replace(s.docUri, s.range, s.result.text);
   const applied = await vscode.workspace.applyEdit(edit);
   const newText = s.result.text;
-  await endSession(s, false);
+  await endPending(s, false);
   trace("accepted", { id: s.id, applied, documentText: doc.getText() });
   if (!applied) {
     void vscode.window.showErrorMessage("pema: the edit could not be applied.");
@@ -508,10 +509,10 @@ async function acceptRewrite(): Promise<void> {
 }
 
 async function discardRewrite(): Promise<void> {
-  const s = session;
+  const s = pending;
   if (!s) return;
   trace("discarded", { id: s.id });
-  await endSession(s, true);
+  await endPending(s, true);
   await vscode.window.showTextDocument(s.docUri, { preserveFocus: false });
 }
 
@@ -629,6 +630,6 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
 }
 
 export async function deactivate(): Promise<void> {
-  if (session) await endSession(session, true);
+  if (pending) await endPending(pending, true);
   await stopClient();
 }

@@ -59,7 +59,7 @@ local augroup = api.nvim_create_augroup('pema', { clear = true })
 local token_seq = 0
 
 -- The one rewrite in flight or in preview (a new one replaces it).
---- @class pema.Session
+--- @class pema.Pending
 --- @field token string
 --- @field client vim.lsp.Client
 --- @field request_id integer?
@@ -73,8 +73,8 @@ local token_seq = 0
 --- @field result table?
 --- @field preview_buf integer?
 --- @field preview_win integer?
---- @type pema.Session?
-M._session = nil
+--- @type pema.Pending?
+M._pending = nil
 
 local function notify(msg, level)
   vim.notify('pema: ' .. msg, level or vim.log.levels.INFO)
@@ -147,7 +147,7 @@ local on_partial -- defined below
 -- so that `LspProgress` and `vim.lsp.status()` keep working.
 local function progress_handler(err, params, ctx, config)
   if params and is_ours(params.token) then
-    local s = M._session
+    local s = M._pending
     if s and s.token == params.token then
       on_partial(s, params.value)
     end
@@ -482,9 +482,9 @@ local function update_preview(s)
   end
 end
 
-local function close_session(s)
-  if M._session == s then
-    M._session = nil
+local function close_pending(s)
+  if M._pending == s then
+    M._pending = nil
   end
   if api.nvim_buf_is_valid(s.bufnr) then
     pcall(api.nvim_buf_del_extmark, s.bufnr, ns, s.mark)
@@ -549,7 +549,7 @@ local function open_preview(s)
     pattern = tostring(win),
     once = true,
     callback = function()
-      if M._session == s and s.preview_win then
+      if M._pending == s and s.preview_win then
         s.preview_win = nil
         vim.schedule(function()
           M.discard()
@@ -641,7 +641,7 @@ function M.rewrite(opts)
     end_right_gravity = true,
     hl_group = 'PemaRange',
   })
-  M._session = s
+  M._pending = s
 
   local params = {
     uri = vim.uri_from_bufnr(bufnr),
@@ -651,12 +651,12 @@ function M.rewrite(opts)
     partialResultToken = s.token,
   }
   local ok, id = client:request('pema/rewrite', params, function(err, result)
-    if M._session ~= s then
+    if M._pending ~= s then
       return -- cancelled or replaced
     end
     s.request_id = nil
     if err then
-      close_session(s)
+      close_pending(s)
       if err.code == -32800 then
         return
       end
@@ -674,7 +674,7 @@ function M.rewrite(opts)
     api.nvim_exec_autocmds('User', { pattern = 'PemaRewriteDone', modeline = false, data = result })
   end, bufnr)
   if not ok then
-    close_session(s)
+    close_pending(s)
     notify('could not send the rewrite: the daemon is not running', vim.log.levels.ERROR)
     return
   end
@@ -686,7 +686,7 @@ end
 local hunk_ns = api.nvim_create_namespace('pema.hunks')
 
 --- The rewritten range's byte positions now (it follows edits), or nil when it is gone.
-local function session_bytes(s)
+local function pending_bytes(s)
   if not api.nvim_buf_is_valid(s.bufnr) then
     return nil
   end
@@ -700,7 +700,7 @@ end
 --- Replace the range with the finished rewrite.
 --- @return boolean accepted
 function M.accept()
-  local s = M._session
+  local s = M._pending
   if not s then
     notify('no rewrite to accept', vim.log.levels.WARN)
     return false
@@ -710,18 +710,18 @@ function M.accept()
     return false
   end
   if not api.nvim_buf_is_valid(s.bufnr) then
-    close_session(s)
+    close_pending(s)
     return false
   end
   local m = api.nvim_buf_get_extmark_by_id(s.bufnr, ns, s.mark, { details = true })
   if not m[1] then
-    close_session(s)
+    close_pending(s)
     notify('the rewritten range is gone', vim.log.levels.WARN)
     return false
   end
   local sr, sc, er, ec = m[1], m[2], m[3].end_row, m[3].end_col
   local lines = vim.split(s.text, '\n', { plain = true })
-  close_session(s)
+  close_pending(s)
   api.nvim_buf_set_text(s.bufnr, sr, sc, er, ec, lines)
   return true
 end
@@ -729,7 +729,7 @@ end
 --- Close the preview (cancelling the request if it still runs).
 --- @param opts { quiet: boolean? }?
 function M.discard(opts)
-  local s = M._session
+  local s = M._pending
   if not s then
     if not (opts and opts.quiet) then
       notify('no rewrite to discard', vim.log.levels.WARN)
@@ -739,8 +739,8 @@ function M.discard(opts)
   if s.request_id and not s.done then
     pcall(s.client.cancel_request, s.client, s.request_id)
   end
-  M._last = { bufnr = s.bufnr, bytes = session_bytes(s), mode = s.mode, options = s.options, win = s.src_win }
-  close_session(s)
+  M._last = { bufnr = s.bufnr, bytes = pending_bytes(s), mode = s.mode, options = s.options, win = s.src_win }
+  close_pending(s)
 end
 
 --- Accept one hunk of the finished rewrite: its line `n` (default: the preview line under the
@@ -750,7 +750,7 @@ end
 --- @param n integer?
 --- @return boolean accepted
 function M.accept_hunk(n)
-  local s = M._session
+  local s = M._pending
   if not s then
     notify('no rewrite to accept', vim.log.levels.WARN)
     return false
@@ -766,9 +766,9 @@ function M.accept_hunk(n)
       n = 1
     end
   end
-  local b = session_bytes(s)
+  local b = pending_bytes(s)
   if not b then
-    close_session(s)
+    close_pending(s)
     notify('the rewritten range is gone', vim.log.levels.WARN)
     return false
   end
@@ -796,19 +796,19 @@ function M.accept_hunk(n)
     })
   end
   -- Every line now reads as the rewrite: nothing is left to accept.
-  local nb = session_bytes(s)
+  local nb = pending_bytes(s)
   if nb and table.concat(api.nvim_buf_get_text(s.bufnr, nb[1], nb[2], nb[3], nb[4], {}), '\n') == s.text then
-    close_session(s)
+    close_pending(s)
   end
   return true
 end
 
 --- Another sample of the same range (sampling with config.retry.temperature and a new seed),
 --- keeping the mode and options of the rewrite in preview (or of the last one discarded).
---- @return pema.Session?
+--- @return pema.Pending?
 function M.retry()
-  local s = M._session
-  local last = s and { bufnr = s.bufnr, bytes = session_bytes(s), mode = s.mode, options = s.options, win = s.src_win }
+  local s = M._pending
+  local last = s and { bufnr = s.bufnr, bytes = pending_bytes(s), mode = s.mode, options = s.options, win = s.src_win }
     or M._last
   if not last or not last.bytes or not api.nvim_buf_is_valid(last.bufnr) then
     notify('nothing to retry: rewrite a range first', vim.log.levels.WARN)
