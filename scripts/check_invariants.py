@@ -84,6 +84,12 @@ check(
      for n, l in lines_matching(code, r"serde_json")),
 )
 
+check(
+    "src/daemon/ derives no Serialize: the server's to_proto decides the wire",
+    (f"src/{rel}:{n}: {l}" for rel, code in files if top(rel) == "daemon"
+     for n, l in lines_matching(code, r"\bserde\b|Serialize")),
+)
+
 # PEMA's offsite property: the adapter holds the LM head and the model's identity, nothing else.
 check(
     "src/adapter/ takes from the model only LmHead and ModelInfo",
