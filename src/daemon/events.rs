@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 /// Long work a workspace does in the background.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Task {
-    /// Paraphrasing the workspace's units with the model, to make pairs from plain prose.
+    /// Back-paraphrasing the workspace's units with the model: each paraphrase and its unit
+    /// make a pair.
     Paraphrase,
     /// Building (or updating) the workspace's memory from its pairs.
     Memory,

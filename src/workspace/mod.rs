@@ -39,11 +39,13 @@ struct FileEntry {
 pub struct Refresh {
     /// Files read and split again because they are new or their content changed.
     pub files_read: usize,
-    /// Files gone from the workspace (deleted, or no longer matching the settings) and dropped.
+    /// Files read before that the walk no longer finds (deleted, moved, excluded): dropped with
+    /// their units and pairs.
     pub files_removed: usize,
-    /// Files left as they were: same size and time, or same content.
+    /// Files not read again: same size and time as before, or same content.
     pub files_unchanged: usize,
-    /// `.pema.toml` changed (or appeared or went) and was loaded again.
+    /// `.pema.toml` changed (or appeared or went) and was read again; a problem with it is in
+    /// [`Workspace::config_error`].
     pub config_reloaded: bool,
 }
 
