@@ -8,12 +8,17 @@ use std::time::{Duration, Instant};
 /// Long work a workspace does in the background.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Task {
+    /// Back-paraphrasing the workspace's units with the model: each paraphrase and its unit
+    /// make a pair.
     Paraphrase,
+    /// Building (or updating) the workspace's memory from its pairs.
     Memory,
+    /// Training the workspace's adapter on its memory.
     Training,
 }
 
 impl Task {
+    /// The progress title editors show for this task, e.g. "pema: building the memory".
     pub fn title(self) -> &'static str {
         match self {
             Task::Paraphrase => "pema: paraphrasing the workspace",
@@ -23,20 +28,33 @@ impl Task {
     }
 }
 
+/// Where one run of a task is.
 #[derive(Clone, Debug)]
 pub enum Stage {
+    /// The run has started.
     Begin,
-    Report { percent: u32 },
+    /// The run is under way.
+    Report {
+        /// How much is done, 0 to 100.
+        percent: u32,
+    },
+    /// The run is over, however it ended.
     End,
 }
 
+/// One progress event of one run of a background task.
 #[derive(Clone, Debug)]
 pub struct Event {
+    /// The root folder of the workspace the task works for.
     pub workspace: PathBuf,
     /// Unique per run of a task, so clients can tell two runs apart.
     pub id: u64,
+    /// What the run does.
     pub task: Task,
+    /// Where the run is.
     pub stage: Stage,
+    /// A short line for people: what there is to do at the start ("40 units"), how far it got
+    /// in a report ("12/40 units"), a summary at the end.
     pub message: String,
 }
 

@@ -36,54 +36,82 @@ pub enum AdapterState {
     Loading,
     /// Paraphrasing or building the memory.
     Building,
+    /// Training a new adapter (an earlier one, if any, serves rewrites meanwhile).
     Training,
     /// An adapter serves rewrites and nothing newer is under way.
     Ready,
 }
 
+/// What the status says of a workspace's memory.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStatus {
+    /// Rows in the memory: one per target token of its pairs (0 while there is no memory).
     pub entries: usize,
+    /// Pairs the memory was built from.
     pub pairs: usize,
     /// Builds since the daemon started (a build that changes nothing writes nothing).
     pub builds: usize,
+    /// Every count of the latest build; None until a build since the daemon started.
     pub last_build: Option<BuildReport>,
 }
 
+/// What the status says of a workspace's adapter.
 #[derive(Clone, Debug, Default)]
 pub struct AdapterStatus {
+    /// Where the adapter stands: loading, building, training, ready or none.
     pub state: AdapterState,
     /// An adapter is loaded: rewrites in the `gu` and `fixed` modes work.
     pub available: bool,
     /// The loaded adapter was trained on an earlier memory.
     pub stale: bool,
+    /// The loaded adapter's training loss on the held-out pairs' entries at its best epoch
+    /// (reconstruction and cross-entropy mixed, docs/method.md §3; lower is better); None while no
+    /// adapter is loaded.
     pub held_out_loss: Option<f32>,
+    /// The loaded adapter's mean cross-entropy of the next token on the held-out pairs' entries
+    /// (lower is better); None while no adapter is loaded.
     pub held_out_ce: Option<f32>,
     /// Trainings finished since the daemon started.
     pub trainings: usize,
 }
 
+/// What `pema/status` says of one open workspace. The file and unit counts are those of the
+/// latest refresh of its files (0 until the first).
 #[derive(Clone, Debug, Default)]
 pub struct WorkspaceStatus {
+    /// The workspace's root folder, symbolic links resolved.
     pub root: PathBuf,
+    /// The folder holding the workspace's memory, adapter and caches.
     pub state_dir: PathBuf,
+    /// Files learned from: `corpus_files` + `pairs_files`.
     pub files: usize,
+    /// Prose files read (Markdown, text, …), each cut into units.
     pub corpus_files: usize,
+    /// `*.pairs.jsonl` files read.
     pub pairs_files: usize,
+    /// Units (sentences or paragraphs, as `.pema.toml` says) cut from the corpus files.
     pub units: usize,
     /// Units paraphrased since the daemon started (the rest came from the cache).
     pub units_paraphrased: usize,
     /// Units whose paraphrase is not ready yet.
     pub units_pending: usize,
+    /// Pairs the next memory build takes: those of the pairs files, one per paraphrased unit
+    /// and, with `pending_units = "identity"`, one per unit still pending.
     pub pairs: usize,
+    /// The workspace's memory.
     pub memory: MemoryStatus,
+    /// The workspace's adapter.
     pub adapter: AdapterStatus,
+    /// What the latest refresh of the files found.
     pub last_refresh: Refresh,
     /// Files read (new or changed) since the daemon started.
     pub files_read: usize,
+    /// Files not read and lines of pairs files skipped, each with why.
     pub skipped: Vec<Skipped>,
     /// The most recent problems, oldest first.
     pub errors: Vec<String>,
+    /// Why `.pema.toml` could not be used (the defaults or the previous settings apply);
+    /// None when it loaded or there is none.
     pub config_error: Option<String>,
 }
 
@@ -97,12 +125,18 @@ impl WorkspaceStatus {
     }
 }
 
+/// What `pema/status` answers: the daemon and its open workspaces.
 #[derive(Clone, Debug)]
 pub struct DaemonStatus {
+    /// pema's version (its Cargo package version).
     pub version: &'static str,
+    /// The loaded model's name (from its file's metadata, else the file's name).
     pub model: String,
+    /// Seconds since the daemon started.
     pub uptime_seconds: f64,
+    /// What the inference worker is doing and has waiting.
     pub queue: QueueStatus,
+    /// The open workspaces, or only the one asked for.
     pub workspaces: Vec<WorkspaceStatus>,
 }
 
@@ -110,24 +144,43 @@ pub struct DaemonStatus {
 /// a protocol error code and words it in the protocol's terms.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
+    /// The request itself cannot be served (empty or too long text, a folder that cannot be a
+    /// workspace, …); the message says why.
     #[error("{0}")]
     InvalidRequest(String),
+    /// The path the request names is inside none of the open workspaces.
     #[error("{} is not inside an open workspace{}", .path.display(), open_list(.open))]
-    NotInWorkspace { path: PathBuf, open: Vec<PathBuf> },
+    NotInWorkspace {
+        /// The path as the request gave it.
+        path: PathBuf,
+        /// The roots of the open workspaces.
+        open: Vec<PathBuf>,
+    },
     /// Several workspaces are open (or none) and the request named none.
     #[error("say which workspace's style to use{}", open_list(.open))]
-    WhichWorkspace { open: Vec<PathBuf> },
+    WhichWorkspace {
+        /// The roots of the open workspaces.
+        open: Vec<PathBuf>,
+    },
     /// A rewrite option outside its range.
     #[error("{option} must be between 0 and 1, not {value}")]
-    OutOfRange { option: Lambda, value: f32 },
+    OutOfRange {
+        /// Which λ.
+        option: Lambda,
+        /// The value the request gave.
+        value: f32,
+    },
     /// The workspace has no adapter yet: only plain rewrites work.
     #[error(
         "this workspace's style is still being learned (no adapter yet): wait for its training \
          (the status shows progress), or ask for a plain rewrite"
     )]
     NoAdapter,
+    /// The rewrite was cancelled (by its client) before it finished.
     #[error("cancelled")]
     Cancelled,
+    /// Something failed inside the daemon (the model, the worker, a thread); the error's chain
+    /// says what.
     #[error("{0:#}")]
     Failed(anyhow::Error),
 }
@@ -169,6 +222,8 @@ pub fn open_list(open: &[PathBuf]) -> String {
 /// A rewrite to do.
 #[derive(Clone, Debug)]
 pub struct RewriteRequest {
+    /// The text to rewrite, line by line: at most [`MAX_REWRITE_CHARS`] characters and
+    /// [`MAX_REWRITE_LINES`] non-blank lines.
     pub text: String,
     /// A path in the workspace whose style to use; None: the only open workspace.
     pub workspace: Option<PathBuf>,
@@ -176,10 +231,16 @@ pub struct RewriteRequest {
     pub mode: Option<Mode>,
     /// Overrides the workspace's λ_max.
     pub lambda_max: Option<f32>,
+    /// λ of the fixed mode, 0 to 1; None: the adapter's own choice.
     pub lambda_fixed: Option<f32>,
+    /// Sampling temperature; 0 is greedy (the default).
     pub temperature: f32,
+    /// Nucleus sampling: sample among the most likely tokens whose probabilities add up to
+    /// this (1: all tokens). Only when `temperature` is above 0.
     pub top_p: f32,
+    /// Seed of the sampler, so that a sampled rewrite can be repeated.
     pub seed: u64,
+    /// At most this many tokens per line; None: twice the line's expected length plus 16.
     pub max_tokens: Option<usize>,
 }
 
@@ -281,6 +342,8 @@ fn run_workspace(
     }
 }
 
+/// The daemon: one model, one inference worker and the open workspaces. Servers share it
+/// (`Arc`) among their connections.
 pub struct Daemon {
     model: Arc<Model>,
     worker: Arc<Worker>,
@@ -318,6 +381,7 @@ impl Daemon {
         }))
     }
 
+    /// The loaded model.
     pub fn model(&self) -> &Arc<Model> {
         &self.model
     }
@@ -448,6 +512,8 @@ impl Daemon {
             })
     }
 
+    /// `pema/status`: the daemon's state with every open workspace, or only the innermost one
+    /// holding `root` ([`RequestError::NotInWorkspace`] when none does).
     pub fn status(&self, root: Option<&Path>) -> Result<DaemonStatus, RequestError> {
         let all = self.workspaces.lock().unwrap();
         let workspaces = match root {
@@ -510,8 +576,6 @@ impl Daemon {
         })
     }
 
-    /// Queues a rewrite. `on_text` receives the text as it grows; setting `cancel` stops it
-    /// before its next token. The result arrives on the returned channel.
     /// The worked examples (source, target) the workspace's prompt carries: pairs of its own,
     /// in front of every rewrite, drawn from its files when the memory was built.
     pub fn examples(&self, root: &Path) -> Result<Vec<(String, String)>, RequestError> {
@@ -521,6 +585,8 @@ impl Daemon {
         Ok(s.template.worked_examples(&s.base_template))
     }
 
+    /// Queues a rewrite. `on_text` receives the text as it grows; setting `cancel` stops it
+    /// before its next token. The result arrives on the returned channel.
     pub fn rewrite(
         &self,
         req: RewriteRequest,

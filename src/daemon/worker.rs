@@ -81,8 +81,12 @@ impl Yield {
 /// Snapshot of the queue for the status.
 #[derive(Clone, Debug, Default)]
 pub struct QueueStatus {
+    /// Rewrites queued and not started (they go before any background job).
     pub rewrites_waiting: usize,
+    /// Background jobs queued, oldest first, each named by what and where (e.g.
+    /// "memory /home/ann/notes").
     pub background_waiting: Vec<String>,
+    /// What the worker is doing now ("rewrite", or a background job's name); None when idle.
     pub busy: Option<String>,
 }
 

@@ -3,6 +3,9 @@
 
 use std::collections::HashMap;
 
+/// Whether `output`, a rewrite of `source`, is degenerate: more than twice the source's words
+/// plus 8, or a 4-word sequence (case and punctuation around words ignored) that occurs 3 times
+/// or more.
 pub fn is_degenerate(output: &str, source: &str) -> bool {
     let words: Vec<String> = output
         .split_whitespace()

@@ -26,19 +26,27 @@ use crate::model::Session;
 pub enum System {
     /// The output is the source, unchanged (what a do-nothing system scores).
     CopySource,
+    /// The plain model (no adapter), same prompt as `fixed` and `gu`.
     Plain,
     /// The plain model with worked examples in its prompt.
     FewShot,
+    /// The model with the adapter at a fixed λ (the options' `lambda_fixed`).
     Fixed,
+    /// The model with the adapter under Gradual Unrolling (λ rising to the options'
+    /// `lambda_max`).
     Gu,
     /// Exactly what `pema rewrite` and the daemon produce for the adapter with no options.
     Default,
 }
 
+/// How one system did on the evaluation pairs.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct SystemScore {
+    /// The system scored.
     pub system: System,
+    /// Corpus BLEU (0–100) of the outputs against the pairs' targets.
     pub bleu: f64,
+    /// Corpus chrF (0–100) of the outputs against the pairs' targets.
     pub chrf: f64,
     /// chrF against the sources: how much of the source's content is kept.
     pub chrf_source: f64,
@@ -47,14 +55,19 @@ pub struct SystemScore {
     pub style_accuracy: Option<f64>,
     /// Outputs that loop or run far past the source.
     pub degenerate: usize,
+    /// Tokens generated, all pairs together (0 for `copy-source`).
     pub tokens: usize,
+    /// Wall-clock seconds the system took over all pairs, reading prompts included.
     pub seconds: f64,
+    /// `tokens` / `seconds`.
     pub tokens_per_second: f64,
     /// Every output, in the order of the pairs.
     pub outputs: Vec<String>,
 }
 
+/// What [`evaluate`] runs and with which settings.
 pub struct EvalOptions {
+    /// The systems to run, in this order.
     pub systems: Vec<System>,
     /// Worked examples for the few-shot system.
     pub shots: Vec<Pair>,
@@ -68,14 +81,22 @@ pub struct EvalOptions {
     pub style: Option<StyleClassifier>,
 }
 
+/// Where [`evaluate`] is: sent before each pair of each system.
 #[derive(Clone, Copy, Debug)]
 pub struct EvalProgress {
+    /// Index (from 0) of the system running, in `EvalOptions::systems`.
     pub system: usize,
+    /// Systems in all.
     pub systems: usize,
+    /// Index (from 0) of the pair about to be rewritten.
     pub pair: usize,
+    /// Pairs in all.
     pub pairs: usize,
 }
 
+/// Rewrites the sources of `pairs` with each system of `opts` (with `adapter`, under
+/// `template`, greedy unless the options say otherwise) and scores the outputs against the
+/// targets, one [`SystemScore`] per system in the order asked.
 pub fn evaluate(
     session: &mut Session,
     adapter: &Adapter,

@@ -58,6 +58,8 @@ pub fn features(text: &str) -> Vec<(usize, f32)> {
     out
 }
 
+/// Tells text in the target style from text in the source style: logistic regression over
+/// hashed word and character n-grams, trained on a workspace's pairs.
 pub struct StyleClassifier {
     w: Vec<f32>,
     b: f32,
@@ -102,6 +104,7 @@ impl StyleClassifier {
         1.0 / (1.0 + (-z).exp())
     }
 
+    /// Whether the classifier puts `text` on the target side (probability above 0.5).
     pub fn is_target_style(&self, text: &str) -> bool {
         self.probability(text) > 0.5
     }

@@ -25,19 +25,27 @@ const FINALISTS: usize = 2;
 /// Below this many held-out pairs the choice would be noise: the teacher-forced one stays.
 pub const MIN_PAIRS: usize = 6;
 
+/// How one candidate schedule did on the held-out pairs.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct ScheduleScore {
+    /// The schedule (mode and λ values).
     pub decoding: Decoding,
+    /// Held-out pairs it rewrote: the finalists rewrite more than the others.
     pub pairs: usize,
+    /// Corpus BLEU (0–100) of its rewrites against the targets.
     pub bleu: f64,
     /// chrF against the sources: how much of them the rewrites keep.
     pub chrf_source: f64,
+    /// Rewrites that loop or run far past the source ([`super::is_degenerate`]).
     pub degenerate: usize,
 }
 
+/// How far [`choose_schedule`] is, in rewrites of one held-out pair by one candidate.
 #[derive(Clone, Copy, Debug)]
 pub struct TuneProgress {
+    /// Rewrites done.
     pub done: usize,
+    /// Rewrites to do in all.
     pub total: usize,
 }
 

@@ -47,17 +47,26 @@ pub fn addr_file_entry(key: &str) -> Option<String> {
 pub struct PipeRewrite {
     /// The selection, as the editor sent it.
     pub text: String,
+    /// A folder whose style to use: the daemon opens it as a workspace (or shares it, open).
     pub workspace: PathBuf,
     /// `HOST:PORT`, `PORT` or `unix:/path`; else [`addr_file`], else [`DEFAULT_ADDR`].
     pub daemon: Option<String>,
     /// Else `$PEMA_TOKEN` (in `token`), else the daemon's own token file.
     pub token_file: Option<PathBuf>,
+    /// The token itself (the command line takes it from `$PEMA_TOKEN`); used when `token_file`
+    /// is None.
     pub token: Option<String>,
+    /// `gu`, `fixed` or `plain`; None: the adapter's own choice.
     pub mode: Option<String>,
+    /// λ_max of Gradual Unrolling, 0 to 1; None: the workspace's or the adapter's.
     pub lambda_max: Option<f32>,
+    /// λ of the fixed mode, 0 to 1; None: the adapter's.
     pub lambda_fixed: Option<f32>,
+    /// Sampling temperature; None: the daemon's default (0, greedy).
     pub temperature: Option<f32>,
+    /// Nucleus sampling's probability mass; None: the daemon's default (1, all tokens).
     pub top_p: Option<f32>,
+    /// At most this many tokens per line; None: the daemon's default (from the line's length).
     pub max_tokens: Option<usize>,
 }
 

@@ -24,7 +24,10 @@ use backend::Backend;
 /// Where `pema serve` listens.
 #[derive(Clone, Debug)]
 pub enum Listen {
+    /// A TCP address (loopback by default); every client authenticates with the token.
     Tcp(SocketAddr),
+    /// A unix socket at this path (made 0600; its clients authenticate only when the daemon
+    /// was given a token).
     Unix(PathBuf),
 }
 

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::units::{Language, SplitOptions};
 use crate::memory::Template;
 
+/// The settings file's name, at the workspace's root.
 pub const FILE_NAME: &str = ".pema.toml";
 /// A larger `.pema.toml` is refused.
 pub const MAX_CONFIG_BYTES: u64 = 64 << 10;
@@ -17,7 +18,9 @@ pub const MAX_CONFIG_BYTES: u64 = 64 << 10;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum UnitKind {
+    /// One sentence per unit (the default).
     Sentence,
+    /// One paragraph per unit (or list item, table cell, …: one block of running text).
     Paragraph,
 }
 
@@ -31,6 +34,7 @@ pub enum PendingUnits {
     Identity,
 }
 
+/// A workspace's settings as `.pema.toml` gives them, defaults for what it leaves out.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WorkspaceConfig {
@@ -42,12 +46,14 @@ pub struct WorkspaceConfig {
     pub exclude: Vec<String>,
     /// A preset name or a template with a `{source}` slot.
     pub template: String,
+    /// How prose is cut into units: `sentence` (default) or `paragraph`.
     pub unit: UnitKind,
     /// Headings (section titles) are units too.
     pub headings: bool,
     /// The language of the prose, for sentence boundaries: `auto` (detected per file from its
     /// stopwords), `en`, `de`, `fr` or `es`.
     pub language: String,
+    /// What the memory holds for a unit not paraphrased yet: `identity` (default) or `skip`.
     pub pending_units: PendingUnits,
     /// Largest memory, in entries (target tokens); later pairs are left out.
     pub memory_cap: usize,
@@ -181,6 +187,7 @@ impl WorkspaceConfig {
         }
     }
 
+    /// The prompt template `template` names (checked when the settings were loaded).
     pub fn template(&self) -> Template {
         Template::from_arg(&self.template).expect("validated when loaded")
     }

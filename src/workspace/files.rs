@@ -10,6 +10,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use super::config::WorkspaceConfig;
 
+/// What pema makes of a file it reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FileKind {
     /// Prose: cut into units, back-paraphrased into pseudo-pairs.
@@ -21,12 +22,18 @@ pub enum FileKind {
 /// A file the walk found, with what tells whether it changed since the last walk.
 #[derive(Clone, Debug)]
 pub struct Found {
+    /// The file's path: the workspace root joined with its path inside.
     pub path: PathBuf,
+    /// Corpus or pairs, as the globs of `.pema.toml` say.
     pub kind: FileKind,
+    /// Size in bytes at the walk.
     pub len: u64,
+    /// Last modification time at the walk; None where the file system does not give one.
     pub modified: Option<SystemTime>,
 }
 
+/// Tells from a path inside the workspace whether pema reads it, and as what: the corpus,
+/// pairs and exclude globs of `.pema.toml`.
 pub struct Classifier {
     corpus: GlobSet,
     pairs: GlobSet,
@@ -42,6 +49,7 @@ fn glob_set(globs: &[String]) -> Result<GlobSet> {
 }
 
 impl Classifier {
+    /// The classifier of `config`'s globs; fails on a glob that does not parse.
     pub fn new(config: &WorkspaceConfig) -> Result<Self> {
         Ok(Self {
             corpus: glob_set(&config.corpus)?,
@@ -114,12 +122,25 @@ pub fn walk(root: &Path, classifier: &Classifier, skip: Option<&Path>) -> Vec<Fo
 /// Why a file was not read.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Skip {
+    /// The file is larger than `max_file_bytes` of `.pema.toml`.
     #[error("larger than the {limit}-byte limit ({len} bytes); raise max_file_bytes in .pema.toml to include it")]
-    TooLarge { len: u64, limit: u64 },
+    TooLarge {
+        /// The file's size in bytes (`limit + 1` for a file that grew past the limit while read).
+        len: u64,
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// A NUL byte in the first 8 KiB: not text.
     #[error("binary (holds NUL bytes)")]
     Binary,
+    /// The text is not UTF-8.
     #[error("not valid UTF-8 (first bad byte at offset {offset})")]
-    InvalidUtf8 { offset: usize },
+    InvalidUtf8 {
+        /// Byte offset of the first invalid byte.
+        offset: usize,
+    },
+    /// The file could not be opened or read, or is not a regular file (a link, FIFO or device);
+    /// the words say why.
     #[error("unreadable: {0}")]
     Unreadable(String),
 }

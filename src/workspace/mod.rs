@@ -39,25 +39,36 @@ struct FileEntry {
 pub struct Refresh {
     /// Files read and split again because they are new or their content changed.
     pub files_read: usize,
+    /// Files read before that the walk no longer finds (deleted, moved, excluded): dropped with
+    /// their units and pairs.
     pub files_removed: usize,
+    /// Files not read again: same size and time as before, or same content.
     pub files_unchanged: usize,
+    /// `.pema.toml` changed (or appeared or went) and was read again; a problem with it is in
+    /// [`Workspace::config_error`].
     pub config_reloaded: bool,
 }
 
 /// A skipped file and why.
 #[derive(Clone, Debug)]
 pub struct Skipped {
+    /// The file (or folder) passed over; for a bad line, the pairs file that holds it.
     pub path: PathBuf,
+    /// Why, in words for the user (a bad line's begins with its line number).
     pub reason: String,
 }
 
 /// The pairs a memory of this workspace is built from.
 pub struct PairSet {
+    /// The pairs files' pairs and one pseudo-pair per paraphrased unit (with
+    /// `pending_units = "identity"`, one unit → unit pair per pending unit too), in file order.
     pub pairs: Vec<Pair>,
     /// Units whose paraphrase is not ready, in file order.
     pub pending: Vec<String>,
 }
 
+/// An open workspace: its settings and what pema took from each of its files (units, pairs),
+/// kept up to date by [`Workspace::refresh`].
 pub struct Workspace {
     root: PathBuf,
     config: WorkspaceConfig,
@@ -101,14 +112,18 @@ impl Workspace {
         })
     }
 
+    /// The workspace's root folder, symbolic links resolved.
     pub fn root(&self) -> &Path {
         &self.root
     }
 
+    /// The settings in force: `.pema.toml`'s, or the defaults (or the previous settings) when
+    /// it could not be used.
     pub fn config(&self) -> &WorkspaceConfig {
         &self.config
     }
 
+    /// Why `.pema.toml` could not be used; None when it loaded or there is none.
     pub fn config_error(&self) -> Option<&str> {
         self.config_error.as_deref()
     }
@@ -292,6 +307,7 @@ impl Workspace {
         }
     }
 
+    /// How many files were read, by kind, and how many units they gave.
     pub fn counts(&self) -> FileCounts {
         let mut c = FileCounts::default();
         for e in self.files.values() {
@@ -327,28 +343,40 @@ impl Workspace {
 /// What a file the walk hands to pema became.
 #[derive(Clone, Debug)]
 pub enum TableEntry {
+    /// Read and learned from.
     Read {
+        /// Corpus or pairs.
         kind: FileKind,
+        /// Corpus files: units cut from it.
         units: usize,
+        /// Pairs files: pairs read from it.
         pairs: usize,
+        /// Pairs files: lines skipped.
         bad_lines: usize,
     },
+    /// Not read, and why (too large, binary, not UTF-8, unreadable).
     Skipped(String),
 }
 
 /// What `pema/files` needs of a workspace, taken after each refresh (cheap: one entry a file).
 #[derive(Clone, Debug)]
 pub struct FileTable {
+    /// The workspace's root folder.
     pub root: PathBuf,
+    /// The settings the files were read with (their globs decide what the walk takes).
     pub config: WorkspaceConfig,
+    /// The workspace's state folder, left out of the walk.
     pub state: PathBuf,
+    /// Each file the latest refresh handed to pema, by path: read, or skipped with why.
     pub table: BTreeMap<PathBuf, TableEntry>,
 }
 
 /// A file pema learns from.
 #[derive(Clone, Debug)]
 pub struct LearnedFile {
+    /// The file's path (the root joined with its path inside).
     pub path: PathBuf,
+    /// Corpus or pairs.
     pub kind: FileKind,
     /// Corpus files: the units (sentences or paragraphs) cut from it.
     pub units: usize,
@@ -361,7 +389,9 @@ pub struct LearnedFile {
 /// The answer to "which files does this workspace learn from, and why not the others".
 #[derive(Clone, Debug)]
 pub struct FilesReport {
+    /// The workspace's root folder.
     pub root: PathBuf,
+    /// The files pema learns from.
     pub learned: Vec<LearnedFile>,
     /// Files pema will read but has not read yet (the workspace is still loading).
     pub waiting: Vec<PathBuf>,
@@ -418,10 +448,14 @@ impl FileTable {
     }
 }
 
+/// How many files a workspace has read, by kind.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct FileCounts {
+    /// Prose files read.
     pub corpus_files: usize,
+    /// Pairs files read.
     pub pairs_files: usize,
+    /// Units cut from the prose files, all together.
     pub units: usize,
 }
 

@@ -64,7 +64,9 @@ pub fn valid_state_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
+/// The workspace's memory: this folder inside its state folder.
 pub const MEMORY_DIR: &str = "memory";
+/// The workspace's adapter: this file inside its state folder.
 pub const ADAPTER_FILE: &str = "adapter.safetensors";
 const PARAPHRASES_FILE: &str = "paraphrases.json";
 const FORMAT: &str = "pema-paraphrases";
@@ -134,19 +136,23 @@ impl ParaphraseCache {
         (cache, None)
     }
 
+    /// The paraphrase of `unit` (its exact text), if there is one.
     pub fn get(&self, unit: &str) -> Option<&str> {
         self.map.get(&unit_key(unit)).map(String::as_str)
     }
 
+    /// Keeps `paraphrase` as the paraphrase of `unit` (in memory until the cache is saved).
     pub fn insert(&mut self, unit: &str, paraphrase: String) {
         self.map.insert(unit_key(unit), paraphrase);
         self.unsaved += 1;
     }
 
+    /// Units with a paraphrase.
     pub fn len(&self) -> usize {
         self.map.len()
     }
 
+    /// No unit has a paraphrase.
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }

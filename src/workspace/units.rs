@@ -37,6 +37,7 @@ const MAX_CHARS: usize = 1200;
 /// How a file is cut: the settings of `.pema.toml` that bear on it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SplitOptions {
+    /// Sentences or paragraphs.
     pub kind: UnitKind,
     /// Headings (section titles) are units too.
     pub headings: bool,
@@ -402,9 +403,13 @@ fn strip_block_marker(t: &str) -> &str {
 /// (`language` in `.pema.toml`) or detected per file from its stopwords.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Language {
+    /// English (`en`).
     English,
+    /// German (`de`).
     German,
+    /// French (`fr`).
     French,
+    /// Spanish (`es`).
     Spanish,
 }
 
