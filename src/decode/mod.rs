@@ -115,7 +115,7 @@ pub struct Rewrite {
     pub text: String,
     /// The schedule it was generated with.
     pub mode: Mode,
-    /// Tokens generated and kept (the token that ended it not counted).
+    /// Tokens generated into the text (a token that only ended the rewrite is not counted).
     pub tokens: usize,
     /// Why it ended.
     pub stopped_by: StopReason,
