@@ -48,7 +48,8 @@ pub struct TrainOptions<'a> {
     pub kappa: f64,
     /// Adam's learning rate.
     pub learning_rate: f64,
-    /// Probability of zeroing each element of the adapter's input while training (0: none).
+    /// Probability of zeroing each element of the adapter's input while training, the rest
+    /// scaled by 1 / (1 − p) (0: none).
     pub dropout: f32,
     /// Memory rows per optimiser step.
     pub batch_size: usize,

@@ -51,7 +51,7 @@ const ALIGN: u64 = 64;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum KeyType {
-    /// IEEE half precision, 2 bytes per element (what pema builds).
+    /// IEEE half precision, 2 bytes per element (the default).
     F16,
     /// IEEE single precision, 4 bytes per element.
     F32,
