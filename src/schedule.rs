@@ -43,13 +43,19 @@ pub enum Schedule {
     /// λ = 0: the plain model, same prompt.
     Plain,
     /// The same λ at every step.
-    Fixed { lambda: f32 },
+    Fixed {
+        /// The adapter's weight λ, 0 to 1.
+        lambda: f32,
+    },
     /// Gradual Unrolling: λ starts at `lambda_max` and decays quadratically to near 0 over about
     /// `expected_len` tokens, then stays at its last value; never below `floor` (0: the
     /// reference schedule).
     Gu {
+        /// λ at the first generated token.
         lambda_max: f32,
+        /// L, the expected output length in tokens (a rewrite takes the source's token count).
         expected_len: usize,
+        /// The lowest λ may go.
         floor: f32,
     },
 }

@@ -15,10 +15,13 @@ use crate::schedule::{self, Mode, Schedule};
 /// A stored choice of schedule.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Decoding {
+    /// Which schedule: plain model, fixed λ or Gradual Unrolling.
     pub mode: Mode,
     /// λ of the fixed mode.
     pub lambda: f32,
+    /// λ_max of the GU mode: the adapter's weight at the first generated token.
     pub lambda_max: f32,
+    /// The GU mode's floor: λ_t never falls below it.
     pub lambda_floor: f32,
     /// The adapter lifts only the model's this many most likely tokens (0: any).
     #[serde(default)]
@@ -33,9 +36,12 @@ pub struct Decoding {
     pub held_out_bleu: Option<f64>,
 }
 
+/// One candidate schedule and how it scored on the held-out pairs.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct DecodingScore {
+    /// The schedule, with its `held_out_nll` and `plain_nll` filled in.
     pub decoding: Decoding,
+    /// Mean negative log-likelihood (nats per target token) of the held-out targets under it.
     pub nll: f64,
 }
 

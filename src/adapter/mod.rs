@@ -27,22 +27,38 @@ use crate::model::{LmHead, ModelInfo};
 /// What an adapter was made from and how; stored in the adapter file's metadata.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct AdapterInfo {
+    /// The [`ModelInfo::identity`] of the model it was trained for; any other is refused.
     pub model_identity: String,
+    /// That model's name, for messages.
     pub model_name: String,
+    /// The memory's template text, worked examples included: a rewrite must use this very
+    /// prompt.
     pub template: String,
     /// Checksum of the memory it was trained on.
     pub memory_digest: String,
+    /// Hidden size d of the model.
     pub hidden_size: usize,
+    /// Rank r of the bottleneck.
     pub rank: usize,
+    /// Whether the softmax runs over candidate tokens or the whole vocabulary.
     pub vocab_mode: VocabMode,
+    /// Size |C| of the candidate vocabulary (V in `full` mode).
     pub vocab_size: usize,
+    /// How training went.
     pub training: TrainReport,
-    /// How this adapter rewrites when no options say otherwise: chosen on its held-out pairs.
+    /// How this adapter rewrites when no options say otherwise: chosen on its held-out pairs;
+    /// None when it had none to choose on.
     pub decoding: Option<Decoding>,
     /// `P_PEMA = softmax(W·(h + B_pd·A·h))` instead of the reference `softmax(W·B_pd·A·h)`.
     pub residual: bool,
 }
 
+/// A trained PEMA adapter: encoder `A` (r × d), predictive decoder `B_pd` (d × r), the
+/// reconstruction decoder `B_rct` kept for warm starts, and its candidate vocabulary `C`. Given
+/// a final hidden state `h` it gives `log P_PEMA` over `C` ([`Adapter::log_probs`]), which a
+/// rewrite blends with the model's own distribution. It must be [`Adapter::prepare`]d with the
+/// model's LM head before use, and refuses a model or memory other than its own. Stored in one
+/// file with its [`AdapterInfo`].
 pub struct Adapter {
     /// Encoder, r × d.
     a: Tensor,
@@ -60,14 +76,17 @@ pub struct Adapter {
 }
 
 impl Adapter {
+    /// What the adapter was made from and how.
     pub fn info(&self) -> &AdapterInfo {
         &self.info
     }
 
+    /// The candidate vocabulary `C`: the token ids its distribution covers, ascending.
     pub fn vocab(&self) -> &[u32] {
         &self.vocab
     }
 
+    /// The prompt template (worked examples included) a rewrite with this adapter must use.
     pub fn template(&self) -> Result<Template> {
         Template::new(&self.info.template)
     }
@@ -77,6 +96,8 @@ impl Adapter {
         self.info.decoding = Some(d);
     }
 
+    /// Reads an adapter file; it must still be checked against the model and
+    /// [`Adapter::prepare`]d (or use [`Adapter::load_for`]).
     pub fn load(path: &Path) -> Result<Self> {
         file::load(path)
     }

@@ -40,21 +40,34 @@ impl std::str::FromStr for VocabMode {
     }
 }
 
+/// How [`train`] trains an adapter; [`Default`] gives pema's settings (docs/method.md §7).
 pub struct TrainOptions<'a> {
+    /// Rank r of the bottleneck, 1 ≤ r ≤ d (default [`super::DEFAULT_RANK`]).
     pub rank: usize,
+    /// κ, the weight of the reconstruction MSE in the joint loss (the cross-entropy gets 1 − κ).
     pub kappa: f64,
+    /// Adam's learning rate.
     pub learning_rate: f64,
+    /// Probability of zeroing each element of the adapter's input while training, the rest
+    /// scaled by 1 / (1 − p) (0: none).
     pub dropout: f32,
+    /// Memory rows per optimiser step.
     pub batch_size: usize,
+    /// Epochs at most; training stops earlier once the held-out loss has risen twice running.
     pub max_epochs: usize,
+    /// Share of pairs, in percent, held out to validate (chosen by content hash).
     pub held_out_percent: u32,
+    /// Which tokens the adapter's softmax runs over.
     pub vocab: VocabMode,
     /// Model top-k tokens added to the candidates, per sampled entry.
     pub top_k: usize,
     /// How many entries are sampled for the top-k.
     pub top_k_sample: usize,
+    /// Where the tensors of training live (CPU, or a GPU where candle has one).
     pub device: Device,
+    /// Seed of the shuffling and the dropout masks: the same seed gives the same adapter.
     pub seed: u64,
+    /// Set to stop training between steps; it then fails with [`crate::Cancelled`].
     pub cancel: Option<&'a AtomicBool>,
     /// Warm start from this adapter (same model, template and rank).
     pub warm_start: Option<&'a Adapter>,
@@ -88,32 +101,52 @@ impl Default for TrainOptions<'_> {
     }
 }
 
+/// Where training stands, passed to [`train`]'s progress callback after every step and after
+/// every epoch's held-out check.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TrainProgress {
+    /// The current epoch, from 1 (0 before the first step).
     pub epoch: usize,
+    /// The most epochs this run may take ([`TrainOptions::max_epochs`]).
     pub max_epochs: usize,
+    /// Steps done in the current epoch, from 1.
     pub step: usize,
+    /// Optimiser steps in one epoch: training rows divided by the batch size, rounded up.
     pub steps_per_epoch: usize,
+    /// Mean joint loss over the current epoch's steps so far.
     pub train_loss: f32,
-    /// Held-out loss at the last check (NaN before the first).
+    /// Held-out joint loss at the last check (before the first epoch ends: the untrained
+    /// adapter's).
     pub held_out_loss: f32,
+    /// Seconds since training started.
     pub elapsed_seconds: f64,
 }
 
+/// How a training run went; stored in the adapter's [`super::AdapterInfo`].
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TrainReport {
+    /// Epochs run.
     pub epochs: usize,
+    /// The epoch whose weights were kept: the lowest held-out loss (0: none beat the start).
     pub best_epoch: usize,
+    /// Why training ended: `"max_epochs"` or `"early_stop"` (two rises of the held-out loss).
     pub stopped_by: String,
+    /// Memory rows trained on (one per target token of the training pairs).
     pub train_entries: usize,
+    /// Memory rows of the held-out pairs, used to validate.
     pub held_out_entries: usize,
+    /// Size |C| of the candidate vocabulary the adapter's softmax runs over.
     pub vocab_size: usize,
     /// Held-out cross-entropy of the adapter's prediction before training (the PCA start, which
     /// reproduces the model's own prediction through the rank-r bottleneck) and after.
     pub held_out_ce_start: f32,
+    /// Held-out cross-entropy (nats per token) of the adapter that was kept.
     pub held_out_ce: f32,
+    /// Held-out joint loss of the best epoch.
     pub held_out_loss: f32,
+    /// Mean joint loss over the last epoch's training steps.
     pub train_loss: f32,
+    /// Wall-clock seconds the training took.
     pub seconds: f64,
 }
 

@@ -11,6 +11,9 @@ use crate::model::Token;
 /// Length of the guarded runs, in tokens.
 pub const N: usize = 5;
 
+/// The token guard: counts every [`N`]-token run of the source and of the output so far, and
+/// bans the next token that would make a run occur more often than in the source (once is
+/// always allowed).
 pub struct RepeatGuard {
     source: HashMap<[Token; N], u32>,
     output: HashMap<[Token; N], u32>,
@@ -24,6 +27,8 @@ fn grams(tokens: &[Token]) -> impl Iterator<Item = [Token; N]> + '_ {
 }
 
 impl RepeatGuard {
+    /// A guard for a rewrite of `source` (its tokens as the output would hold them), with no
+    /// output yet.
     pub fn new(source: &[Token]) -> Self {
         let mut counts = HashMap::new();
         for g in grams(source) {
@@ -58,6 +63,7 @@ impl RepeatGuard {
             .collect()
     }
 
+    /// Records `t` as the output's next token.
     pub fn push(&mut self, t: Token) {
         self.tail.push(t);
         if self.tail.len() >= N {
@@ -89,6 +95,7 @@ fn norm(w: &str) -> String {
 }
 
 impl WordGuard {
+    /// A guard for a rewrite of `source`: counts its runs of [`WORDS`] words.
     pub fn new(source: &str) -> Self {
         let words: Vec<String> = source.split_whitespace().map(norm).collect();
         let mut counts = HashMap::new();

@@ -21,8 +21,12 @@ use crate::adapter::{Adapter, Decoding};
 use crate::memory::Template;
 use crate::model::{Session, Token};
 
+/// How a rewrite is generated: the mixing schedule, the adapter's reach, the length cap and
+/// the sampling. [`Default`] is greedy reference Gradual Unrolling; an adapter's own choice
+/// comes from [`Adapter::default_rewrite`].
 #[derive(Clone, Copy, Debug)]
 pub struct RewriteOptions {
+    /// Which schedule: plain model, fixed λ or Gradual Unrolling.
     pub mode: Mode,
     /// λ_max of Gradual Unrolling.
     pub lambda_max: f32,
@@ -36,7 +40,10 @@ pub struct RewriteOptions {
     pub max_tokens: Option<usize>,
     /// 0 is greedy (the default).
     pub temperature: f32,
+    /// Nucleus sampling: draw among the most likely tokens that together hold this much
+    /// probability (1: all). Used only when sampling (temperature > 0).
     pub top_p: f32,
+    /// Seed of the sampling; the same seed gives the same rewrite. Unused when greedy.
     pub seed: u64,
     /// Stop at end of text and at the boundary (off only to time a fixed number of tokens).
     pub stop_at_boundary: bool,
@@ -87,27 +94,42 @@ impl Adapter {
     }
 }
 
+/// Why a rewrite ended.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StopReason {
+    /// The model emitted an end-of-generation token.
     EndOfText,
+    /// The output reached a newline (the end marker, or a token containing one): a rewrite is
+    /// one line.
     Boundary,
+    /// A length cap: the token limit, the room left in the context, or twice the source's
+    /// words plus 8.
     MaxTokens,
 }
 
+/// A finished rewrite.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Rewrite {
+    /// The rewritten text, surrounding whitespace trimmed.
     pub text: String,
+    /// The schedule it was generated with.
     pub mode: Mode,
+    /// Tokens generated into the text (a token that only ended the rewrite is not counted).
     pub tokens: usize,
+    /// Why it ended.
     pub stopped_by: StopReason,
+    /// Wall-clock seconds of the generation, prompt included.
     pub seconds: f64,
+    /// `tokens` per second of the generation.
     pub tokens_per_second: f64,
 }
 
 /// Where a generation starts: the prompt and the expected output length.
 pub struct Prompt {
+    /// BOS and the prompt's tokens (worked examples included).
     pub tokens: Vec<Token>,
+    /// L of Gradual Unrolling, in tokens: the source's token count.
     pub expected_len: usize,
     /// The source as the output would hold it (for the repetition guard).
     pub source_tokens: Vec<Token>,

@@ -14,10 +14,15 @@ use super::pairs::{read_pairs_file, Pair, PairsRead, SkippedLine};
 use super::template::Template;
 use crate::model::{HiddenRequest, Session, Token};
 
+/// What [`build`] (or [`build_pairs`]) builds a memory from, and where it writes it.
 pub struct BuildOptions<'a> {
+    /// The JSON Lines pairs files [`build`] reads ([`build_pairs`] takes its pairs directly).
     pub pairs_files: Vec<PathBuf>,
+    /// The instruction template, without worked examples: the build adds them in front.
     pub template: Template,
+    /// The directory the memory is written to (`memory.pema` and `held-out.jsonl`).
     pub out: PathBuf,
+    /// How the keys are stored.
     pub key_type: KeyType,
     /// Discard an existing memory made with another model or template instead of refusing.
     pub replace: bool,
@@ -32,19 +37,29 @@ pub struct BuildOptions<'a> {
 /// Worked examples a memory is built with by default (measured: BENCHMARKS.md, "Quality").
 pub const DEFAULT_SHOTS: usize = 3;
 
+/// How far a build is, passed to the progress callback after every model batch. Counts only
+/// the pairs run through the model in this build (reused ones are not), and tokens after the
+/// shared prefix.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct BuildProgress {
+    /// Tokens run through the model so far.
     pub tokens_done: usize,
+    /// Tokens this build will run through the model.
     pub tokens_total: usize,
+    /// Pairs computed so far.
     pub pairs_done: usize,
+    /// Pairs this build computes.
     pub pairs_total: usize,
 }
 
+/// What a build did.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct BuildReport {
+    /// The memory file (`memory.pema`); not rewritten when nothing changed.
     pub path: PathBuf,
     /// Pairs in the memory now.
     pub pairs: usize,
+    /// Rows in the memory now: one per target token (end marker included).
     pub entries: usize,
     /// Pairs run through the model in this build.
     pub pairs_computed: usize,
@@ -52,20 +67,26 @@ pub struct BuildReport {
     pub pairs_reused: usize,
     /// Pairs of the previous memory that are gone from the input.
     pub pairs_removed: usize,
+    /// Input pairs identical to an earlier one (same source and target), left out.
     pub duplicate_pairs: usize,
     /// Pairs longer than the context (prompt and target together), left out.
     pub pairs_too_long: usize,
     /// Pairs left out because the memory reached its entry cap.
     pub pairs_over_cap: usize,
+    /// Lines of the pairs files that were not used, and why (empty from [`build_pairs`]).
     pub skipped_lines: Vec<SkippedLine>,
     /// Tokens fed through the model (prompts and targets).
     pub tokens_processed: usize,
+    /// Wall-clock seconds the build took.
     pub seconds: f64,
+    /// `tokens_processed` per second of the build.
     pub tokens_per_second: f64,
     /// Pairs used as worked examples in the template (left out of the memory itself).
     pub examples: usize,
     /// Tokens of the prompt that every pair shares (computed once a batch, not once a pair).
     pub shared_prefix_tokens: usize,
+    /// Things the user should know that did not stop the build (a previous memory replaced
+    /// or unreadable, so every pair recomputed).
     pub warnings: Vec<String>,
 }
 
@@ -107,6 +128,9 @@ pub(crate) fn end_token(session: &Session) -> Result<Token> {
     }
 }
 
+/// Builds (or updates) the memory in `opts.out` from the pairs files: pairs already in the
+/// previous memory keep their rows, new ones are run through the model. Bad lines are skipped
+/// and listed in the report; no usable pair at all is an error.
 pub fn build(
     session: &mut Session,
     opts: &BuildOptions<'_>,

@@ -37,21 +37,28 @@ use anyhow::{bail, Context as _, Result};
 use half::f16;
 use memmap2::Mmap;
 
+/// The first 8 bytes of every memory file.
 pub const MAGIC: &[u8; 8] = b"PEMAMEM\0";
+/// The format version this pema writes and reads; a file of another version must be rebuilt.
 pub const FORMAT_VERSION: u32 = 1;
+/// The memory file's name inside its directory.
 pub const FILE_NAME: &str = "memory.pema";
 const FIXED_HEADER: usize = 144;
 const INDEX_ROW: usize = 32;
 const ALIGN: u64 = 64;
 
+/// How the keys (hidden states) are stored in the file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum KeyType {
+    /// IEEE half precision, 2 bytes per element (the default).
     F16,
+    /// IEEE single precision, 4 bytes per element.
     F32,
 }
 
 impl KeyType {
+    /// Bytes per key element: 2 or 4.
     pub fn size(self) -> usize {
         match self {
             KeyType::F16 => 2,
@@ -69,28 +76,42 @@ impl KeyType {
 /// What a memory was built from; two memories mix only if these agree.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Header {
+    /// How the keys are stored.
     pub key_type: KeyType,
+    /// Hidden size d: floats per key.
     pub hidden: usize,
+    /// The model's identity digest (the bytes of [`crate::model::ModelInfo::identity`]).
     pub model_identity: [u8; 32],
+    /// The model's name, for messages.
     pub model_name: String,
+    /// The template text the prompts were made with, worked examples included.
     pub template: String,
+    /// The template's digest ([`super::Template::digest`]: blake3 of its text and the end marker).
     pub template_digest: [u8; 32],
 }
 
 /// One pair's rows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Group {
+    /// The pair's content hash ([`super::Pair::hash`]).
     pub hash: [u8; 16],
+    /// Index of the pair's first row in the memory.
     pub first_row: u64,
+    /// The pair's rows: one per target token, the end marker included.
     pub rows: u32,
+    /// Tokens before the target: BOS and the prompt, worked examples included.
     pub prompt_tokens: u32,
 }
 
 /// A group to write, with its keys already in the file's key type.
 pub struct GroupData<'a> {
+    /// The pair's content hash ([`super::Pair::hash`]).
     pub hash: [u8; 16],
+    /// Tokens before the target: BOS and the prompt, worked examples included.
     pub prompt_tokens: u32,
+    /// The pair's keys, row-major (rows × d), as little-endian bytes of the header's key type.
     pub keys: &'a [u8],
+    /// The target token of each row (the memory's values), the end marker last.
     pub tokens: &'a [u32],
 }
 
@@ -207,9 +228,13 @@ pub fn write(dir: &Path, header: &Header, groups: &[GroupData<'_>]) -> Result<Pa
 
 /// An open memory: the file, mapped, checked and indexed.
 pub struct MappedMemory {
+    /// The file that was opened.
     pub path: PathBuf,
+    /// What the memory was built from.
     pub header: Header,
+    /// The pair index: one group per pair, in file order.
     pub groups: Vec<Group>,
+    /// Rows N in the memory: one per target token.
     pub n_entries: usize,
     map: Mmap,
     keys_off: usize,
@@ -217,6 +242,7 @@ pub struct MappedMemory {
 }
 
 impl MappedMemory {
+    /// Maps the file at `path` and checks it: magic, version, layout and trailer checksum.
     pub fn open(path: &Path) -> Result<Self> {
         let file =
             File::open(path).with_context(|| format!("cannot open memory {}", path.display()))?;
@@ -329,6 +355,7 @@ impl MappedMemory {
         self.map[self.map.len() - 32..].try_into().unwrap()
     }
 
+    /// The file's size in bytes.
     pub fn file_bytes(&self) -> usize {
         self.map.len()
     }
@@ -351,6 +378,7 @@ impl MappedMemory {
             .then(|| bytemuck::cast_slice(self.key_bytes(0..self.n_entries)))
     }
 
+    /// The target token of every row (the memory's values), N token ids.
     pub fn tokens(&self) -> &[u32] {
         bytemuck::cast_slice(&self.map[self.tokens_off..self.tokens_off + self.n_entries * 4])
     }

@@ -30,6 +30,12 @@ pub use template::{Template, DEFAULT_TEMPLATE, PRESETS};
 use crate::model::ModelInfo;
 
 /// A memory on disk, opened read-only.
+///
+/// The external memory of docs/method.md §1: N rows, one per target token of the training
+/// pairs, each a key (the model's final hidden state before that token, d floats stored as
+/// f16 or f32) and a value (the token id). Rows are grouped by pair ([`Group`]), in file order.
+/// The file is memory-mapped and its checksum verified on opening; it records the model and
+/// template it was built with, and refuses to be used with others.
 pub struct Memory {
     file: format::MappedMemory,
 }
@@ -37,17 +43,29 @@ pub struct Memory {
 /// What `pema memory stats` reports.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct MemoryStats {
+    /// The memory file.
     pub path: PathBuf,
+    /// The file's format version.
     pub format_version: u32,
+    /// Rows N: one per target token.
     pub entries: usize,
+    /// Pairs the rows come from.
     pub pairs: usize,
+    /// Pairs held out at the default split ([`DEFAULT_HELD_OUT_PERCENT`]).
     pub held_out_pairs: usize,
+    /// Hidden size d: floats per key.
     pub hidden_size: usize,
+    /// How the keys are stored.
     pub key_type: KeyType,
+    /// The file's size in bytes.
     pub bytes: usize,
+    /// `bytes / entries`: what one row costs on disk, header and index included.
     pub bytes_per_entry: f64,
+    /// The name of the model it was built with.
     pub model_name: String,
+    /// That model's identity digest, in hex.
     pub model_identity: String,
+    /// The template text, worked examples included.
     pub template: String,
 }
 
@@ -67,30 +85,38 @@ impl Memory {
         })
     }
 
+    /// The memory file (`…/memory.pema`).
     pub fn path(&self) -> &Path {
         &self.file.path
     }
 
+    /// Rows N: one per target token.
     pub fn len(&self) -> usize {
         self.file.n_entries
     }
 
+    /// Whether the memory has no rows.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// Hidden size d: floats per key.
     pub fn hidden_size(&self) -> usize {
         self.file.header.hidden
     }
 
+    /// How the keys are stored (f16 or f32).
     pub fn key_type(&self) -> KeyType {
         self.file.header.key_type
     }
 
+    /// The template the memory was built with, worked examples included; inference must use
+    /// the same.
     pub fn template(&self) -> Result<Template> {
         Template::new(&self.file.header.template)
     }
 
+    /// The identity digest of the model it was built with, in hex (as [`ModelInfo::identity`]).
     pub fn model_identity(&self) -> String {
         blake3::Hash::from_bytes(self.file.header.model_identity)
             .to_hex()
@@ -177,6 +203,7 @@ impl Memory {
         Ok(())
     }
 
+    /// What `pema memory stats` shows about this memory.
     pub fn stats(&self) -> MemoryStats {
         let h = &self.file.header;
         MemoryStats {

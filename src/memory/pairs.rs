@@ -6,9 +6,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result};
 use serde::Deserialize;
 
+/// One training example: a source text and the text wanted for it (the same thing in the
+/// house style, a translation…).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pair {
+    /// The text to rewrite: what fills the template's `{source}` slot.
     pub source: String,
+    /// The rewrite wanted for it: the memory's rows are its tokens.
     pub target: String,
 }
 
@@ -26,8 +30,11 @@ impl Pair {
 /// A line that was not used, and why.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct SkippedLine {
+    /// The pairs file the line is in.
     pub file: PathBuf,
+    /// Its line number, from 1.
     pub line: usize,
+    /// Why it was skipped (invalid UTF-8, not a pair object, empty side).
     pub reason: String,
 }
 
@@ -37,9 +44,12 @@ impl std::fmt::Display for SkippedLine {
     }
 }
 
+/// What reading pairs files gave, accumulated over the files read.
 #[derive(Default, Debug)]
 pub struct PairsRead {
+    /// The good pairs, in file and line order.
     pub pairs: Vec<Pair>,
+    /// The lines that were not used, and why.
     pub skipped: Vec<SkippedLine>,
 }
 
@@ -92,6 +102,9 @@ fn pairs_text(pairs: &[Pair]) -> String {
     text
 }
 
+/// Parses the bytes of a pairs file (`path` only names it in [`SkippedLine`]s), adding its
+/// pairs and skipped lines to `into`. A UTF-8 BOM, blank lines and CRLF endings are accepted;
+/// a line with an empty (or blank) source or target is skipped.
 pub fn parse_pairs(path: &Path, bytes: &[u8], into: &mut PairsRead) {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {

@@ -20,6 +20,9 @@ pub const PRESETS: &[(&str, &str)] = &[
     ),
 ];
 
+/// An instruction template: text with exactly one `{source}` slot that makes a source into a
+/// prompt, possibly after worked examples. It never ends in whitespace. A memory records its
+/// template, and its keys are valid only for prompts made with that same template.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Template {
     text: String,
@@ -32,6 +35,8 @@ impl Default for Template {
 }
 
 impl Template {
+    /// A template from its text; refuses one without exactly one `{source}` slot or ending in
+    /// whitespace.
     pub fn new(text: &str) -> Result<Self> {
         let n = text.matches(SOURCE_SLOT).count();
         if n != 1 {
@@ -63,6 +68,7 @@ impl Template {
         Self::new(arg)
     }
 
+    /// The template's text, worked examples included, `{source}` unfilled.
     pub fn text(&self) -> &str {
         &self.text
     }
@@ -122,6 +128,7 @@ impl Template {
         &self.text[..self.text.find(SOURCE_SLOT).expect("a template has a slot")]
     }
 
+    /// The prompt for `source`: the template with its slot filled.
     pub fn prompt(&self, source: &str) -> String {
         self.text.replace(SOURCE_SLOT, source)
     }
@@ -139,6 +146,8 @@ impl Template {
     /// Where a rewrite ends: the boundary token after every target in the memory.
     pub const END: &'static str = "\n";
 
+    /// What identifies the template in a memory's header: blake3 of its text and the end
+    /// marker. Two memories mix only if their digests agree.
     pub fn digest(&self) -> [u8; 32] {
         let mut h = blake3::Hasher::new();
         h.update(b"pema-template-v1\0");

@@ -13,6 +13,10 @@ use anyhow::{bail, Context as _, Result};
 use candle_core::quantized::{gguf_file, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
 
+/// The model's LM head `W` (V × d), read from the GGUF (`output.weight`, or the tied
+/// `token_embd.weight`) and kept quantised: it turns a final hidden state into next-token
+/// logits, with the model's final logit soft-capping where it has one. With the hidden states,
+/// it is all of the model that memories and adapters see.
 pub struct LmHead {
     weight: std::sync::Arc<QTensor>,
     matmul: QMatMul,
@@ -61,10 +65,12 @@ impl LmHead {
         })
     }
 
+    /// Vocabulary size V: the head's rows.
     pub fn n_vocab(&self) -> usize {
         self.n_vocab
     }
 
+    /// Hidden size d: the length of the vectors the head consumes.
     pub fn n_embd(&self) -> usize {
         self.n_embd
     }

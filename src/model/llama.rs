@@ -13,6 +13,7 @@ use std::sync::OnceLock;
 use anyhow::{anyhow, bail, Context as _, Result};
 use llama_cpp_sys_2 as sys;
 
+/// A token id in the model's vocabulary (llama.cpp's `llama_token`), 0 ≤ id < V.
 pub type Token = i32;
 
 /// llama.cpp may be initialised once per process; every model goes through here.

@@ -23,15 +23,24 @@ pub use locate::{default_model_path, resolve_model, INSTALL_DEFAULT_MODEL};
 /// What identifies a model: memories and adapters record it and refuse any other.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct ModelInfo {
+    /// The GGUF's `general.name`, or the file name without extension when it has none.
     pub name: String,
+    /// The GGUF file the model was loaded from.
     pub path: PathBuf,
     /// blake3 of the GGUF's metadata, tensor table and size, in hex.
     pub identity: String,
+    /// Hidden size d: the length of a hidden state (640 for Gemma 3 270M).
     pub n_embd: usize,
+    /// Vocabulary size V.
     pub n_vocab: usize,
+    /// The context length, in tokens, the model was trained with.
     pub n_ctx_train: usize,
 }
 
+/// A loaded GGUF model: llama.cpp's weights, the LM head read again from the same file, and
+/// the [`ModelInfo`] that identifies it. Shared as `Arc<Model>` by every [`Session`] on it; it
+/// tokenizes and detokenizes, and [`Model::session`] opens a context to run it. Loading checks
+/// the file first and refuses a head whose shape differs from llama.cpp's model.
 pub struct Model {
     llama: llama::LlamaModel,
     head: LmHead,
@@ -89,22 +98,28 @@ impl Model {
         }))
     }
 
+    /// What identifies this model (name, file, identity digest, sizes).
     pub fn info(&self) -> &ModelInfo {
         &self.info
     }
 
+    /// The model's LM head `W` (V × d).
     pub fn head(&self) -> &LmHead {
         &self.head
     }
 
+    /// The tokens of `text`, without a BOS token (see [`Model::bos`]); text that looks like a
+    /// control token is tokenized as plain text.
     pub fn tokenize(&self, text: &str) -> Result<Vec<Token>> {
         self.llama.tokenize(text)
     }
 
+    /// The text of `tokens`.
     pub fn detokenize(&self, tokens: &[Token]) -> String {
         self.llama.detokenize(tokens)
     }
 
+    /// The raw bytes one token stands for (possibly part of a UTF-8 character).
     pub fn token_bytes(&self, t: Token) -> Vec<u8> {
         self.llama.token_bytes(t)
     }
@@ -114,6 +129,7 @@ impl Model {
         self.llama.bos()
     }
 
+    /// Whether `t` ends generation (end of text, end of turn…) for this model.
     pub fn is_end_of_generation(&self, t: Token) -> bool {
         self.llama.is_end_of_generation(t)
     }
@@ -225,11 +241,16 @@ fn identity_of(path: &Path, gguf: &gguf_file::Content) -> Result<String> {
 /// How closely `W · h` matches llama.cpp's logits.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct HeadCheck {
+    /// Positions of the text compared (BOS included).
     pub positions: usize,
+    /// Positions where `W · h` and llama.cpp's logits pick the same most likely token.
     pub argmax_matches: usize,
+    /// The largest absolute difference between a logit of `W · h` and llama.cpp's, over all
+    /// positions and tokens.
     pub max_abs_diff: f32,
 }
 
+/// The sizes of a new [`Session`]'s llama.cpp context.
 #[derive(Clone, Copy, Debug)]
 pub struct SessionOptions {
     /// KV-cache size: the longest sequence (shared prefix included) a session holds.
@@ -238,6 +259,7 @@ pub struct SessionOptions {
     pub n_batch: usize,
     /// How many sequences one batch may pack.
     pub n_seq_max: usize,
+    /// CPU threads llama.cpp uses (default: all the machine's).
     pub n_threads: usize,
 }
 
@@ -257,13 +279,17 @@ impl Default for SessionOptions {
 /// A sequence whose hidden states are wanted at positions `from..tokens.len()`.
 #[derive(Clone, Copy, Debug)]
 pub struct HiddenRequest<'a> {
+    /// The whole sequence, BOS and prompt included.
     pub tokens: &'a [Token],
+    /// The first position whose hidden state is wanted (the prompt before it gives none).
     pub from: usize,
 }
 
 /// The hidden state and the model's own logits at one position.
 pub struct Step {
+    /// The final hidden state `h` (after the final norm), d floats.
     pub hidden: Vec<f32>,
+    /// llama.cpp's next-token logits, V floats (soft-capped where the model does).
     pub logits: Vec<f32>,
 }
 
@@ -292,6 +318,7 @@ pub struct Session {
 }
 
 impl Session {
+    /// The model this session runs.
     pub fn model(&self) -> &Arc<Model> {
         &self.model
     }
