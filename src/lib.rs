@@ -3,6 +3,8 @@
 //!
 //! See ARCHITECTURE.md for the map of the crate.
 
+#![warn(missing_docs)]
+
 pub mod adapter;
 pub mod bench;
 pub mod daemon;
