@@ -5,6 +5,9 @@
 # editor clients in the real editors against the real daemon.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# What a reading of the source can check (ARCHITECTURE.md's invariants), and formatting: instant.
+python3 scripts/check_invariants.py
+cargo fmt --check
 bash scripts/install-deps.sh
 cargo test --release -- --test-threads 2
 # The clients drive target/release/pema, which the cargo tests above built.
@@ -15,3 +18,5 @@ bash editors/nvim/test/run.sh
 if [ -x editors/vscode/test/run.sh ] || [ -f editors/vscode/test/run.sh ]; then
   bash editors/vscode/test/run.sh
 fi
+# Lints (missing_docs included), on the release build the tests made: nothing compiles twice.
+cargo clippy --release --all-targets -- -D warnings
