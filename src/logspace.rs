@@ -2,6 +2,7 @@
 //! decoder (the mixture): a leaf, so that neither has to import the other for it.
 
 /// log-softmax of `logits`, in place.
+#[inline]
 pub fn log_softmax(logits: &mut [f32]) {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let sum: f32 = logits.iter().map(|&x| (x - max).exp()).sum();
@@ -12,6 +13,7 @@ pub fn log_softmax(logits: &mut [f32]) {
 }
 
 /// log(e^a + e^b) without overflow.
+#[inline]
 pub fn log_add_exp(a: f32, b: f32) -> f32 {
     if a == f32::NEG_INFINITY {
         return b;
@@ -24,6 +26,7 @@ pub fn log_add_exp(a: f32, b: f32) -> f32 {
 }
 
 /// The index of the largest value (the first, on ties).
+#[inline]
 pub fn argmax(v: &[f32]) -> usize {
     let mut best = (0, f32::NEG_INFINITY);
     for (i, &x) in v.iter().enumerate() {
