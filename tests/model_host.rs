@@ -259,3 +259,30 @@ fn a_word_after_a_space_starts_with_one_token_holding_the_space() {
         assert_eq!(model.detokenize(&tokens), format!(" {w}"));
     }
 }
+
+/// Neutralisation replaces single words the model finds far less likely than its own choice,
+/// word for word, and keeps what the model could not guess (names).
+#[test]
+fn neutralisation_swaps_unlikely_words_and_keeps_names() {
+    use pema::workspace::neutralise::{neutralise, Settings};
+    let mut session = common::session();
+    let unit = "And the king said unto Hazael, Take a present in thy hand, and go, meet the man \
+                of God, and inquire of Jehovah by him, saying, Shall I recover of this sickness?";
+    let out = neutralise(&mut session, unit, &Settings::default()).unwrap();
+    println!("{unit}\n→ {out}");
+    let words = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
+    let (a, b) = (words(unit), words(&out));
+    assert_eq!(a.len(), b.len(), "one word for one word: {out}");
+    let changed: Vec<(&String, &String)> = a.iter().zip(&b).filter(|(x, y)| x != y).collect();
+    assert!(!changed.is_empty(), "nothing neutralised: {out}");
+    assert!(
+        changed.len() <= a.len() / 4,
+        "too much changed: {changed:?}"
+    );
+    for name in ["Hazael,", "God,", "Jehovah"] {
+        assert!(b.iter().any(|w| w == name), "{name} lost: {out}");
+    }
+    // A unit with nothing the model would say otherwise comes back as it is.
+    let same = neutralise(&mut session, "The", &Settings::default()).unwrap();
+    assert_eq!(same, "The");
+}

@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::Args;
 
 use pema::memory;
-use pema::workspace::paraphrase;
+use pema::workspace::{neutralise, paraphrase};
 
 use super::{load_model, progress_bar, read_pairs};
 
@@ -22,6 +22,24 @@ pub(super) struct ParaphraseArgs {
     /// Write identity pairs (unit → unit) instead of running the model.
     #[arg(long)]
     identity: bool,
+    /// Neutralise each unit by the model's own expectations instead of paraphrasing it.
+    #[arg(long)]
+    neutralise: bool,
+    /// Neutralisation: the model's top word needs at least this probability.
+    #[arg(long, default_value_t = neutralise::Settings::default().confidence)]
+    confidence: f32,
+    /// Neutralisation: the user's word at most this share of the top word's probability.
+    #[arg(long, default_value_t = neutralise::Settings::default().ratio)]
+    ratio: f32,
+    /// Neutralisation: the user's word among the model's this many likeliest tokens.
+    #[arg(long, default_value_t = neutralise::Settings::default().max_rank)]
+    max_rank: usize,
+    /// Neutralisation: text the model reads before each unit.
+    #[arg(long, default_value = "")]
+    context: String,
+    /// Neutralisation passes.
+    #[arg(long, default_value_t = neutralise::Settings::default().passes)]
+    passes: usize,
 }
 
 pub(super) fn run(model: Option<&Path>, a: ParaphraseArgs) -> Result<()> {
@@ -41,7 +59,18 @@ pub(super) fn run(model: Option<&Path>, a: ParaphraseArgs) -> Result<()> {
             "paraphrasing {pos}/{len} [{bar:20}] ETA {eta}",
         )?;
         for u in &units {
-            let p = paraphrase::paraphrase(&mut session, u, None)?;
+            let p = if a.neutralise {
+                let s = neutralise::Settings {
+                    confidence: a.confidence,
+                    ratio: a.ratio,
+                    passes: a.passes,
+                    max_rank: a.max_rank,
+                    context: a.context.clone(),
+                };
+                neutralise::neutralise(&mut session, u, &s)?
+            } else {
+                paraphrase::paraphrase(&mut session, u, None)?
+            };
             out.push(paraphrase::pseudo_pair(u, &p));
             bar.inc(1);
         }

@@ -16,7 +16,9 @@ use super::{AdapterState, WorkspaceStatus};
 use crate::adapter::{self, Adapter, TrainOptions};
 use crate::memory::{self, BuildOptions, BuildReport, KeyType, Memory, Template};
 use crate::model::Model;
-use crate::workspace::{paraphrase, state, FileTable, ParaphraseCache, PendingUnits, Workspace};
+use crate::workspace::{
+    paraphrase, state, FileTable, ParaphraseCache, PendingUnits, PseudoSources, Workspace,
+};
 
 /// Units paraphrased per worker job: small enough that the pipeline sees progress often.
 const PARAPHRASE_BATCH: usize = 8;
@@ -129,7 +131,7 @@ impl Pipeline {
         let state_dir = ws.state_dir().to_path_buf();
         crate::fsutil::create_private_dir(&state_dir)
             .with_context(|| format!("cannot create the state folder {}", state_dir.display()))?;
-        let made_by = format!("{} {}", paraphrase::VERSION, model.info().identity);
+        let made_by = made_by(ws.config().pseudo_sources, &model);
         let (cache, cache_warning) = ParaphraseCache::load(&state_dir, &made_by);
         let mut status = WorkspaceStatus {
             root: ws.root().to_path_buf(),
@@ -294,8 +296,13 @@ impl Pipeline {
                     st.config_error = self.ws.config_error().map(String::from);
                     drop(st);
                     *self.shared.files.lock().unwrap() = Some(Arc::new(self.ws.file_table()));
-                    // Paraphrases of units no longer in the workspace are not kept.
-                    self.cache.lock().unwrap().retain_units(self.ws.units());
+                    // Paraphrases of units no longer in the workspace are not kept, nor those
+                    // made another way than the settings now say.
+                    let made_by = self.made_by();
+                    let mut cache = self.cache.lock().unwrap();
+                    cache.set_made_by(&made_by);
+                    cache.retain_units(self.ws.units());
+                    drop(cache);
                     let c = self.ws.config();
                     let mut s = self.shared.serving.write().unwrap();
                     s.lambda_max = c.lambda_max;
@@ -356,6 +363,10 @@ impl Pipeline {
         }
     }
 
+    fn made_by(&self) -> String {
+        made_by(self.ws.config().pseudo_sources, &self.model)
+    }
+
     fn start_paraphrase(&mut self, pending: Vec<String>) {
         if self.paraphrasing.is_none() {
             self.paraphrase_total = pending.len();
@@ -375,6 +386,8 @@ impl Pipeline {
         }
         self.paraphrase_in_flight = true;
         let batch: Vec<String> = pending.into_iter().take(PARAPHRASE_BATCH).collect();
+        let how = self.ws.config().pseudo_sources;
+        let made_by = self.made_by();
         let cache = self.cache.clone();
         let shared = self.shared.clone();
         let tx = self.tx.clone();
@@ -385,7 +398,12 @@ impl Pipeline {
                 // Whatever happens in the batch, it reports its end (a panic included, its units
                 // then standing for themselves so that they are not retried forever).
                 let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    paraphrase_batch(session, y, &batch, &cache, &shared, &mut errors)
+                    let job = PseudoJob {
+                        how,
+                        made_by: &made_by,
+                        cache: &cache,
+                    };
+                    paraphrase_batch(session, y, &batch, &job, &shared, &mut errors)
                 }));
                 if ran.is_err() {
                     errors.push(format!(
@@ -415,21 +433,39 @@ impl Pipeline {
     }
 }
 
-/// Paraphrases one batch on the worker, giving way to rewrites between tokens.
+/// What made the pseudo-sources of a workspace: the way its settings say, and the model.
+fn made_by(how: PseudoSources, model: &Model) -> String {
+    format!("{} {}", paraphrase::version(how), model.info().identity)
+}
+
+/// How a batch makes pseudo-sources, and the cache they go to (only while it still takes
+/// pseudo-sources made that way: the settings may change while the batch runs).
+struct PseudoJob<'a> {
+    how: PseudoSources,
+    made_by: &'a str,
+    cache: &'a Mutex<ParaphraseCache>,
+}
+
+/// Makes the pseudo-sources of one batch on the worker, giving way to rewrites between tokens.
 fn paraphrase_batch(
     session: &mut crate::model::Session,
     y: &super::worker::Yield,
     batch: &[String],
-    cache: &Mutex<ParaphraseCache>,
+    job: &PseudoJob,
     shared: &Published,
     errors: &mut Vec<String>,
 ) {
+    let PseudoJob {
+        how,
+        made_by,
+        cache,
+    } = *job;
     for unit in batch {
         let p = loop {
             if shared.closed.load(Ordering::SeqCst) {
                 break None;
             }
-            match paraphrase::paraphrase(session, unit, Some(y.waiting())) {
+            match paraphrase::pseudo_source(session, unit, how, Some(y.waiting())) {
                 Ok(p) => break Some(p),
                 Err(e) if crate::is_cancelled(&e) => y.serve_waiting(session),
                 Err(e) => {
@@ -441,7 +477,10 @@ fn paraphrase_batch(
         };
         if let Some(p) = p {
             let p = if p.is_empty() { unit.clone() } else { p };
-            cache.lock().unwrap().insert(unit, p);
+            let mut c = cache.lock().unwrap();
+            if c.made_by() == made_by {
+                c.insert(unit, p);
+            }
         }
     }
 }

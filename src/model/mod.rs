@@ -546,6 +546,24 @@ impl Session {
         Ok(())
     }
 
+    /// llama.cpp's next-token logits at the given positions of one sequence, each handed to `sink` with its position; no other position pays for the LM head.
+    pub fn logits_at(
+        &mut self,
+        tokens: &[Token],
+        positions: &[usize],
+        mut sink: impl FnMut(usize, &[f32]),
+    ) -> Result<()> {
+        let want: std::collections::HashSet<usize> = positions.iter().copied().collect();
+        self.fill_batch(&[tokens], |_, p| want.contains(&p))?;
+        self.ctx.set_embeddings(false);
+        self.ctx.decode(&self.batch)?;
+        // llama.cpp finds an output by its index in the batch.
+        for &p in positions {
+            sink(p, self.ctx.logits(p)?);
+        }
+        Ok(())
+    }
+
     /// Hidden state and logits at every position of one sequence (for checks, not for speed).
     pub fn eval_all(&mut self, tokens: &[Token]) -> Result<Vec<Step>> {
         self.fill_batch(&[tokens], |_, _| true)?;

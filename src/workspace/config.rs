@@ -34,6 +34,18 @@ pub enum PendingUnits {
     Identity,
 }
 
+/// How a unit of prose gets the source of its pseudo-pair.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PseudoSources {
+    /// The unit with the words the model finds far less likely than its own choice replaced by
+    /// that choice. Measured worse than leaving prose alone on Bible prose (BENCHMARKS.md,
+    /// "Learning from prose"): an option, not the default.
+    Neutralise,
+    /// The model's plain paraphrase of the unit (the default).
+    Paraphrase,
+}
+
 /// A workspace's settings as `.pema.toml` gives them, defaults for what it leaves out.
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -53,6 +65,8 @@ pub struct WorkspaceConfig {
     /// The language of the prose, for sentence boundaries: `auto` (detected per file from its
     /// stopwords), `en`, `de`, `fr` or `es`.
     pub language: String,
+    /// How a unit of prose gets its pseudo-source: `paraphrase` (default) or `neutralise`.
+    pub pseudo_sources: PseudoSources,
     /// What the memory holds for a unit not paraphrased yet: `identity` (default) or `skip`.
     pub pending_units: PendingUnits,
     /// Largest memory, in entries (target tokens); later pairs are left out.
@@ -92,6 +106,7 @@ impl Default for WorkspaceConfig {
             unit: UnitKind::Sentence,
             headings: false,
             language: "auto".into(),
+            pseudo_sources: PseudoSources::Paraphrase,
             pending_units: PendingUnits::Identity,
             memory_cap: 500_000,
             max_file_bytes: 1 << 20,
@@ -258,6 +273,15 @@ mod tests {
         .unwrap();
         let o = WorkspaceConfig::load(dir.path()).unwrap().split_options();
         assert_eq!((o.language, o.headings), (Some(Language::German), true));
+        std::fs::write(
+            dir.path().join(FILE_NAME),
+            "pseudo_sources = \"neutralise\"\n",
+        )
+        .unwrap();
+        let c = WorkspaceConfig::load(dir.path()).unwrap();
+        assert_eq!(c.pseudo_sources, PseudoSources::Neutralise);
+        std::fs::write(dir.path().join(FILE_NAME), "pseudo_sources = \"guess\"\n").unwrap();
+        assert!(WorkspaceConfig::load(dir.path()).is_err());
         std::fs::write(dir.path().join(FILE_NAME), "rnak = 64\n").unwrap();
         let e = format!("{:#}", WorkspaceConfig::load(dir.path()).unwrap_err());
         assert!(e.contains("rnak") && e.contains(".pema.toml"), "{e}");

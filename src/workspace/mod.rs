@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod files;
+pub mod neutralise;
 pub mod paraphrase;
 pub mod state;
 pub mod units;
@@ -13,7 +14,7 @@ use std::time::SystemTime;
 
 use anyhow::{bail, Context as _, Result};
 
-pub use config::{PendingUnits, UnitKind, WorkspaceConfig};
+pub use config::{PendingUnits, PseudoSources, UnitKind, WorkspaceConfig};
 pub use files::FileKind;
 pub use state::ParaphraseCache;
 

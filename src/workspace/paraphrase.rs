@@ -1,6 +1,8 @@
-//! Back-paraphrase: the base model rewrites a unit of the user's own writing into plain, neutral
-//! wording, and the pair (paraphrase → original unit) teaches the adapter the way back. This is
-//! how a folder of prose with no parallel text becomes a memory.
+//! Pseudo-pairs: how a folder of prose with no parallel text becomes a memory. Each unit of the
+//! user's own writing gets a plain pseudo-source, and the pair (pseudo-source → unit) teaches the
+//! adapter the way back. Two ways to make the source: back-paraphrase (the base model
+//! rewrites the unit into plain, neutral wording; here, the default) or neutralisation by the
+//! model's own expectations ([`super::neutralise`], measured worse; an option).
 
 use std::sync::atomic::AtomicBool;
 
@@ -9,6 +11,7 @@ use anyhow::Result;
 use crate::decode::{self, Mode, Prompt, RewriteOptions};
 use crate::memory::{Pair, Template};
 use crate::model::Session;
+use crate::workspace::{neutralise, PseudoSources};
 
 /// The instruction for the plain rewrite. Not a memory template: it is only ever used to make
 /// sources, never stored beside targets.
@@ -34,6 +37,30 @@ const EXAMPLES: &[(&str, &str)] = &[
 /// Changes when the prompt or decoding changes, so that cached paraphrases made another way are
 /// not reused.
 pub const VERSION: &str = "paraphrase-v1";
+
+/// What made a pseudo-source, for the cache: a pseudo-source made another way is not reused.
+pub fn version(how: PseudoSources) -> &'static str {
+    match how {
+        PseudoSources::Neutralise => neutralise::VERSION,
+        PseudoSources::Paraphrase => VERSION,
+    }
+}
+
+/// The pseudo-source of one unit, made the way the workspace's settings say. `cancel` stops a
+/// paraphrase between tokens (a neutralisation is one forward pass and is not stopped).
+pub fn pseudo_source(
+    session: &mut Session,
+    unit: &str,
+    how: PseudoSources,
+    cancel: Option<&AtomicBool>,
+) -> Result<String> {
+    match how {
+        PseudoSources::Neutralise => {
+            neutralise::neutralise(session, unit, &neutralise::Settings::default())
+        }
+        PseudoSources::Paraphrase => paraphrase(session, unit, cancel),
+    }
+}
 
 /// The plain rewrite of one unit (greedy, plain model). `cancel` stops it between tokens.
 pub fn paraphrase(

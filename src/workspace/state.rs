@@ -136,6 +136,20 @@ impl ParaphraseCache {
         (cache, None)
     }
 
+    /// What made the pseudo-sources held.
+    pub fn made_by(&self) -> &str {
+        &self.made_by
+    }
+
+    /// From now on pseudo-sources are made by `made_by`: those made another way are dropped.
+    pub fn set_made_by(&mut self, made_by: &str) {
+        if self.made_by != made_by {
+            self.made_by = made_by.to_string();
+            self.unsaved += self.map.len().max(1);
+            self.map.clear();
+        }
+    }
+
     /// The paraphrase of `unit` (its exact text), if there is one.
     pub fn get(&self, unit: &str) -> Option<&str> {
         self.map.get(&unit_key(unit)).map(String::as_str)
