@@ -4,9 +4,9 @@
 # from the same N targets, each scored on the dev pairs with `pema eval` (copy-source, plain,
 # default), the style classifier trained on the set's real training pairs:
 #   true      the real pairs (source → target): the upper bound
-#   backpara  the base model's plain paraphrase of each target → the target
+#   backpara  the base model's plain paraphrase of each target → the target (the daemon's default)
 #   identity  target → target (what a unit whose pseudo-source is not ready gives)
-#   neutral   the target neutralised by the model's own expectations → the target (the daemon's)
+#   neutral   the target neutralised by the model's own expectations → the target (an option)
 #   bash scripts/backparaphrase.sh DATA_SET_DIR [N] [DEV_LIMIT] [OUT_DIR]
 # $VARIANTS picks the variants (default: all four); extra `pema paraphrase --neutralise` options
 # go in $PEMA_NEUTRAL_ARGS. Results: OUT_DIR/VARIANT/{build,train,eval}.json and a table.

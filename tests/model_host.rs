@@ -282,7 +282,7 @@ fn neutralisation_swaps_unlikely_words_and_keeps_names() {
     for name in ["Hazael,", "God,", "Jehovah"] {
         assert!(b.iter().any(|w| w == name), "{name} lost: {out}");
     }
-    // A unit with nothing the model would say otherwise comes back as it is.
+    // A unit of one token leaves the model nothing to guess: it comes back as it is.
     let same = neutralise(&mut session, "The", &Settings::default()).unwrap();
     assert_eq!(same, "The");
 }

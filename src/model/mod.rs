@@ -546,7 +546,8 @@ impl Session {
         Ok(())
     }
 
-    /// llama.cpp's next-token logits at the given positions of one sequence, each handed to `sink` with its position; no other position pays for the LM head.
+    /// llama.cpp's next-token logits at the given positions of one sequence, each handed to
+    /// `sink` with its position; no other position pays for the LM head.
     pub fn logits_at(
         &mut self,
         tokens: &[Token],
