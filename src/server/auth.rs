@@ -20,7 +20,7 @@ pub const MAX_FAILED_INITIALIZE: usize = 3;
 
 /// The daemon's own token file.
 pub fn token_file() -> PathBuf {
-    crate::workspace::state::pema_cache().join("serve.token")
+    crate::dirs::pema_cache().join("serve.token")
 }
 
 /// Reads a token file: a regular file (not a link), small, one line.

@@ -16,7 +16,7 @@ use super::{auth, Listen};
 /// tcp:127.0.0.1:7858` or `rpc unix:/path`, `http 127.0.0.1:8080`, `pid N`), so that clients
 /// on this machine find the last daemon started.
 pub fn addr_file() -> PathBuf {
-    crate::workspace::state::pema_cache().join("serve.addr")
+    crate::dirs::pema_cache().join("serve.addr")
 }
 
 /// The default address of `pema serve`.

@@ -15,7 +15,7 @@ pub const FILE_NAME: &str = ".pema.toml";
 pub const MAX_CONFIG_BYTES: u64 = 64 << 10;
 
 /// How a prose file is cut into units, each of which becomes one pseudo-pair.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum UnitKind {
     /// One sentence per unit (the default).
@@ -25,7 +25,7 @@ pub enum UnitKind {
 }
 
 /// What the memory holds for a unit whose back-paraphrase is not ready yet.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PendingUnits {
     /// Nothing: the unit enters the memory once its paraphrase exists.
@@ -35,7 +35,7 @@ pub enum PendingUnits {
 }
 
 /// How a unit of prose gets the source of its pseudo-pair.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PseudoSources {
     /// The unit with the words the model finds far less likely than its own choice replaced by
@@ -47,14 +47,18 @@ pub enum PseudoSources {
 }
 
 /// A workspace's settings as `.pema.toml` gives them, defaults for what it leaves out.
-#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
+#[schemars(title = "pema workspace settings (.pema.toml)")]
 pub struct WorkspaceConfig {
     /// Globs (relative to the root) of the prose that is the style corpus.
+    #[schemars(length(max = 256), inner(length(max = 1024)))]
     pub corpus: Vec<String>,
     /// Globs of JSONL pairs files (`{"source": …, "target": …}` per line), used as they are.
+    #[schemars(length(max = 256), inner(length(max = 1024)))]
     pub pairs: Vec<String>,
     /// Globs left out even when they match the above (on top of .gitignore and .ignore).
+    #[schemars(length(max = 256), inner(length(max = 1024)))]
     pub exclude: Vec<String>,
     /// A preset name or a template with a `{source}` slot.
     pub template: String,
@@ -64,26 +68,34 @@ pub struct WorkspaceConfig {
     pub headings: bool,
     /// The language of the prose, for sentence boundaries: `auto` (detected per file from its
     /// stopwords), `en`, `de`, `fr` or `es`.
+    #[schemars(extend("enum" = ["auto", "en", "de", "fr", "es"]))]
     pub language: String,
     /// How a unit of prose gets its pseudo-source: `paraphrase` (default) or `neutralise`.
     pub pseudo_sources: PseudoSources,
     /// What the memory holds for a unit not paraphrased yet: `identity` (default) or `skip`.
     pub pending_units: PendingUnits,
     /// Largest memory, in entries (target tokens); later pairs are left out.
+    #[schemars(range(min = 1, max = 100_000_000))]
     pub memory_cap: usize,
     /// Files larger than this are skipped.
+    #[schemars(range(min = 1, max = 67_108_864))]
     pub max_file_bytes: u64,
     /// Adapter rank.
+    #[schemars(range(min = 1, max = 4096))]
     pub rank: usize,
-    /// λ_max of Gradual Unrolling; None: the schedule the adapter chose on its held-out pairs.
+    /// λ_max of Gradual Unrolling; unset: the schedule the adapter chose on its held-out pairs.
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub lambda_max: Option<f32>,
     /// Worked examples from the workspace's pairs in front of every prompt.
+    #[schemars(range(max = 8))]
     pub shots: usize,
     /// Quiet time after the last memory change before the adapter retrains.
+    #[schemars(range(min = 0.0, max = 86_400.0))]
     pub retrain_after_seconds: f64,
     /// A name for the workspace's state folder, `<cache>/pema/named/<name>` (default: one
     /// folder per workspace root). One plain name, never a path: a workspace's settings cannot
     /// send its state outside the cache.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$"))]
     pub state_dir: Option<String>,
 }
 
@@ -120,6 +132,15 @@ impl Default for WorkspaceConfig {
 }
 
 impl WorkspaceConfig {
+    /// The JSON schema of `.pema.toml` (published as `docs/pema.schema.json`, for editors'
+    /// TOML language servers), generated from this type so that it cannot drift from it.
+    pub fn json_schema() -> String {
+        let schema = schemars::schema_for!(WorkspaceConfig);
+        let mut s = serde_json::to_string_pretty(&schema).expect("a schema serialises");
+        s.push('\n');
+        s
+    }
+
     /// The settings of the workspace at `root`: defaults when it has no `.pema.toml`.
     pub fn load(root: &Path) -> Result<Self> {
         let path = root.join(FILE_NAME);
@@ -251,6 +272,26 @@ pub fn read_small_file(path: &Path, max: u64) -> std::io::Result<String> {
 mod tests {
     use super::*;
 
+    /// The published schema is the one the settings type makes: regenerate it with
+    /// `cargo run --release -- schema > docs/pema.schema.json` after changing a setting.
+    #[test]
+    fn published_schema_is_current() {
+        let published = include_str!("../../docs/pema.schema.json");
+        let made = WorkspaceConfig::json_schema();
+        assert!(
+            published == made,
+            "docs/pema.schema.json is stale: run `cargo run --release -- schema > docs/pema.schema.json`"
+        );
+        // Every setting is in it, and unknown keys are refused as the loader refuses them.
+        let schema: serde_json::Value = serde_json::from_str(&made).unwrap();
+        let props = schema["properties"].as_object().unwrap();
+        let defaults = serde_json::to_value(WorkspaceConfig::default()).unwrap();
+        for key in defaults.as_object().unwrap().keys() {
+            assert!(props.contains_key(key), "{key} missing from the schema");
+        }
+        assert_eq!(schema["additionalProperties"], false);
+    }
+
     #[test]
     fn defaults_without_file_and_errors_named() {
         let dir = tempfile::tempdir().unwrap();
@@ -313,11 +354,7 @@ mod tests {
         std::fs::write(&cfg, "state_dir = \"my-notes\"\n").unwrap();
         let c = WorkspaceConfig::load(dir.path()).unwrap();
         let s = super::super::state::state_dir(dir.path(), &c);
-        assert!(
-            s.starts_with(super::super::state::pema_cache()),
-            "{}",
-            s.display()
-        );
+        assert!(s.starts_with(crate::dirs::pema_cache()), "{}", s.display());
         // A link, a FIFO and an oversized file are refused with the reason.
         std::fs::remove_file(&cfg).unwrap();
         let target = dir.path().join("real.toml");

@@ -496,9 +496,7 @@ const SYSTEM_FOLDERS: &[&str] = &[
 /// Refuses a root that is `/`, the home folder itself, a system folder or inside `/proc`,
 /// `/sys`, `/dev`, `/etc`, `/usr`, `/bin`, `/sbin`, `/boot`, `/lib*` (a canonical path).
 pub fn check_root(root: &Path) -> Result<()> {
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .and_then(|h| h.canonicalize().ok());
+    let home = crate::dirs::home().and_then(|h| h.canonicalize().ok());
     if root.parent().is_none() || home.as_deref() == Some(root) {
         bail!(
             "{} cannot be a workspace: open the folder of your documents, not {}",

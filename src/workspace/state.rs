@@ -9,29 +9,13 @@ use serde::{Deserialize, Serialize};
 
 use super::config::WorkspaceConfig;
 
-/// `$XDG_CACHE_HOME`, else `~/.cache`.
-pub fn cache_home() -> PathBuf {
-    match std::env::var_os("XDG_CACHE_HOME") {
-        Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => std::env::var_os("HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(std::env::temp_dir)
-            .join(".cache"),
-    }
-}
-
-/// pema's own folder in the cache: `<cache>/pema`. Everything the daemon writes lives under it.
-pub fn pema_cache() -> PathBuf {
-    cache_home().join("pema")
-}
-
 /// The workspace's state folder: `<cache>/pema/named/<state_dir>` when `.pema.toml` names one
 /// (a plain name, checked when the settings load), else
 /// `<cache>/pema/workspaces/<folder name>-<hash of the root path>`. A workspace's settings cannot
 /// put its state anywhere else.
 pub fn state_dir(root: &Path, config: &WorkspaceConfig) -> PathBuf {
     if let Some(d) = config.state_dir.as_deref().filter(|d| valid_state_name(d)) {
-        return pema_cache().join("named").join(d);
+        return crate::dirs::pema_cache().join("named").join(d);
     }
     let name: String = root
         .file_name()
@@ -48,7 +32,7 @@ pub fn state_dir(root: &Path, config: &WorkspaceConfig) -> PathBuf {
         .take(40)
         .collect();
     let hash = blake3::hash(root.as_os_str().as_encoded_bytes()).to_hex();
-    pema_cache()
+    crate::dirs::pema_cache()
         .join("workspaces")
         .join(format!("{name}-{}", &hash[..16]))
 }
