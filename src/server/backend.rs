@@ -279,21 +279,29 @@ impl Backend {
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(_) => return,
                 };
-                if !roots.lock().unwrap().iter().any(|r| r == &e.workspace) {
+                // A task is forwarded from its begin or not at all: a report or end without
+                // the begin (a workspace added mid-task, a refused token) is not work-done
+                // progress, and Neovim's `vim.lsp.status()` fails on one (it has no title).
+                let begin = matches!(e.stage, Stage::Begin);
+                if begin && !roots.lock().unwrap().iter().any(|r| r == &e.workspace) {
                     continue;
                 }
-                let token = tokens
-                    .entry(e.id)
-                    .or_insert_with(|| {
-                        ProgressToken::String(format!("pema/{}/{}", to_proto::task(e.task), e.id))
-                    })
-                    .clone();
-                if matches!(e.stage, Stage::End) {
-                    tokens.remove(&e.id);
-                }
+                let token = if begin {
+                    ProgressToken::String(format!("pema/{}/{}", to_proto::task(e.task), e.id))
+                } else if matches!(e.stage, Stage::End) {
+                    match tokens.remove(&e.id) {
+                        Some(t) => t,
+                        None => continue,
+                    }
+                } else {
+                    match tokens.get(&e.id) {
+                        Some(t) => t.clone(),
+                        None => continue,
+                    }
+                };
                 let params = to_proto::progress(&e, token.clone());
                 if standard {
-                    if matches!(e.stage, Stage::Begin) {
+                    if begin {
                         let created = client
                             .send_request::<request::WorkDoneProgressCreate>(
                                 WorkDoneProgressCreateParams {
@@ -304,6 +312,7 @@ impl Backend {
                         if created.is_err() {
                             continue;
                         }
+                        tokens.insert(e.id, token.clone());
                     }
                     let params = to_proto::WorkDoneProgress {
                         token: params.token,
@@ -311,6 +320,9 @@ impl Backend {
                     };
                     client.send_notification::<AnyProgress>(json!(params)).await;
                 } else {
+                    if begin {
+                        tokens.insert(e.id, token.clone());
+                    }
                     client
                         .send_notification::<PemaProgress>(json!(params))
                         .await;

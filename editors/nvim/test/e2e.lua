@@ -134,7 +134,7 @@ end
 ---------------------------------------------------------------------------------------------------
 -- 2. Start the daemon on notes.md and wait until the workspace has its adapter.
 ---------------------------------------------------------------------------------------------------
-local progress = { total = 0, begin = 0, report = 0, ['end'] = 0, leaked = 0, titles = {} }
+local progress = { total = 0, begin = 0, report = 0, ['end'] = 0, leaked = 0, titles = {}, begun = {}, orphans = {} }
 api.nvim_create_autocmd('LspProgress', {
   callback = function(ev)
     local c = vim.lsp.get_client_by_id(ev.data.client_id)
@@ -150,6 +150,11 @@ api.nvim_create_autocmd('LspProgress', {
     progress.total = progress.total + 1
     if v.kind and progress[v.kind] then
       progress[v.kind] = progress[v.kind] + 1
+    end
+    if v.kind == 'begin' then
+      progress.begun[p.token] = true
+    elseif not progress.begun[p.token] then
+      progress.orphans[#progress.orphans + 1] = ('%s %s'):format(tostring(v.kind), tostring(p.token))
     end
     if v.kind == 'begin' then
       progress.titles[#progress.titles + 1] = ('%s [%s]'):format(tostring(v.title), tostring(p.token))
@@ -443,7 +448,90 @@ end, 500), 'the opted-in folder never listed loose.md as learned')
 check(listed.learned[1].path:find('loose.md', 1, true), 'pema/files: %s', vim.inspect(listed))
 log('opted in %s: learned from %s', other, listed.learned[1].path)
 
+---------------------------------------------------------------------------------------------------
+-- 7. A CRLF document with emoji and CJK text and no final newline: its last line rewritten,
+--    accepted and written, and every other byte of the file is as it was.
+---------------------------------------------------------------------------------------------------
+local function attached(bufnr)
+  local c
+  check(vim.wait(20000, function()
+    c = vim.lsp.get_clients({ bufnr = bufnr, name = 'pema' })[1]
+    return c ~= nil
+  end, 50), 'no pema client attached to %s', api.nvim_buf_get_name(bufnr))
+  return c
+end
+do
+  local path = vim.fs.joinpath(ws, 'crlf.md')
+  local head = 'Grüße 😀 from the first line of this note.\r\n一二三 the second line of the text.\r\n'
+  local last = 'The third line 😀 has 日本語 and no final newline.'
+  local fh = assert(io.open(path, 'wb'))
+  fh:write(head .. last)
+  fh:close()
+  vim.cmd.edit(vim.fn.fnameescape(path))
+  local cbuf = api.nvim_get_current_buf()
+  check(vim.bo[cbuf].fileformat == 'dos' and not vim.bo[cbuf].eol, 'crlf.md read as fileformat=%s eol=%s',
+    vim.bo[cbuf].fileformat, tostring(vim.bo[cbuf].eol))
+  -- Neovim itself would add the final newline on :write; that is the user's 'fixendofline', not pema's.
+  vim.bo[cbuf].fixendofline = false
+  local c = attached(cbuf)
+  local rc = pema.rewrite({ line1 = 3, line2 = 3 })
+  check(rc ~= nil, ':PemaRewrite on crlf.md started nothing: %s', table.concat(errors, '; '))
+  check(rc.range.start.line == 2 and rc.range['end'].line == 2
+    and rc.range['end'].character == vim.str_utfindex(last, c.offset_encoding), 'crlf.md range sent: %s', vim.inspect(rc.range))
+  local text = wait_done(rc)
+  vim.cmd('PemaAccept')
+  vim.cmd('silent write')
+  local rf = assert(io.open(path, 'rb'))
+  local bytes = rf:read('*a')
+  rf:close()
+  check(bytes:sub(1, #head) == head, 'the lines before the rewrite changed: %q', bytes:sub(1, #head))
+  local rest = bytes:sub(#head + 1)
+  check(rest == text and rest:sub(-1) ~= '\n' and not rest:gsub('\r\n', ''):find('[\r\n]'),
+    'crlf.md after the rewrite ends %q, want the rewrite %q with CRLF breaks and no final newline', rest, text)
+  log('crlf.md: %q -> %q; every other byte unchanged, CRLF kept, no final newline added', last, rest)
+end
+
+---------------------------------------------------------------------------------------------------
+-- 8. Incremental sync: one character typed in a large open document sends only the change.
+---------------------------------------------------------------------------------------------------
+do
+  local path = vim.fs.joinpath(ws, 'drafts', 'big.md') -- excluded in .pema.toml: not learned
+  vim.fn.mkdir(vim.fs.dirname(path), 'p')
+  local lines = {}
+  for i = 1, 3000 do
+    lines[i] = ('Line %d of a long draft, which the daemon keeps a copy of while it is open.'):format(i)
+  end
+  vim.fn.writefile(lines, path)
+  local size = vim.uv.fs_stat(path).size
+  vim.cmd.edit(vim.fn.fnameescape(path))
+  local bbuf = api.nvim_get_current_buf()
+  local c = attached(bbuf)
+  local sent = {}
+  local notify0 = c.rpc.notify
+  c.rpc.notify = function(method, params)
+    if method == 'textDocument/didChange' then
+      sent[#sent + 1] = #vim.json.encode({ jsonrpc = '2.0', method = method, params = params })
+    end
+    return notify0(method, params)
+  end
+  api.nvim_buf_set_text(bbuf, 1500, 5, 1500, 5, { 'x' })
+  check(vim.wait(5000, function()
+    return #sent > 0
+  end, 20), 'no didChange was sent for an edit')
+  vim.wait(500) -- anything else the edit sends
+  c.rpc.notify = notify0
+  local total = 0
+  for _, n in ipairs(sent) do
+    total = total + n
+  end
+  check(total < 1000, 'one character in a %d-byte document sent %d bytes of didChange', size, total)
+  log('one character typed in a %d-byte document: %d didChange message(s), %d bytes', size, #sent, total)
+  vim.cmd('bwipeout!')
+end
+
 check(#errors == 0, 'errors were reported: %s', table.concat(errors, '; '))
+-- Every report and end follows its begin (Neovim's own vim.lsp.status() fails on one that does not).
+check(#progress.orphans == 0, 'progress without its begin: %s', table.concat(progress.orphans, ', '))
 local _ = vim.lsp.status() -- the built-in progress summary works
 log('LspProgress events in total: %d (%d begin, %d report, %d end)', progress.total, progress.begin, progress.report, progress['end'])
 

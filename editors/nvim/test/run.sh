@@ -106,7 +106,7 @@ assert len(targets) >= 5, "dev.jsonl has too few short targets"
 with open(sys.argv[2], "w", encoding="utf-8") as f:
     f.write("\n".join(targets) + "\n")
 EOF
-printf 'retrain_after_seconds = 1.0\n' >"$WS/.pema.toml"
+printf 'retrain_after_seconds = 1.0\nexclude = ["drafts/**"]\n' >"$WS/.pema.toml"
 # Folders pema must not learn unasked: one without .pema.toml, and a home folder (with one).
 OTHER="$TMP/other"
 TEST_HOME="$TMP/home"

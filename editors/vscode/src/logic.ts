@@ -2,6 +2,7 @@
 // daemon test (test/daemon.test.ts) run it under plain Node.
 
 import * as path from "path";
+import { TextDocument } from "vscode-languageserver-textdocument";
 
 // ---------------------------------------------------------------------------------------------
 // Finding the binary
@@ -236,53 +237,14 @@ export class PartialText {
 }
 
 // ---------------------------------------------------------------------------------------------
-// A text buffer model (UTF-16 LSP positions), for the preview and for tests.
-
-export class TextBuffer {
-  constructor(public text: string) {}
-
-  private lineStarts(): number[] {
-    const starts = [0];
-    for (let i = 0; i < this.text.length; i++) {
-      if (this.text.charCodeAt(i) === 10) starts.push(i + 1);
-    }
-    return starts;
-  }
-
-  offsetAt(p: Position): number {
-    const starts = this.lineStarts();
-    if (p.line < 0) return 0;
-    if (p.line >= starts.length) return this.text.length;
-    const lineStart = starts[p.line];
-    let lineEnd = p.line + 1 < starts.length ? starts[p.line + 1] - 1 : this.text.length;
-    if (lineEnd > lineStart && this.text.charCodeAt(lineEnd - 1) === 13) lineEnd -= 1; // \r\n
-    return Math.min(lineStart + Math.max(0, p.character), lineEnd);
-  }
-
-  getText(r?: Range): string {
-    if (!r) return this.text;
-    return this.text.slice(this.offsetAt(r.start), this.offsetAt(r.end));
-  }
-
-  /** Replaces `r` by `newText`; returns the range the new text covers. */
-  replace(r: Range, newText: string): Range {
-    const a = this.offsetAt(r.start);
-    const b = this.offsetAt(r.end);
-    this.text = this.text.slice(0, a) + newText + this.text.slice(b);
-    const lines = newText.split("\n");
-    const end: Position =
-      lines.length === 1
-        ? { line: r.start.line, character: r.start.character + newText.length }
-        : { line: r.start.line + lines.length - 1, character: lines[lines.length - 1].length };
-    return { start: r.start, end };
-  }
-}
+// The preview's text: the LSP project's own document model (`vscode-languageserver-textdocument`,
+// UTF-16 positions), which ends a line before its "\r\n" or "\n" and clamps a position past the
+// end of a line or of the document as VS Code does.
 
 /** `text` with `range` replaced by `newText` (the preview of a rewrite). */
 export function applyRewrite(text: string, range: Range, newText: string): string {
-  const b = new TextBuffer(text);
-  b.replace(range, newText);
-  return b.text;
+  const doc = TextDocument.create("untitled:pema-preview", "plaintext", 0, text);
+  return TextDocument.applyEdits(doc, [{ range, newText }]);
 }
 
 // ---------------------------------------------------------------------------------------------

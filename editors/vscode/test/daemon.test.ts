@@ -19,6 +19,7 @@ import {
   StreamMessageWriter,
   createMessageConnection,
 } from "vscode-jsonrpc/node";
+import { TextDocument } from "vscode-languageserver-textdocument";
 import {
   FILES_METHOD,
   FilesResult,
@@ -30,7 +31,6 @@ import {
   REWRITE_METHOD,
   RewriteResult,
   STATUS_METHOD,
-  TextBuffer,
   WorkDoneValue,
   adapterReady,
   applyProgress,
@@ -67,8 +67,8 @@ function log(msg: string): void {
   process.stderr.write(`[daemon-test ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
 }
 
-function lineRange(buf: TextBuffer, line: number) {
-  const text = buf.text.split("\n")[line];
+function lineRange(doc: TextDocument, line: number) {
+  const text = doc.getText({ start: { line, character: 0 }, end: { line: line + 1, character: 0 } }).replace(/\r?\n$/, "");
   return { start: { line, character: 0 }, end: { line, character: text.length } };
 }
 
@@ -163,9 +163,9 @@ describe("pema lsp, driven like the extension drives it", { timeout: (READY_TIME
   });
 
   it("streams a rewrite of a selection and applies it to the text", async () => {
-    const buf = new TextBuffer(notesText);
-    const range = lineRange(buf, 0);
-    const original = buf.getText(range);
+    const doc = TextDocument.create(notesUri, "markdown", 1, notesText);
+    const range = lineRange(doc, 0);
+    const original = doc.getText(range);
     const token = newPartialToken();
     const params = buildRewriteParams({
       uri: notesUri,
@@ -185,21 +185,20 @@ describe("pema lsp, driven like the extension drives it", { timeout: (READY_TIME
     assert.ok(partial.updates >= 2, `several partial results streamed (got ${partial.updates})`);
     assert.ok(texts.every((t, i) => i === 0 || t.length >= texts[i - 1].length), "partial text grows");
     assert.equal(partial.text.trim(), result.text.trim(), "the last partial text is the result");
-    const newRange = buf.replace(range, result.text);
-    const lines = buf.text.split("\n");
-    assert.equal(buf.getText(newRange), result.text);
+    const edited = TextDocument.applyEdits(doc, [{ range, newText: result.text }]);
+    const lines = edited.split("\n");
     assert.deepEqual(lines.slice(1), notesText.split("\n").slice(1), "other lines untouched");
     // The edit lands exactly: the first line is the rewrite, the rest as it was. (The rewrite
     // itself may equal the source: a faithful default changes only what the style changes.)
-    assert.equal(buf.text, [result.text, ...notesText.split("\n").slice(1)].join("\n"), "the document holds the rewrite");
+    assert.equal(edited, [result.text, ...notesText.split("\n").slice(1)].join("\n"), "the document holds the rewrite");
   });
 
   it("cancels a rewrite when a new one starts", async () => {
-    const buf = new TextBuffer(notesText);
+    const doc = TextDocument.create(notesUri, "markdown", 1, notesText);
     const cts = new CancellationTokenSource();
     const token = newPartialToken();
-    const range = lineRange(buf, 1);
-    const params = buildRewriteParams({ uri: notesUri, range, selectedText: buf.getText(range), synced: true, partialResultToken: token });
+    const range = lineRange(doc, 1);
+    const params = buildRewriteParams({ uri: notesUri, range, selectedText: doc.getText(range), synced: true, partialResultToken: token });
     const sub = conn.onProgress(new ProgressType<PartialRewrite>(), token, () => cts.cancel());
     const err = await conn.sendRequest(REWRITE_METHOD, params, cts.token).then(
       () => undefined,
@@ -220,8 +219,8 @@ describe("pema lsp, driven like the extension drives it", { timeout: (READY_TIME
   });
 
   it("offers the code action and resolves it to an edit", async () => {
-    const buf = new TextBuffer(notesText);
-    const range = lineRange(buf, 2);
+    const doc = TextDocument.create(notesUri, "markdown", 1, notesText);
+    const range = lineRange(doc, 2);
     const actions = (await conn.sendRequest("textDocument/codeAction", {
       textDocument: { uri: notesUri },
       range,

@@ -59,6 +59,11 @@ fs.writeFileSync(
   ),
 );
 
+// A CRLF document with emoji and CJK text and no final newline, for the round trip at the end.
+const CRLF_HEAD = "Grüße 😀 from the first line of this note.\r\n一二三 the second line of the text.\r\n";
+const CRLF_LAST = "The third line 😀 has 日本語 and no final newline.";
+fs.writeFileSync(path.join(WORKSPACE, "crlf.md"), CRLF_HEAD + CRLF_LAST);
+
 const base = [`--user-data-dir=${userData}`, `--extensions-dir=${extDir}`];
 log(`installing ${VSIX}`);
 execFileSync(CODE_SERVER, [...base, "--install-extension", VSIX], { stdio: "inherit", timeout: 120_000 });
@@ -248,6 +253,57 @@ try {
   await page.screenshot({ path: SCREENSHOT });
   log(`screenshot: ${SCREENSHOT}`);
   log(`status texts seen: ${[...seen].join(" | ")}`);
+
+  // crlf.md: its last line rewritten, accepted and saved; every other byte as it was.
+  await page.keyboard.press("Control+P");
+  await page.waitForSelector(".quick-input-widget input", { state: "visible" });
+  await page.keyboard.type("crlf.md");
+  await page.waitForSelector(".quick-input-list .monaco-list-row", { hasText: "crlf.md" });
+  await page.waitForTimeout(300);
+  await page.keyboard.press("Enter");
+  await page.waitForSelector(".tab.active", { hasText: "crlf.md" });
+  await focusEditor(page);
+  await page.keyboard.press("Control+End");
+  await page.keyboard.press("Shift+Home");
+  await page.keyboard.press("F1");
+  await page.waitForSelector(".quick-input-widget input", { state: "visible" });
+  await page.keyboard.type("PEMA: Rewrite Selection");
+  await page.locator(".quick-input-list .monaco-list-row", { hasText: "PEMA: Rewrite Selection" }).first().waitFor();
+  await page.waitForTimeout(300);
+  await page.keyboard.press("Enter");
+  const request = await waitFor(
+    "the crlf.md rewrite request",
+    () => traceEvents().filter((e) => e.event === "rewrite-request")[1],
+    30_000,
+  );
+  if (request.originalText !== CRLF_LAST) throw new Error(`e2e: crlf.md selection was ${JSON.stringify(request.originalText)}`);
+  const toast2 = page.locator(".notifications-toasts .notification-toast", { hasText: "pema: rewrite ready" }).last();
+  await toast2.waitFor({ timeout: 180_000 });
+  const result2 = traceEvents().filter((e) => e.event === "rewrite-result")[1];
+  if (!result2) throw new Error("e2e: no second rewrite-result in the trace");
+  await toast2.getByRole("button", { name: "Accept" }).click();
+  const accepted2 = await waitFor(
+    "the crlf.md edit",
+    () => traceEvents().filter((e) => e.event === "accepted")[1],
+    30_000,
+  );
+  if (!accepted2.applied) throw new Error("e2e: the crlf.md edit was not applied");
+  await page.waitForSelector(".tab.active", { hasText: "crlf.md" });
+  await page.waitForTimeout(500);
+  await page.keyboard.press("Control+S");
+  const want = CRLF_HEAD + result2.result.text;
+  const got = await waitFor(
+    "crlf.md to be saved",
+    () => {
+      const t = fs.readFileSync(path.join(WORKSPACE, "crlf.md"), "utf8");
+      return t !== CRLF_HEAD + CRLF_LAST || want === CRLF_HEAD + CRLF_LAST ? t : undefined;
+    },
+    15_000,
+  );
+  if (got !== want || /(^|[^\r])\n/.test(got) || got.endsWith("\n")) {
+    throw new Error(`e2e: crlf.md is ${JSON.stringify(got)}, want ${JSON.stringify(want)} (CRLF, no final newline)`);
+  }
+  log(`crlf.md: ${JSON.stringify(CRLF_LAST)} -> ${JSON.stringify(result2.result.text)}; every other byte unchanged`);
   if (![...seen].some((s) => /pema: (training|building memory|paraphrasing)/.test(s))) {
     log("note: no background progress was seen in the status bar (the daemon may have been ready at once)");
   }

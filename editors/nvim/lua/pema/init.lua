@@ -463,11 +463,17 @@ local function preview_title(s)
   return ' pema · rewriting… '
 end
 
+--- A rewrite's text as buffer lines. The daemon fits a rewrite to the document's line endings
+--- (CRLF in a 'fileformat' dos buffer, whose lines hold no "\r").
+local function lines_of(text)
+  return vim.split((text:gsub('\r\n', '\n')), '\n', { plain = true })
+end
+
 local function update_preview(s)
   if not (s.preview_buf and api.nvim_buf_is_valid(s.preview_buf)) then
     return
   end
-  local lines = vim.split(s.text ~= '' and s.text or '…', '\n', { plain = true })
+  local lines = lines_of(s.text ~= '' and s.text or '…')
   vim.bo[s.preview_buf].modifiable = true
   api.nvim_buf_set_lines(s.preview_buf, 0, -1, false, lines)
   vim.bo[s.preview_buf].modifiable = false
@@ -720,7 +726,7 @@ function M.accept()
     return false
   end
   local sr, sc, er, ec = m[1], m[2], m[3].end_row, m[3].end_col
-  local lines = vim.split(s.text, '\n', { plain = true })
+  local lines = lines_of(s.text)
   close_pending(s)
   api.nvim_buf_set_text(s.bufnr, sr, sc, er, ec, lines)
   return true
@@ -773,7 +779,7 @@ function M.accept_hunk(n)
     return false
   end
   local sr, sc, er, ec = unpack(b)
-  local new = vim.split(s.text, '\n', { plain = true })
+  local new = lines_of(s.text)
   if #new ~= er - sr + 1 then
     notify(('this rewrite has %d lines for %d lines of text: accept it whole (:PemaAccept)'):format(#new, er - sr + 1), vim.log.levels.WARN)
     return false

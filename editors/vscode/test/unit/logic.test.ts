@@ -2,7 +2,6 @@ import { strict as assert } from "node:assert";
 import { describe, it } from "node:test";
 import {
   PartialText,
-  TextBuffer,
   allReady,
   applyProgress,
   applyRewrite,
@@ -141,19 +140,18 @@ describe("rewrite requests", () => {
   });
 });
 
-describe("TextBuffer", () => {
+describe("applyRewrite (the preview's text)", () => {
   it("replaces UTF-16 ranges", () => {
-    const b = new TextBuffer("one\ntwo 🙂 three\nfour");
     const r = { start: { line: 1, character: 4 }, end: { line: 1, character: 6 } };
-    assert.equal(b.getText(r), "🙂");
-    const nr = b.replace(r, "x\ny");
-    assert.equal(b.text, "one\ntwo x\ny three\nfour");
-    assert.deepEqual(nr.end, { line: 2, character: 1 });
+    assert.equal(applyRewrite("one\ntwo 🙂 three\nfour", r, "x\ny"), "one\ntwo x\ny three\nfour");
   });
-  it("handles CRLF and out-of-range positions", () => {
+  it("handles CRLF, CJK, no final newline and out-of-range positions", () => {
     const t = "a\r\nbc\r\n";
     assert.equal(applyRewrite(t, { start: { line: 1, character: 0 }, end: { line: 1, character: 99 } }, "XY"), "a\r\nXY\r\n");
     assert.equal(applyRewrite("ab", { start: { line: 5, character: 0 }, end: { line: 6, character: 0 } }, "!"), "ab!");
+    const cjk = "一二三\r\nlast 😀 line";
+    assert.equal(applyRewrite(cjk, { start: { line: 1, character: 5 }, end: { line: 1, character: 7 } }, "🙂"), "一二三\r\nlast 🙂 line");
+    assert.equal(applyRewrite(cjk, { start: { line: 0, character: 1 }, end: { line: 0, character: 2 } }, "x"), "一x三\r\nlast 😀 line");
   });
 });
 
