@@ -4,6 +4,7 @@
 mod auth;
 mod backend;
 pub mod client;
+mod documents;
 mod framing;
 mod http;
 pub mod mcp;
