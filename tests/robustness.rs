@@ -37,23 +37,24 @@ fn plain(text: &str) -> RewriteRequest {
     }
 }
 
-/// A rewrite that panics (here its streaming callback) is answered with an error, and the
-/// worker goes on serving later rewrites. Before, the panic ended the worker thread: that
-/// rewrite's answer never came and every later rewrite failed.
+/// Queues a rewrite from outside the async runtime, as a blocking caller would.
+fn rewrite(d: &Arc<Daemon>, req: RewriteRequest) -> pema::daemon::RewriteStream {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(d.rewrite(req, Arc::new(AtomicBool::new(false))))
+        .unwrap()
+}
+
+/// A rewrite that panics on the worker (here by an injected fault) is answered with an error,
+/// and the worker goes on serving later rewrites. Before, the panic ended the worker thread:
+/// that rewrite's answer never came and every later rewrite failed.
 #[test]
 fn the_worker_survives_a_panicking_rewrite() {
     let d = daemon();
-    let rx = d
-        .rewrite(
-            plain("Give ear to my words, O Lord."),
-            |_| panic!("injected fault in the streaming callback"),
-            Arc::new(AtomicBool::new(false)),
-        )
-        .unwrap();
-    match rx
-        .blocking_recv()
-        .expect("the panicking rewrite is answered")
-    {
+    d.fail_next_rewrite();
+    match rewrite(&d, plain("Give ear to my words, O Lord.")).blocking_result() {
         Err(RequestError::Failed(e)) => {
             let e = format!("{e:#}");
             assert!(e.contains("inside pema"), "{e}");
@@ -61,14 +62,9 @@ fn the_worker_survives_a_panicking_rewrite() {
         other => panic!("expected a failure, got {:?}", other.map(|r| r.text)),
     }
     for _ in 0..2 {
-        let rx = d
-            .rewrite(
-                plain("Give ear to my words, O Lord."),
-                |_| {},
-                Arc::new(AtomicBool::new(false)),
-            )
-            .unwrap();
-        let r = rx.blocking_recv().unwrap().expect("later rewrites work");
+        let r = rewrite(&d, plain("Give ear to my words, O Lord."))
+            .blocking_result()
+            .expect("later rewrites work");
         assert!(!r.text.is_empty());
     }
 }
@@ -195,14 +191,8 @@ fn a_panicking_pipeline_is_restarted() {
     );
     // Signals still reach the restarted pipeline, and rewrites are served.
     d.rebuild(&root, false).unwrap();
-    let rx = d
-        .rewrite(
-            plain("Give ear to my words, O Lord."),
-            |_| {},
-            Arc::new(AtomicBool::new(false)),
-        )
-        .unwrap();
-    assert!(!rx.blocking_recv().unwrap().unwrap().text.is_empty());
+    let r = rewrite(&d, plain("Give ear to my words, O Lord."));
+    assert!(!r.blocking_result().unwrap().text.is_empty());
     d.close_workspace(&root);
 }
 
@@ -234,17 +224,15 @@ fn a_rewrite_is_answered_while_a_memory_builds() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let asked = Instant::now();
-    let rx = d
-        .rewrite(
-            RewriteRequest {
-                workspace: Some(root.clone()),
-                ..plain("Give ear to my words, O Lord.")
-            },
-            |_| {},
-            Arc::new(AtomicBool::new(false)),
-        )
-        .unwrap();
-    let r = rx.blocking_recv().unwrap().expect("the rewrite");
+    let r = rewrite(
+        &d,
+        RewriteRequest {
+            workspace: Some(root.clone()),
+            ..plain("Give ear to my words, O Lord.")
+        },
+    )
+    .blocking_result()
+    .expect("the rewrite");
     let answered = asked.elapsed();
     let (still_building, builds) = building(&d);
     eprintln!("rewrite answered in {answered:?} during the memory build");

@@ -4,6 +4,7 @@
 
 mod events;
 mod pipeline;
+mod rewrite;
 mod worker;
 
 use std::collections::BTreeMap;
@@ -17,14 +18,14 @@ use anyhow::Result;
 use notify_debouncer_full::notify::RecursiveMode;
 
 pub use events::{Event, Stage, Task};
+pub use rewrite::{RewriteEvent, RewriteRequest, RewriteStream};
 pub use worker::QueueStatus;
 
-use crate::decode::{Mode, Rewrite, RewriteOptions};
-use crate::memory::{BuildReport, Template};
+use crate::memory::BuildReport;
 use crate::model::{Model, SessionOptions};
 use crate::workspace::{FilesReport, Refresh, Skipped};
 use pipeline::{Pipeline, Signal};
-use worker::{RewriteJob, Worker};
+use worker::Worker;
 
 /// Where a workspace's adapter stands.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -219,48 +220,6 @@ pub fn open_list(open: &[PathBuf]) -> String {
     }
 }
 
-/// A rewrite to do.
-#[derive(Clone, Debug)]
-pub struct RewriteRequest {
-    /// The text to rewrite, line by line: at most [`MAX_REWRITE_CHARS`] characters and
-    /// [`MAX_REWRITE_LINES`] non-blank lines.
-    pub text: String,
-    /// A path in the workspace whose style to use; None: the only open workspace.
-    pub workspace: Option<PathBuf>,
-    /// None: the adapter's own choice.
-    pub mode: Option<Mode>,
-    /// Overrides the workspace's λ_max.
-    pub lambda_max: Option<f32>,
-    /// λ of the fixed mode, 0 to 1; None: the adapter's own choice.
-    pub lambda_fixed: Option<f32>,
-    /// Sampling temperature; 0 is greedy (the default).
-    pub temperature: f32,
-    /// Nucleus sampling: sample among the most likely tokens whose probabilities add up to
-    /// this (1: all tokens). Only when `temperature` is above 0.
-    pub top_p: f32,
-    /// Seed of the sampler, so that a sampled rewrite can be repeated.
-    pub seed: u64,
-    /// At most this many tokens per line; None: twice the line's expected length plus 16.
-    pub max_tokens: Option<usize>,
-}
-
-impl Default for RewriteRequest {
-    fn default() -> Self {
-        let d = RewriteOptions::default();
-        Self {
-            text: String::new(),
-            workspace: None,
-            mode: None,
-            lambda_max: None,
-            lambda_fixed: None,
-            temperature: d.temperature,
-            top_p: d.top_p,
-            seed: d.seed,
-            max_tokens: None,
-        }
-    }
-}
-
 struct OpenWorkspace {
     shared: Arc<pipeline::Published>,
     tx: Sender<Signal>,
@@ -350,6 +309,8 @@ pub struct Daemon {
     events: tokio::sync::broadcast::Sender<Event>,
     workspaces: Mutex<BTreeMap<PathBuf, OpenWorkspace>>,
     started: Instant,
+    /// The next rewrite panics on the worker ([`Daemon::fail_next_rewrite`]).
+    fail_next_rewrite: AtomicBool,
 }
 
 /// Longest text a rewrite takes (characters); longer selections are refused with this figure.
@@ -378,6 +339,7 @@ impl Daemon {
             events,
             workspaces: Mutex::new(BTreeMap::new()),
             started: Instant::now(),
+            fail_next_rewrite: AtomicBool::new(false),
         }))
     }
 
@@ -466,7 +428,13 @@ impl Daemon {
                 None => None,
             }
         };
-        let Some(root) = root else { return };
+        if let Some(root) = root {
+            self.until_root_loaded(root).await;
+        }
+    }
+
+    /// Waits, off the async runtime, until the workspace at `root` has loaded (or 60 s pass).
+    async fn until_root_loaded(self: &Arc<Self>, root: PathBuf) {
         let loading = self
             .with_workspace(&root, |w| {
                 w.shared.status.lock().unwrap().adapter.state == AdapterState::Loading
@@ -561,6 +529,13 @@ impl Daemon {
         })
     }
 
+    /// Makes the next rewrite panic on the worker, for tests that a failing rewrite is answered
+    /// and the worker goes on. Not for use otherwise.
+    #[doc(hidden)]
+    pub fn fail_next_rewrite(&self) {
+        self.fail_next_rewrite.store(true, Ordering::SeqCst);
+    }
+
     /// Makes the workspace's pipeline panic, for tests of its recovery. Not for use otherwise.
     #[doc(hidden)]
     pub fn inject_fault(&self, root: &Path) -> Result<(), RequestError> {
@@ -583,97 +558,6 @@ impl Daemon {
         let r = root_of(&all, root)?;
         let s = all[&r].shared.serving.read().unwrap();
         Ok(s.template.worked_examples(&s.base_template))
-    }
-
-    /// Queues a rewrite. `on_text` receives the text as it grows; setting `cancel` stops it
-    /// before its next token. The result arrives on the returned channel.
-    pub fn rewrite(
-        &self,
-        req: RewriteRequest,
-        on_text: impl FnMut(&str) + Send + 'static,
-        cancel: Arc<AtomicBool>,
-    ) -> Result<tokio::sync::oneshot::Receiver<Result<Rewrite, RequestError>>, RequestError> {
-        if req.text.trim().is_empty() {
-            return Err(RequestError::InvalidRequest(
-                "nothing to rewrite: the text is empty".into(),
-            ));
-        }
-        if req.text.chars().count() > MAX_REWRITE_CHARS {
-            return Err(RequestError::InvalidRequest(format!(
-                "the text is {} characters long; pema rewrites at most {MAX_REWRITE_CHARS} at once",
-                req.text.chars().count()
-            )));
-        }
-        let lines = req.text.lines().filter(|l| !l.trim().is_empty()).count();
-        if lines > MAX_REWRITE_LINES {
-            return Err(RequestError::InvalidRequest(format!(
-                "the text has {lines} lines; pema rewrites at most {MAX_REWRITE_LINES} at once"
-            )));
-        }
-        for (option, v) in [
-            (Lambda::Max, req.lambda_max),
-            (Lambda::Fixed, req.lambda_fixed),
-        ] {
-            if let Some(value) = v.filter(|v| !(0.0..=1.0).contains(v)) {
-                return Err(RequestError::OutOfRange { option, value });
-            }
-        }
-        let serving = {
-            let all = self.workspaces.lock().unwrap();
-            let root = match &req.workspace {
-                Some(p) => Some(root_of(&all, p)?),
-                None if all.len() == 1 => all.keys().next().cloned(),
-                None if req.mode == Some(Mode::Plain) => None,
-                None => {
-                    return Err(RequestError::WhichWorkspace {
-                        open: all.keys().cloned().collect(),
-                    })
-                }
-            };
-            root.map(|r| all[&r].shared.serving.read().unwrap().clone())
-        };
-        let (adapter, template, lambda_max) = match serving {
-            Some(s) => (s.adapter, s.template, s.lambda_max),
-            None => (None, Template::default(), None),
-        };
-        let plain = req.mode == Some(Mode::Plain);
-        if !plain && adapter.is_none() {
-            return Err(RequestError::NoAdapter);
-        }
-        // What no option names comes from the adapter's own choice (made on its held-out
-        // pairs): the same defaults as `pema rewrite`.
-        let d = adapter
-            .as_ref()
-            .map_or_else(RewriteOptions::default, |a| a.default_rewrite());
-        let options = RewriteOptions {
-            mode: req.mode.unwrap_or(d.mode),
-            lambda_max: req.lambda_max.or(lambda_max).unwrap_or(d.lambda_max),
-            lambda_fixed: req.lambda_fixed.unwrap_or(d.lambda_fixed),
-            max_tokens: req.max_tokens,
-            temperature: req.temperature,
-            top_p: req.top_p,
-            seed: req.seed,
-            ..d
-        };
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.worker.rewrite(RewriteJob {
-            text: req.text,
-            template,
-            adapter: if plain { None } else { adapter },
-            options,
-            on_text: Box::new(on_text),
-            cancel,
-            done: Box::new(move |r| {
-                let _ = tx.send(r.map_err(|e| {
-                    if crate::is_cancelled(&e) {
-                        RequestError::Cancelled
-                    } else {
-                        RequestError::Failed(e)
-                    }
-                }));
-            }),
-        });
-        Ok(rx)
     }
 }
 

@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use anyhow::Result;
+use tokio::sync::mpsc::UnboundedSender;
 
+use super::{RequestError, RewriteEvent};
 use crate::adapter::Adapter;
 use crate::decode::{self, Rewrite, RewriteOptions};
 use crate::memory::Template;
@@ -20,10 +22,12 @@ pub struct RewriteJob {
     pub template: Template,
     pub adapter: Option<Arc<Adapter>>,
     pub options: RewriteOptions,
-    /// Receives the text as it grows.
-    pub on_text: Box<dyn FnMut(&str) + Send>,
+    /// Where the text goes as it grows, then the rewrite's end.
+    pub events: UnboundedSender<RewriteEvent>,
     pub cancel: Arc<AtomicBool>,
-    pub done: Box<dyn FnOnce(Result<Rewrite>) + Send>,
+    /// Panic on the worker instead (the test that a failing rewrite is answered and the
+    /// worker goes on).
+    pub fault: bool,
 }
 
 /// Background work: runs on the worker with its session; it must call
@@ -206,11 +210,11 @@ fn run(session: &mut Session, shared: Arc<Inbox>) {
     }
 }
 
-fn run_rewrite(session: &mut Session, mut job: RewriteJob) {
-    // A panic in a rewrite (a bug, or the caller's streaming callback) answers that rewrite
-    // with an error; the worker and every later rewrite go on.
+fn run_rewrite(session: &mut Session, job: RewriteJob) {
+    // A panic in a rewrite (a bug) answers that rewrite with an error; the worker and every
+    // later rewrite go on.
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        rewrite_lines(session, &mut job)
+        rewrite_lines(session, &job)
     }))
     .unwrap_or_else(|p| {
         let what = p
@@ -223,17 +227,29 @@ fn run_rewrite(session: &mut Session, mut job: RewriteJob) {
             "the rewrite failed inside pema (a bug: {what}); later rewrites are not affected"
         ))
     });
-    (job.done)(r);
+    let r = r.map_err(|e| {
+        if crate::is_cancelled(&e) {
+            RequestError::Cancelled
+        } else {
+            RequestError::Failed(e)
+        }
+    });
+    // A caller that went away reads nothing: nothing to do.
+    let _ = job.events.send(RewriteEvent::Done(r));
 }
 
-fn rewrite_lines(session: &mut Session, job: &mut RewriteJob) -> Result<Rewrite> {
+fn rewrite_lines(session: &mut Session, job: &RewriteJob) -> Result<Rewrite> {
+    if job.fault {
+        panic!("injected fault");
+    }
+    let mut on_text = |t: &str| drop(job.events.send(RewriteEvent::Text(t.to_string())));
     decode::rewrite_text(
         session,
         job.adapter.as_deref(),
         &job.template,
         &job.text,
         &job.options,
-        &mut job.on_text,
+        &mut on_text,
         Some(&job.cancel),
     )
 }

@@ -18,7 +18,7 @@ use super::documents::{
 use super::protocol::*;
 use super::to_proto::{self, CloseWorkspaceResult, OpenWorkspaceResult, QueuedResult};
 use super::{auth, Conn};
-use crate::daemon::{Daemon, Event, RequestError, RewriteRequest, Stage};
+use crate::daemon::{Daemon, Event, RequestError, RewriteEvent, RewriteRequest, Stage};
 use crate::decode::Mode;
 
 pub const REWRITE_COMMAND: &str = "pema.rewrite";
@@ -167,7 +167,7 @@ impl Backend {
     /// Runs a rewrite to the end, streaming partial text to `partial` if given.
     async fn rewrite(&self, p: RewriteParams) -> Result<RewriteResult> {
         let daemon = self.daemon()?.clone();
-        let (text, workspace_hint, selection) = match (&p.text, &p.uri, &p.range) {
+        let (text, document, selection) = match (&p.text, &p.uri, &p.range) {
             (Some(t), None, None) => (t.clone(), None, None),
             (None, Some(u), Some(r)) => {
                 let sel = self.text_of(u, r).await?;
@@ -183,45 +183,35 @@ impl Backend {
                 ))
             }
         };
-        let workspace = match (&p.workspace, workspace_hint) {
-            (Some(w), _) => Some(self.workspace_path(w)),
-            (None, Some(path)) => Some(daemon.workspace_of(&path).map_err(to_rpc)?),
-            (None, None) => None,
-        };
+        // The workspace: the one named, else the one holding the document (the daemon
+        // resolves the root, once).
+        let workspace = p
+            .workspace
+            .as_deref()
+            .map(|w| self.workspace_path(w))
+            .or(document);
         let mode: Option<Mode> = match &p.mode {
             Some(m) => Some(m.parse().map_err(|e| invalid_params(format!("{e:#}")))?),
             None => *self.default_mode.lock().unwrap(),
         };
         let o = &p.options;
         o.validate().map_err(invalid_params)?;
-        if text.chars().count() > crate::daemon::MAX_REWRITE_CHARS {
-            return Err(invalid_params(format!(
-                "the text is {} characters long; pema rewrites at most {} at once",
-                text.chars().count(),
-                crate::daemon::MAX_REWRITE_CHARS
-            )));
-        }
-        let d = RewriteRequest::default();
         let req = RewriteRequest {
             text,
-            workspace: workspace.clone(),
+            workspace,
             mode,
             lambda_max: o.lambda_max.or(*self.lambda_max.lock().unwrap()),
             lambda_fixed: o.lambda_fixed,
-            temperature: o.temperature.unwrap_or(d.temperature),
-            top_p: o.top_p.unwrap_or(d.top_p),
-            seed: o.seed.unwrap_or(d.seed),
+            temperature: o.temperature,
+            top_p: o.top_p,
+            seed: o.seed,
             max_tokens: o.max_tokens,
         };
-        daemon.until_loaded(req.workspace.as_deref()).await;
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
         // Dropping this future ($/cancelRequest, a closed connection) stops the rewrite before
         // its next token.
         let cancel = Arc::new(AtomicBool::new(false));
         let _guard = CancelOnDrop(cancel.clone());
-        let mut done = daemon
-            .rewrite(req, move |t| drop(tx.send(t.to_string())), cancel.clone())
-            .map_err(to_rpc)?;
+        let mut stream = daemon.rewrite(req, cancel.clone()).await.map_err(to_rpc)?;
         let mut so_far = String::new();
         // A client that goes away cancels its rewrites, queued or running.
         let closed = until_closed(self.conn.closed.subscribe());
@@ -233,18 +223,16 @@ impl Backend {
                     gone = true;
                     cancel.store(true, Ordering::SeqCst);
                 }
-                Some(delta) = rx.recv() => {
-                    so_far.push_str(&delta);
-                    if let Some(token) = &p.partial_result_token {
-                        let params = to_proto::PartialRewrite::new(token, &delta, &so_far);
-                        self.client.send_notification::<AnyProgress>(json!(params)).await;
+                event = stream.next() => match event {
+                    RewriteEvent::Text(delta) => {
+                        so_far.push_str(&delta);
+                        if let Some(token) = &p.partial_result_token {
+                            let params = to_proto::PartialRewrite::new(token, &delta, &so_far);
+                            self.client.send_notification::<AnyProgress>(json!(params)).await;
+                        }
                     }
-                }
-                r = &mut done => {
-                    break r.map_err(|_| to_rpc(RequestError::Failed(anyhow::anyhow!(
-                        "the inference worker stopped before finishing the rewrite"
-                    ))))?;
-                }
+                    RewriteEvent::Done(r) => break r,
+                },
             }
         };
         let r = result.map_err(to_rpc)?;
@@ -260,7 +248,7 @@ impl Backend {
             stopped_by: to_proto::stop_reason(&r.stopped_by).into(),
             seconds: r.seconds,
             tokens_per_second: r.tokens_per_second,
-            workspace: workspace.map(|w| w.display().to_string()),
+            workspace: stream.workspace.map(|w| w.display().to_string()),
             range: p.range,
         })
     }

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth;
-use crate::daemon::{Daemon, RequestError, RewriteRequest};
+use crate::daemon::{Daemon, RequestError, RewriteEvent, RewriteRequest};
 use crate::decode::{Mode, StopReason};
 
 /// The model id of the plain base model (no workspace's style).
@@ -347,15 +347,17 @@ fn rewrite_request(
             Some("mode"),
         ));
     }
-    let temperature = p.temperature.unwrap_or(0.0);
-    if !temperature.is_finite() || !(temperature == 0.0 || (0.05..=5.0).contains(&temperature)) {
+    // What the request leaves out, the daemon fills in (greedy, all tokens).
+    let (temperature, top_p) = (p.temperature, p.top_p);
+    if let Some(temperature) =
+        temperature.filter(|t| !t.is_finite() || !(*t == 0.0 || (0.05..=5.0).contains(t)))
+    {
         return Err(ApiError::bad(
             format!("temperature must be 0 (greedy) or between 0.05 and 5, not {temperature}"),
             Some("temperature"),
         ));
     }
-    let top_p = p.top_p.unwrap_or(1.0);
-    if !top_p.is_finite() || top_p <= 0.0 || top_p > 1.0 {
+    if let Some(top_p) = top_p.filter(|t| !t.is_finite() || *t <= 0.0 || *t > 1.0) {
         return Err(ApiError::bad(
             format!("top_p must be above 0 and at most 1, not {top_p}"),
             Some("top_p"),
@@ -387,7 +389,6 @@ fn rewrite_request(
         }
         n => n.map(|n| n as usize),
     };
-    let d = RewriteRequest::default();
     Ok((
         RewriteRequest {
             text,
@@ -397,7 +398,7 @@ fn rewrite_request(
             lambda_fixed: p.lambda,
             temperature,
             top_p,
-            seed: p.seed.unwrap_or(d.seed),
+            seed: p.seed,
             max_tokens,
         },
         model,
@@ -513,18 +514,13 @@ async fn respond(
     h: &Http,
     req: RewriteRequest,
     model: String,
-    stream: bool,
+    streamed: bool,
     kind: Kind,
 ) -> Response {
-    h.daemon.until_loaded(req.workspace.as_deref()).await;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let cancel = Arc::new(AtomicBool::new(false));
     let guard = CancelOnDrop(cancel.clone());
-    let done = match h
-        .daemon
-        .rewrite(req, move |t| drop(tx.send(t.to_string())), cancel)
-    {
-        Ok(d) => d,
+    let mut stream = match h.daemon.rewrite(req, cancel).await {
+        Ok(s) => s,
         Err(e) => return ApiError::from(e).into_response(),
     };
     let id = completion_id(match kind {
@@ -532,17 +528,8 @@ async fn respond(
         Kind::Text => "cmpl",
     });
     let created = now();
-    let failed = |_| {
-        ApiError::from(RequestError::Failed(anyhow::anyhow!(
-            "the inference worker stopped before finishing the rewrite"
-        )))
-    };
-    if !stream {
-        let r = match done
-            .await
-            .map_err(failed)
-            .and_then(|r| r.map_err(ApiError::from))
-        {
+    if !streamed {
+        let r = match stream.result().await.map_err(ApiError::from) {
             Ok(r) => r,
             Err(e) => return e.into_response(),
         };
@@ -581,37 +568,25 @@ async fn respond(
                 return;
             }
         }
-        tokio::pin!(done);
         let result = loop {
-            tokio::select! {
-                biased;
-                Some(piece) = rx.recv() => {
-                    let c = chunk(kind, &id, created, &model, json!({"content": piece}), Value::Null);
+            match stream.next().await {
+                RewriteEvent::Text(piece) => {
+                    let c = chunk(
+                        kind,
+                        &id,
+                        created,
+                        &model,
+                        json!({"content": piece}),
+                        Value::Null,
+                    );
                     if etx.send(send(c)).await.is_err() {
                         return; // the client is gone: the guard cancels the rewrite
                     }
                 }
-                r = &mut done => break r,
+                RewriteEvent::Done(r) => break r,
             }
         };
-        // Pieces sent before the end.
-        while let Ok(piece) = rx.try_recv() {
-            let c = chunk(
-                kind,
-                &id,
-                created,
-                &model,
-                json!({"content": piece}),
-                Value::Null,
-            );
-            if etx.send(send(c)).await.is_err() {
-                return;
-            }
-        }
-        let last = match result
-            .map_err(failed)
-            .and_then(|r| r.map_err(ApiError::from))
-        {
+        let last = match result.map_err(ApiError::from) {
             Ok(r) => chunk(
                 kind,
                 &id,

@@ -174,7 +174,6 @@ impl Mcp {
             .ok_or_else(|| ToolError("text is required (a string)".into()))?
             .to_string();
         let root = self.workspace(&d, args["workspace"].as_str()).await?;
-        d.until_loaded(Some(&root)).await;
         let strength = match &args["strength"] {
             Value::Null => None,
             v => match v.as_f64() {
@@ -198,10 +197,7 @@ impl Mcp {
             lambda_fixed: strength,
             ..Default::default()
         };
-        let done = d.rewrite(req, |_| {}, cancel)?;
-        let r = done
-            .await
-            .map_err(|_| ToolError("the inference worker stopped before finishing".into()))??;
+        let r = d.rewrite(req, cancel).await?.result().await?;
         let meta = json!({"text": r.text, "mode": super::to_proto::mode(r.mode),
                           "tokens": r.tokens, "seconds": r.seconds, "workspace": root});
         Ok((r.text, Some(meta)))
