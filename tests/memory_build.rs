@@ -48,11 +48,11 @@ fn entries_are_target_tokens_plus_end_and_keys_are_the_hidden_states() {
     assert_eq!((r.pairs, r.pairs_computed, r.pairs_reused), (12, 12, 0));
 
     let model = common::model();
-    let newline = model.tokenize("\n").unwrap()[0] as u32;
+    let newline = model.tokenize("\n").unwrap()[0];
     let mut expected_tokens = vec![];
     for p in &pairs {
         let t = model.tokenize(&format!(" {}", p.target)).unwrap();
-        expected_tokens.extend(t.iter().map(|&x| x as u32));
+        expected_tokens.extend(t.iter().copied());
         expected_tokens.push(newline);
     }
     let m = Memory::open(&dir.path().join("mem")).unwrap();

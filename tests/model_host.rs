@@ -87,7 +87,7 @@ fn hidden_states_after_a_shared_prefix_equal_those_of_a_full_pass() {
     let model = common::model();
     let prefix = "Rewrite the text in the house style:\nThe lamp was lit at dusk.\nRewritten: \
                   At dusk the lamp was lit.\nRewrite the text in the house style:\n";
-    let seqs: Vec<Vec<i32>> = [
+    let seqs: Vec<Vec<pema::model::Token>> = [
         "The keeper climbed the stairs.\nRewritten: Up the stairs the keeper climbed.",
         "Ships no longer needed him.\nRewritten: No ship needed him now.",
         "He kept a kettle on the stove.\nRewritten: On the stove he kept a kettle.",

@@ -45,7 +45,7 @@ pub fn mix_guided(
     ids: &[u32],
     adapter: &[f32],
     top_k: usize,
-    ending: &[i32],
+    ending: &[crate::model::Token],
 ) {
     if lambda <= 0.0 {
         return;

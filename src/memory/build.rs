@@ -103,14 +103,14 @@ pub(crate) fn tokenize_pair(
     template: &Template,
     pair: &Pair,
     end: Token,
-) -> Result<(Vec<Token>, usize, Vec<u32>)> {
+) -> Result<(Vec<Token>, usize, Vec<Token>)> {
     let model = session.model();
     let mut tokens: Vec<Token> = model.bos().into_iter().collect();
     tokens.extend(model.tokenize(&template.prompt(&pair.source))?);
     let prompt_len = tokens.len();
     let target = model.tokenize(&Template::target_text(&pair.target))?;
-    let mut values: Vec<u32> = target.iter().map(|&t| t as u32).collect();
-    values.push(end as u32);
+    let mut values = target.clone();
+    values.push(end);
     tokens.extend(target);
     Ok((tokens, prompt_len, values))
 }

@@ -13,8 +13,10 @@ use std::sync::OnceLock;
 use anyhow::{anyhow, bail, Context as _, Result};
 use llama_cpp_sys_2 as sys;
 
-/// A token id in the model's vocabulary (llama.cpp's `llama_token`), 0 ≤ id < V.
-pub type Token = i32;
+/// A token id in the model's vocabulary, 0 ≤ id < V: the one type for token ids everywhere in
+/// pema (memory values, adapter vocabularies, candle indices are u32). llama.cpp's own
+/// `llama_token` (i32) appears only at the calls into llama.cpp, here.
+pub type Token = u32;
 
 /// llama.cpp may be initialised once per process; every model goes through here.
 fn backend() -> Result<()> {
@@ -83,18 +85,18 @@ impl LlamaModel {
     pub fn bos(&self) -> Option<Token> {
         let add = unsafe { sys::llama_vocab_get_add_bos(self.vocab.as_ptr()) };
         let bos = unsafe { sys::llama_vocab_bos(self.vocab.as_ptr()) };
-        (add && bos >= 0).then_some(bos)
+        (add && bos >= 0).then_some(bos as Token)
     }
 
     pub fn is_end_of_generation(&self, t: Token) -> bool {
-        unsafe { sys::llama_vocab_is_eog(self.vocab.as_ptr(), t) }
+        i32::try_from(t).is_ok_and(|t| unsafe { sys::llama_vocab_is_eog(self.vocab.as_ptr(), t) })
     }
 
     /// Tokenizes `text` without adding BOS; special-token syntax is treated as plain text so user
     /// files cannot inject control tokens.
     pub fn tokenize(&self, text: &str) -> Result<Vec<Token>> {
         let len = i32::try_from(text.len()).context("text too long to tokenize")?;
-        let call = |out: &mut Vec<Token>| unsafe {
+        let call = |out: &mut Vec<sys::llama_token>| unsafe {
             sys::llama_tokenize(
                 self.vocab.as_ptr(),
                 text.as_ptr() as *const c_char,
@@ -105,7 +107,7 @@ impl LlamaModel {
                 false,
             )
         };
-        let mut out = vec![0 as Token; text.len() + 8];
+        let mut out: Vec<sys::llama_token> = vec![0; text.len() + 8];
         let mut n = call(&mut out);
         if n < 0 {
             // Too small: llama.cpp says how many tokens it needs.
@@ -116,7 +118,8 @@ impl LlamaModel {
             }
         }
         out.truncate(n as usize);
-        Ok(out)
+        // llama.cpp's ids are never negative.
+        Ok(out.into_iter().map(|t| t as Token).collect())
     }
 
     /// The bytes of one token (a token may hold part of a UTF-8 character).
@@ -126,7 +129,7 @@ impl LlamaModel {
             let n = unsafe {
                 sys::llama_token_to_piece(
                     self.vocab.as_ptr(),
-                    t,
+                    t as sys::llama_token,
                     buf.as_mut_ptr() as *mut c_char,
                     buf.len() as i32,
                     0,
@@ -339,7 +342,7 @@ impl Batch {
         let i = self.raw.n_tokens as usize;
         assert!(i < self.capacity, "batch overflow");
         unsafe {
-            *self.raw.token.add(i) = token;
+            *self.raw.token.add(i) = token as sys::llama_token;
             *self.raw.pos.add(i) = pos as i32;
             *self.raw.n_seq_id.add(i) = 1;
             *(*self.raw.seq_id.add(i)) = seq;
