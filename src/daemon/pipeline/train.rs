@@ -1,0 +1,137 @@
+//! The pipeline's training: after the memory has been quiet for a while, the adapter trains on
+//! its own thread (warm-started, cancelled when the memory changes again) and replaces the one
+//! serving rewrites when it is done.
+
+use super::*;
+
+impl Pipeline {
+    pub(super) fn should_train(&self) -> bool {
+        let Some(digest) = &self.memory_digest else {
+            return false;
+        };
+        if self.train_now.is_some() {
+            return true;
+        }
+        let s = self.shared.serving.read().unwrap();
+        let fresh = s
+            .adapter
+            .as_ref()
+            .is_some_and(|a| &a.info().memory_digest == digest);
+        // Train once the memory has been quiet long enough, or at once when it did not change
+        // in this run (a restart found an adapter older than the memory).
+        !fresh && (self.memory_changed.is_none() || self.quiet_left() == Some(Duration::ZERO))
+    }
+
+    /// Time left before the memory counts as quiet (zero once it does).
+    pub(super) fn quiet_left(&self) -> Option<Duration> {
+        let quiet = Duration::from_secs_f64(self.ws.config().retrain_after_seconds.max(0.0));
+        self.memory_changed
+            .map(|t| quiet.saturating_sub(t.elapsed()))
+    }
+
+    pub(super) fn start_training(&mut self) {
+        let from_scratch = self.train_now.take().unwrap_or(false);
+        self.memory_changed = None;
+        let cancel = Arc::new(AtomicBool::new(false));
+        self.training = Some(cancel.clone());
+        let dir = self.ws.state_dir().to_path_buf();
+        let rank = self.ws.config().rank;
+        let warm = if from_scratch {
+            None
+        } else {
+            self.shared.serving.read().unwrap().adapter.clone()
+        };
+        let model = self.model.clone();
+        let shared = self.shared.clone();
+        let tx = self.tx.clone();
+        let events = self.events.clone();
+        let spawned = std::thread::Builder::new()
+            .name("pema-train".into())
+            .spawn(move || {
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    let memory = Memory::open(&dir.join(state::MEMORY_DIR))?;
+                    memory.check_tokens(model.info().n_vocab)?;
+                    // Warm start only from an adapter that fits this memory and rank.
+                    let warm = warm.filter(|w| {
+                        w.check_memory(&memory).is_ok()
+                            && w.info().rank == rank.min(memory.hidden_size())
+                    });
+                    let mut progress = TaskProgress::begin(
+                        &events,
+                        shared.root.clone(),
+                        Task::Training,
+                        format!(
+                            "{} entries{}",
+                            memory.len(),
+                            if warm.is_some() { ", warm start" } else { "" }
+                        ),
+                    );
+                    let opts = TrainOptions {
+                        rank: rank.min(memory.hidden_size()),
+                        cancel: Some(&cancel),
+                        warm_start: warm.as_deref(),
+                        ..Default::default()
+                    };
+                    let mut a = adapter::train(&memory, model.head(), model.info(), &opts, |p| {
+                        let done = p.epoch * p.steps_per_epoch.max(1) + p.step;
+                        let all = p.max_epochs * p.steps_per_epoch.max(1);
+                        progress.report((100 * done / all.max(1)) as u32, || {
+                            format!(
+                                "epoch {}, held-out loss {:.3}",
+                                p.epoch + 1,
+                                p.held_out_loss
+                            )
+                        });
+                    })?;
+                    a.save(&dir.join(state::ADAPTER_FILE))?;
+                    a.prepare(model.head())?;
+                    progress.finish(format!(
+                        "held-out loss {:.3}",
+                        a.info().training.held_out_loss
+                    ));
+                    Ok(a)
+                }))
+                .unwrap_or_else(|_| {
+                    Err(anyhow::anyhow!(
+                        "training failed inside pema (a bug); the previous adapter is kept"
+                    ))
+                });
+                release_memory();
+                let _ = tx.send(Signal::Trained(r));
+            });
+        if let Err(e) = spawned {
+            self.training = None;
+            self.error(format!("cannot start training: {e}"));
+        }
+    }
+
+    pub(super) fn trained(&mut self, r: Result<Adapter>) {
+        match r {
+            Ok(a) => {
+                let mut st = self.shared.status.lock().unwrap();
+                st.adapter.held_out_loss = Some(a.info().training.held_out_loss);
+                st.adapter.held_out_ce = Some(a.info().training.held_out_ce);
+                st.adapter.available = true;
+                st.adapter.trainings += 1;
+                drop(st);
+                let mut s = self.shared.serving.write().unwrap();
+                if let Ok(t) = a.template() {
+                    s.template = t;
+                }
+                s.adapter = Some(Arc::new(a));
+            }
+            Err(e) if crate::is_cancelled(&e) => {}
+            Err(e) => self.error(format!("training failed: {e:#}")),
+        }
+    }
+}
+
+/// Training's and building's buffers are freed, but glibc keeps the pages; hand them back so
+/// that an idle daemon stays small.
+pub(super) fn release_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free heap pages; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
