@@ -2,9 +2,11 @@
 //! thread and file watcher. This is the product's core in the user's terms (workspace, memory,
 //! adapter, rewrite); the server module puts a protocol on it.
 
+mod error;
 mod events;
 mod pipeline;
 mod rewrite;
+mod status;
 mod worker;
 
 use std::collections::BTreeMap;
@@ -17,208 +19,16 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use notify_debouncer_full::notify::RecursiveMode;
 
+pub use error::{open_list, Lambda, RequestError};
 pub use events::{Event, Stage, Task};
 pub use rewrite::{RewriteEvent, RewriteRequest, RewriteStream};
+pub use status::{AdapterState, AdapterStatus, DaemonStatus, MemoryStatus, WorkspaceStatus};
 pub use worker::QueueStatus;
 
-use crate::memory::BuildReport;
 use crate::model::{Model, SessionOptions};
-use crate::workspace::{FilesReport, Refresh, Skipped};
+use crate::workspace::FilesReport;
 use pipeline::{Pipeline, Signal};
 use worker::Worker;
-
-/// Where a workspace's adapter stands.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum AdapterState {
-    /// No adapter and nothing under way (e.g. no files to learn from).
-    #[default]
-    None,
-    /// The workspace is being opened (settings, memory and adapter loading from disk).
-    Loading,
-    /// Paraphrasing or building the memory.
-    Building,
-    /// Training a new adapter (an earlier one, if any, serves rewrites meanwhile).
-    Training,
-    /// An adapter serves rewrites and nothing newer is under way.
-    Ready,
-}
-
-/// What the status says of a workspace's memory.
-#[derive(Clone, Debug, Default)]
-pub struct MemoryStatus {
-    /// Rows in the memory: one per target token of its pairs (0 while there is no memory).
-    pub entries: usize,
-    /// Pairs the memory was built from.
-    pub pairs: usize,
-    /// Builds since the daemon started (a build that changes nothing writes nothing).
-    pub builds: usize,
-    /// Every count of the latest build; None until a build since the daemon started.
-    pub last_build: Option<BuildReport>,
-}
-
-/// What the status says of a workspace's adapter.
-#[derive(Clone, Debug, Default)]
-pub struct AdapterStatus {
-    /// Where the adapter stands: loading, building, training, ready or none.
-    pub state: AdapterState,
-    /// An adapter is loaded: rewrites in the `gu` and `fixed` modes work.
-    pub available: bool,
-    /// The loaded adapter was trained on an earlier memory.
-    pub stale: bool,
-    /// The loaded adapter's training loss on the held-out pairs' entries at its best epoch
-    /// (reconstruction and cross-entropy mixed, docs/method.md §3; lower is better); None while no
-    /// adapter is loaded.
-    pub held_out_loss: Option<f32>,
-    /// The loaded adapter's mean cross-entropy of the next token on the held-out pairs' entries
-    /// (lower is better); None while no adapter is loaded.
-    pub held_out_ce: Option<f32>,
-    /// Trainings finished since the daemon started.
-    pub trainings: usize,
-}
-
-/// What `pema/status` says of one open workspace. The file and unit counts are those of the
-/// latest refresh of its files (0 until the first).
-#[derive(Clone, Debug, Default)]
-pub struct WorkspaceStatus {
-    /// The workspace's root folder, symbolic links resolved.
-    pub root: PathBuf,
-    /// The folder holding the workspace's memory, adapter and caches.
-    pub state_dir: PathBuf,
-    /// Files learned from: `corpus_files` + `pairs_files`.
-    pub files: usize,
-    /// Prose files read (Markdown, text, …), each cut into units.
-    pub corpus_files: usize,
-    /// `*.pairs.jsonl` files read.
-    pub pairs_files: usize,
-    /// Units (sentences or paragraphs, as `.pema.toml` says) cut from the corpus files.
-    pub units: usize,
-    /// Units paraphrased since the daemon started (the rest came from the cache).
-    pub units_paraphrased: usize,
-    /// Units whose paraphrase is not ready yet.
-    pub units_pending: usize,
-    /// Pairs the next memory build takes: those of the pairs files, one per paraphrased unit
-    /// and, with `pending_units = "identity"`, one per unit still pending.
-    pub pairs: usize,
-    /// The workspace's memory.
-    pub memory: MemoryStatus,
-    /// The workspace's adapter.
-    pub adapter: AdapterStatus,
-    /// What the latest refresh of the files found.
-    pub last_refresh: Refresh,
-    /// Files read (new or changed) since the daemon started.
-    pub files_read: usize,
-    /// Files not read and lines of pairs files skipped, each with why.
-    pub skipped: Vec<Skipped>,
-    /// The most recent problems, oldest first.
-    pub errors: Vec<String>,
-    /// Why `.pema.toml` could not be used (the defaults or the previous settings apply);
-    /// None when it loaded or there is none.
-    pub config_error: Option<String>,
-}
-
-impl WorkspaceStatus {
-    fn push_error(&mut self, e: String) {
-        const KEEP: usize = 20;
-        self.errors.push(e);
-        if self.errors.len() > KEEP {
-            self.errors.remove(0);
-        }
-    }
-}
-
-/// What `pema/status` answers: the daemon and its open workspaces.
-#[derive(Clone, Debug)]
-pub struct DaemonStatus {
-    /// pema's version (its Cargo package version).
-    pub version: &'static str,
-    /// The loaded model's name (from its file's metadata, else the file's name).
-    pub model: String,
-    /// Seconds since the daemon started.
-    pub uptime_seconds: f64,
-    /// What the inference worker is doing and has waiting.
-    pub queue: QueueStatus,
-    /// The open workspaces, or only the one asked for.
-    pub workspaces: Vec<WorkspaceStatus>,
-}
-
-/// Why a request cannot be served, in words a person understands; the server maps each kind to
-/// a protocol error code and words it in the protocol's terms.
-#[derive(Debug, thiserror::Error)]
-pub enum RequestError {
-    /// The request itself cannot be served (empty or too long text, a folder that cannot be a
-    /// workspace, …); the message says why.
-    #[error("{0}")]
-    InvalidRequest(String),
-    /// The path the request names is inside none of the open workspaces.
-    #[error("{} is not inside an open workspace{}", .path.display(), open_list(.open))]
-    NotInWorkspace {
-        /// The path as the request gave it.
-        path: PathBuf,
-        /// The roots of the open workspaces.
-        open: Vec<PathBuf>,
-    },
-    /// Several workspaces are open (or none) and the request named none.
-    #[error("say which workspace's style to use{}", open_list(.open))]
-    WhichWorkspace {
-        /// The roots of the open workspaces.
-        open: Vec<PathBuf>,
-    },
-    /// A rewrite option outside its range.
-    #[error("{option} must be between 0 and 1, not {value}")]
-    OutOfRange {
-        /// Which λ.
-        option: Lambda,
-        /// The value the request gave.
-        value: f32,
-    },
-    /// The workspace has no adapter yet: only plain rewrites work.
-    #[error(
-        "this workspace's style is still being learned (no adapter yet): wait for its training \
-         (the status shows progress), or ask for a plain rewrite"
-    )]
-    NoAdapter,
-    /// The rewrite was cancelled (by its client) before it finished.
-    #[error("cancelled")]
-    Cancelled,
-    /// Something failed inside the daemon (the model, the worker, a thread); the error's chain
-    /// says what.
-    #[error("{0:#}")]
-    Failed(anyhow::Error),
-}
-
-/// Which λ of a rewrite.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Lambda {
-    /// λ_max, the strength Gradual Unrolling rises to.
-    Max,
-    /// λ of the fixed mode.
-    Fixed,
-}
-
-impl std::fmt::Display for Lambda {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Lambda::Max => "λ_max",
-            Lambda::Fixed => "λ_fixed",
-        })
-    }
-}
-
-/// " (open: a, b)", or " (no workspace is open)": the end of a message naming the open
-/// workspaces.
-pub fn open_list(open: &[PathBuf]) -> String {
-    if open.is_empty() {
-        " (no workspace is open)".into()
-    } else {
-        format!(
-            " (open: {})",
-            open.iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    }
-}
 
 struct OpenWorkspace {
     shared: Arc<pipeline::Published>,
