@@ -12,40 +12,40 @@ use tower_lsp_server::lsp_types::*;
 use tower_lsp_server::{Client, LanguageServer, UriExt};
 
 use super::documents::{
-    apply_changes, fit_line_endings, offset, read_document, uses_crlf, Encoding, Selection,
-    MAX_DOCUMENTS, MAX_DOCUMENT_BYTES, MAX_OPEN_DOCUMENT_BYTES,
+    apply_changes, offset, read_document, uses_crlf, Encoding, Selection, MAX_DOCUMENTS,
+    MAX_DOCUMENT_BYTES, MAX_OPEN_DOCUMENT_BYTES,
 };
 use super::protocol::*;
-use super::to_proto::{self, CloseWorkspaceResult, OpenWorkspaceResult, QueuedResult};
+use super::to_proto;
 use super::{auth, Conn};
-use crate::daemon::{Daemon, Event, RequestError, RewriteEvent, RewriteRequest, Stage};
+use crate::daemon::{Daemon, Event, RequestError};
 use crate::decode::Mode;
 
 pub const REWRITE_COMMAND: &str = "pema.rewrite";
 pub const REWRITE_TITLE: &str = "Rewrite in workspace style";
 
 pub struct Backend {
-    client: Client,
+    pub(super) client: Client,
     /// None when the daemon could not start (e.g. no model): every request answers why.
-    daemon: std::result::Result<Arc<Daemon>, String>,
+    pub(super) daemon: std::result::Result<Arc<Daemon>, String>,
     /// The token clients must present, if the daemon was started with one.
-    token: Option<String>,
-    authorized: AtomicBool,
+    pub(super) token: Option<String>,
+    pub(super) authorized: AtomicBool,
     /// Failed `initialize` attempts; the connection closes at [`auth::MAX_FAILED_INITIALIZE`].
-    failed_initialize: std::sync::atomic::AtomicUsize,
-    conn: Conn,
+    pub(super) failed_initialize: std::sync::atomic::AtomicUsize,
+    pub(super) conn: Conn,
     /// Workspaces this connection opened (closed when it goes).
-    roots: Arc<Mutex<HashSet<PathBuf>>>,
-    documents: Mutex<HashMap<Uri, String>>,
+    pub(super) roots: Arc<Mutex<HashSet<PathBuf>>>,
+    pub(super) documents: Mutex<HashMap<Uri, String>>,
     /// How this connection counts a position's `character` (negotiated in `initialize`).
-    encoding: Mutex<Encoding>,
-    work_done_progress: AtomicBool,
-    default_mode: Mutex<Option<Mode>>,
-    lambda_max: Mutex<Option<f32>>,
-    forwarder: Mutex<Option<tokio::task::AbortHandle>>,
+    pub(super) encoding: Mutex<Encoding>,
+    pub(super) work_done_progress: AtomicBool,
+    pub(super) default_mode: Mutex<Option<Mode>>,
+    pub(super) lambda_max: Mutex<Option<f32>>,
+    pub(super) forwarder: Mutex<Option<tokio::task::AbortHandle>>,
     /// Subscribed before the workspaces open, so that no progress is missed before
     /// `initialized` starts the forwarding.
-    events: Mutex<Option<tokio::sync::broadcast::Receiver<Event>>>,
+    pub(super) events: Mutex<Option<tokio::sync::broadcast::Receiver<Event>>>,
 }
 
 impl Backend {
@@ -73,7 +73,7 @@ impl Backend {
         }
     }
 
-    fn daemon(&self) -> Result<&Arc<Daemon>> {
+    pub(super) fn daemon(&self) -> Result<&Arc<Daemon>> {
         if !self.authorized.load(Ordering::SeqCst) {
             return Err(Error {
                 code: tower_lsp_server::jsonrpc::ErrorCode::InvalidRequest,
@@ -90,7 +90,11 @@ impl Backend {
 
     /// Opens a workspace for this connection. Opening reads settings and loads the memory and
     /// adapter from disk, so it runs off the async runtime.
-    async fn open_root(&self, daemon: &Arc<Daemon>, path: &std::path::Path) -> Result<PathBuf> {
+    pub(super) async fn open_root(
+        &self,
+        daemon: &Arc<Daemon>,
+        path: &std::path::Path,
+    ) -> Result<PathBuf> {
         let d = daemon.clone();
         let p = path.to_path_buf();
         let root = tokio::task::spawn_blocking(move || {
@@ -109,7 +113,7 @@ impl Backend {
         Ok(root)
     }
 
-    fn workspace_path(&self, s: &str) -> PathBuf {
+    pub(super) fn workspace_path(&self, s: &str) -> PathBuf {
         if s.starts_with("file:") {
             if let Ok(u) = s.parse::<Uri>() {
                 if let Some(p) = u.to_file_path() {
@@ -124,7 +128,7 @@ impl Backend {
     /// document, else the file, read only when it is a regular file (not a link) inside a
     /// workspace this connection opened and under [`MAX_DOCUMENT_BYTES`]. The error is the same
     /// whether or not such a file exists.
-    async fn text_of(&self, uri: &Uri, range: &Range) -> Result<Selection> {
+    pub(super) async fn text_of(&self, uri: &Uri, range: &Range) -> Result<Selection> {
         let doc = self.documents.lock().unwrap().get(uri).cloned();
         let text = match doc {
             Some(t) => t,
@@ -163,166 +167,6 @@ impl Backend {
             ))),
         }
     }
-
-    /// Runs a rewrite to the end, streaming partial text to `partial` if given.
-    async fn rewrite(&self, p: RewriteParams) -> Result<RewriteResult> {
-        let daemon = self.daemon()?.clone();
-        let (text, document, selection) = match (&p.text, &p.uri, &p.range) {
-            (Some(t), None, None) => (t.clone(), None, None),
-            (None, Some(u), Some(r)) => {
-                let sel = self.text_of(u, r).await?;
-                (
-                    sel.text.clone(),
-                    u.to_file_path().map(|p| p.into_owned()),
-                    Some(sel),
-                )
-            }
-            _ => {
-                return Err(invalid_params(
-                    "give either text, or uri and range of a document",
-                ))
-            }
-        };
-        // The workspace: the one named, else the one holding the document (the daemon
-        // resolves the root, once).
-        let workspace = p
-            .workspace
-            .as_deref()
-            .map(|w| self.workspace_path(w))
-            .or(document);
-        let mode: Option<Mode> = match &p.mode {
-            Some(m) => Some(m.parse().map_err(|e| invalid_params(format!("{e:#}")))?),
-            None => *self.default_mode.lock().unwrap(),
-        };
-        let o = &p.options;
-        o.validate().map_err(invalid_params)?;
-        let req = RewriteRequest {
-            text,
-            workspace,
-            mode,
-            lambda_max: o.lambda_max.or(*self.lambda_max.lock().unwrap()),
-            lambda_fixed: o.lambda_fixed,
-            temperature: o.temperature,
-            top_p: o.top_p,
-            seed: o.seed,
-            max_tokens: o.max_tokens,
-        };
-        // Dropping this future ($/cancelRequest, a closed connection) stops the rewrite before
-        // its next token.
-        let cancel = Arc::new(AtomicBool::new(false));
-        let _guard = CancelOnDrop(cancel.clone());
-        let mut stream = daemon.rewrite(req, cancel.clone()).await.map_err(to_rpc)?;
-        let mut so_far = String::new();
-        // A client that goes away cancels its rewrites, queued or running.
-        let closed = until_closed(self.conn.closed.subscribe());
-        tokio::pin!(closed);
-        let mut gone = false;
-        let result = loop {
-            tokio::select! {
-                _ = &mut closed, if !gone => {
-                    gone = true;
-                    cancel.store(true, Ordering::SeqCst);
-                }
-                event = stream.next() => match event {
-                    RewriteEvent::Text(delta) => {
-                        so_far.push_str(&delta);
-                        if let Some(token) = &p.partial_result_token {
-                            let params = to_proto::PartialRewrite::new(token, &delta, &so_far);
-                            self.client.send_notification::<AnyProgress>(json!(params)).await;
-                        }
-                    }
-                    RewriteEvent::Done(r) => break r,
-                },
-            }
-        };
-        let r = result.map_err(to_rpc)?;
-        // The replacement of a document's range keeps the document's line endings.
-        let text = match &selection {
-            Some(sel) => fit_line_endings(&sel.text, sel.crlf, &r.text),
-            None => r.text,
-        };
-        Ok(RewriteResult {
-            text,
-            mode: to_proto::mode(r.mode).into(),
-            tokens: r.tokens,
-            stopped_by: to_proto::stop_reason(&r.stopped_by).into(),
-            seconds: r.seconds,
-            tokens_per_second: r.tokens_per_second,
-            workspace: stream.workspace.map(|w| w.display().to_string()),
-            range: p.range,
-        })
-    }
-
-    fn spawn_forwarder(&self, daemon: &Arc<Daemon>) {
-        let mut events = self
-            .events
-            .lock()
-            .unwrap()
-            .take()
-            .unwrap_or_else(|| daemon.subscribe());
-        let client = self.client.clone();
-        let roots = self.roots.clone();
-        let standard = self.work_done_progress.load(Ordering::SeqCst);
-        let task = tokio::spawn(async move {
-            let mut tokens: HashMap<u64, ProgressToken> = HashMap::new();
-            loop {
-                let e: Event = match events.recv().await {
-                    Ok(e) => e,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(_) => return,
-                };
-                // A task is forwarded from its begin or not at all: a report or end without
-                // the begin (a workspace added mid-task, a refused token) is not work-done
-                // progress, and Neovim's `vim.lsp.status()` fails on one (it has no title).
-                let begin = matches!(e.stage, Stage::Begin);
-                if begin && !roots.lock().unwrap().iter().any(|r| r == &e.workspace) {
-                    continue;
-                }
-                let token = if begin {
-                    ProgressToken::String(format!("pema/{}/{}", to_proto::task(e.task), e.id))
-                } else if matches!(e.stage, Stage::End) {
-                    match tokens.remove(&e.id) {
-                        Some(t) => t,
-                        None => continue,
-                    }
-                } else {
-                    match tokens.get(&e.id) {
-                        Some(t) => t.clone(),
-                        None => continue,
-                    }
-                };
-                let params = to_proto::progress(&e, token.clone());
-                if standard {
-                    if begin {
-                        let created = client
-                            .send_request::<request::WorkDoneProgressCreate>(
-                                WorkDoneProgressCreateParams {
-                                    token: token.clone(),
-                                },
-                            )
-                            .await;
-                        if created.is_err() {
-                            continue;
-                        }
-                        tokens.insert(e.id, token.clone());
-                    }
-                    let params = to_proto::WorkDoneProgress {
-                        token: params.token,
-                        value: params.value,
-                    };
-                    client.send_notification::<AnyProgress>(json!(params)).await;
-                } else {
-                    if begin {
-                        tokens.insert(e.id, token.clone());
-                    }
-                    client
-                        .send_notification::<PemaProgress>(json!(params))
-                        .await;
-                }
-            }
-        });
-        *self.forwarder.lock().unwrap() = Some(task.abort_handle());
-    }
 }
 
 impl Backend {
@@ -338,26 +182,6 @@ impl Backend {
             return;
         }
         docs.insert(uri, text);
-    }
-}
-
-/// Resolves once the connection is closed (or its flag is gone).
-async fn until_closed(mut rx: tokio::sync::watch::Receiver<bool>) {
-    loop {
-        if *rx.borrow_and_update() {
-            return;
-        }
-        if rx.changed().await.is_err() {
-            return;
-        }
-    }
-}
-
-struct CancelOnDrop(Arc<AtomicBool>);
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
     }
 }
 
@@ -636,96 +460,5 @@ fn edit(uri: Uri, range: Range, text: String) -> WorkspaceEdit {
             }],
         )])),
         ..Default::default()
-    }
-}
-
-/// pema's own methods.
-impl Backend {
-    pub async fn pema_rewrite(&self, p: RewriteParams) -> Result<RewriteResult> {
-        self.rewrite(p).await
-    }
-
-    pub async fn pema_status(&self, p: Option<WorkspaceParams>) -> Result<to_proto::DaemonStatus> {
-        let d = self.daemon()?;
-        let root = p.and_then(|p| p.workspace).map(|w| self.workspace_path(&w));
-        let s = d.status(root.as_deref()).map_err(to_rpc)?;
-        Ok(to_proto::daemon_status(s))
-    }
-
-    fn root_of(&self, d: &Daemon, p: &WorkspaceParams) -> Result<PathBuf> {
-        match &p.workspace {
-            Some(w) => d.workspace_of(&self.workspace_path(w)).map_err(to_rpc),
-            None => {
-                let roots = self.roots.lock().unwrap();
-                match roots.len() {
-                    1 => Ok(roots.iter().next().unwrap().clone()),
-                    _ => Err(to_rpc(RequestError::InvalidRequest(
-                        "say which workspace (workspace: a path inside it)".into(),
-                    ))),
-                }
-            }
-        }
-    }
-
-    /// `pema/files`: what a workspace this connection opened learns from, and why not the rest.
-    pub async fn pema_files(&self, p: Option<WorkspaceParams>) -> Result<to_proto::FilesResult> {
-        let d = self.daemon()?.clone();
-        let p = p.unwrap_or_default();
-        let root = self.root_of(&d, &p)?;
-        if !self.roots.lock().unwrap().contains(&root) {
-            return Err(to_rpc(RequestError::NotInWorkspace {
-                path: root,
-                open: self.roots.lock().unwrap().iter().cloned().collect(),
-            }));
-        }
-        let report = tokio::task::spawn_blocking(move || d.files(&root))
-            .await
-            .map_err(|e| to_rpc(RequestError::Failed(e.into())))?
-            .map_err(to_rpc)?;
-        Ok(to_proto::files_result(report))
-    }
-
-    pub async fn pema_train(&self, p: WorkspaceParams) -> Result<QueuedResult> {
-        let d = self.daemon()?;
-        let root = self.root_of(d, &p)?;
-        d.train(&root, p.from_scratch).map_err(to_rpc)?;
-        Ok(QueuedResult {
-            workspace: root.display().to_string(),
-        })
-    }
-
-    pub async fn pema_rebuild(&self, p: WorkspaceParams) -> Result<QueuedResult> {
-        let d = self.daemon()?;
-        let root = self.root_of(d, &p)?;
-        d.rebuild(&root, p.from_scratch).map_err(to_rpc)?;
-        Ok(QueuedResult {
-            workspace: root.display().to_string(),
-        })
-    }
-
-    pub async fn pema_open_workspace(&self, p: OpenWorkspaceParams) -> Result<OpenWorkspaceResult> {
-        let d = self.daemon()?.clone();
-        let root = self.open_root(&d, &self.workspace_path(&p.path)).await?;
-        Ok(OpenWorkspaceResult {
-            root: root.display().to_string(),
-        })
-    }
-
-    pub async fn pema_close_workspace(
-        &self,
-        p: OpenWorkspaceParams,
-    ) -> Result<CloseWorkspaceResult> {
-        let d = self.daemon()?;
-        let path = self.workspace_path(&p.path);
-        let root = path.canonicalize().unwrap_or(path);
-        if self.roots.lock().unwrap().remove(&root) {
-            d.close_workspace(&root);
-            Ok(CloseWorkspaceResult { closed: true })
-        } else {
-            Err(invalid_params(format!(
-                "{} is not open on this connection",
-                root.display()
-            )))
-        }
     }
 }

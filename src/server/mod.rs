@@ -8,6 +8,8 @@ mod documents;
 mod framing;
 mod http;
 pub mod mcp;
+mod methods;
+mod progress;
 mod protocol;
 mod to_proto;
 
