@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Daemon benchmark (BENCHMARKS.md, "Daemon"): the same rewrites through `pema serve` (JSON-RPC
 over TCP, measured by the client) and through `pema rewrite` (the CLI, measured by itself), in
-the same run, with the same adapter; time to first token; restart-to-ready; idle RSS.
+the same run, with the same adapter; time to first token; restart-to-ready; idle RSS (after
+learning, and after the rewrites) and peak RSS.
 
   python3 scripts/bench_daemon.py [--pairs FILE] [--train N] [--sources FILE] [--limit N]
 
@@ -82,9 +83,9 @@ def serve(cache):
     raise RuntimeError("pema serve did not start")
 
 
-def rss_mib(pid):
+def rss_mib(pid, field="VmRSS"):
     for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
 
 
@@ -128,6 +129,7 @@ def main():
     state_dir = w["stateDir"]
     time.sleep(5)
     idle_rss = rss_mib(p.pid)
+    peak_rss = rss_mib(p.pid, "VmHWM")
 
     # Through the daemon: client-side wall time per rewrite, first partial result = first token.
     d_tokens, d_seconds, ttft, d_texts = 0, 0.0, [], []
@@ -141,6 +143,8 @@ def main():
         firsts = [t for t, m in c.msgs if m.get("method") == "$/progress" and m["params"].get("token") == tok]
         if firsts:
             ttft.append(firsts[0] - start)
+    time.sleep(5)
+    used_rss = rss_mib(p.pid)
     p.kill()
     p.wait()
 
@@ -187,6 +191,8 @@ def main():
         "restart_to_ready_s": round(ready, 2),
         "restart_pairs_recomputed": recomputed,
         "idle_rss_mib": round(idle_rss, 0),
+        "peak_rss_mib": round(peak_rss, 0),
+        "idle_rss_after_rewrites_mib": round(used_rss, 0),
     }
     print(json.dumps(out, indent=1))
 

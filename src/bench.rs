@@ -20,6 +20,8 @@ pub struct MemoryBench {
     pub tokens: usize,
     /// CPU threads llama.cpp used.
     pub threads: usize,
+    /// Tokens per decode (memory build and baseline alike).
+    pub memory_batch: usize,
     /// llama.cpp's ordinary forward pass over the same packed sequences, logits of each
     /// sequence's last token only: tokens/s, before and after the memory build.
     pub baseline_tokens_per_second: [f64; 2],
@@ -55,6 +57,7 @@ pub fn memory_build(
     model: &Arc<Model>,
     pairs_file: &Path,
     limit: Option<usize>,
+    memory_batch: usize,
     work: &Path,
 ) -> Result<MemoryBench> {
     let mut read = PairsRead::default();
@@ -66,7 +69,10 @@ pub fn memory_build(
     if pairs.is_empty() {
         bail!("no pairs in {}", pairs_file.display());
     }
-    let opts = SessionOptions::default();
+    let opts = SessionOptions {
+        memory_batch,
+        ..Default::default()
+    };
     let mut session = model.session(opts)?;
     let template = Template::default();
     let end = memory::end_token(&session)?;
@@ -120,6 +126,7 @@ pub fn memory_build(
         pairs: pairs.len(),
         tokens,
         threads: opts.n_threads,
+        memory_batch,
         baseline_tokens_per_second: [before, after],
         build_tokens_per_second: report.tokens_per_second,
         ratio: report.tokens_per_second / ((before + after) / 2.0),
@@ -294,7 +301,7 @@ pub fn training(
     memory: &memory::Memory,
     opts: &crate::adapter::TrainOptions<'_>,
 ) -> Result<TrainBench> {
-    let a = crate::adapter::train(memory, model.head(), model.info(), opts, |_| {})?;
+    let a = crate::adapter::train(memory, &*model.head()?, model.info(), opts, |_| {})?;
     Ok(TrainBench {
         rank: opts.rank,
         report: a.info().training.clone(),

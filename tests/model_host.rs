@@ -193,6 +193,44 @@ fn a_prompt_that_shares_the_previous_start_gives_the_same_step() {
     );
 }
 
+/// A memory batch leaves llama.cpp's output buffer at one row of the vocabulary per token; the
+/// session then makes its context anew (the daemon does so after background work), and the new
+/// context computes the same steps.
+#[test]
+fn a_session_renews_its_context_after_a_memory_batch_and_computes_the_same() {
+    let model = common::model();
+    let toks: Vec<_> = model
+        .bos()
+        .into_iter()
+        .chain(model.tokenize(PARAGRAPH).unwrap())
+        .collect();
+    let mut s = model.session(SessionOptions::default()).unwrap();
+    let before = s.start(&toks[..40]).unwrap();
+    s.advance(toks[40]).unwrap();
+    assert!(
+        !s.shed_outputs(16).unwrap(),
+        "one output row a decode is no reason to renew"
+    );
+    let mut rows = 0;
+    s.hidden_states(
+        &[HiddenRequest {
+            tokens: &toks,
+            from: 0,
+        }],
+        |_, _, _| rows += 1,
+    )
+    .unwrap();
+    assert!(rows > 200, "the batch gave {rows} rows");
+    assert!(s.shed_outputs(16).unwrap(), "a {rows}-row batch was kept");
+    assert!(!s.shed_outputs(16).unwrap(), "a new context starts small");
+    let after = s.start(&toks[..40]).unwrap();
+    common::assert_is_state_at(&after.hidden, &[&before.hidden[..]], 0, "after renewal");
+    assert_eq!(
+        pema::logspace::argmax(&after.logits),
+        pema::logspace::argmax(&before.logits)
+    );
+}
+
 #[test]
 fn generation_steps_match_a_full_pass() {
     let model = common::model();

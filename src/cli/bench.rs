@@ -7,6 +7,7 @@ use clap::Subcommand;
 
 use pema::adapter::{Adapter, TrainOptions, VocabMode};
 use pema::memory::{self, Memory, Template};
+use pema::model::SessionOptions;
 
 use super::{load_model, print_json, read_pairs};
 
@@ -24,6 +25,9 @@ pub(super) enum BenchCommand {
         /// Use only the first N pairs.
         #[arg(long)]
         limit: Option<usize>,
+        /// Tokens per decode of the memory build (the baseline packs the same batches).
+        #[arg(long, default_value_t = SessionOptions::default().memory_batch)]
+        memory_batch: usize,
         #[arg(long)]
         json: bool,
     },
@@ -66,7 +70,7 @@ pub(super) fn run(model: Option<&Path>, c: BenchCommand) -> Result<()> {
             json,
         } => {
             let model = load_model(model)?;
-            let adapter = Adapter::load_for(&adapter, model.info(), model.head())?;
+            let adapter = Adapter::load_for(&adapter, model.info(), &*model.head()?)?;
             let pairs = read_pairs(&pairs, Some(limit))?;
             let base = Template::from_arg(&baseline_template)?;
             let r = pema::bench::generation(&model, &adapter, &pairs, &base)?;
@@ -113,10 +117,15 @@ pub(super) fn run(model: Option<&Path>, c: BenchCommand) -> Result<()> {
             );
             Ok(())
         }
-        BenchCommand::Memory { pairs, limit, json } => {
+        BenchCommand::Memory {
+            pairs,
+            limit,
+            memory_batch,
+            json,
+        } => {
             let model = load_model(model)?;
             let work = pema::bench::scratch_dir()?;
-            let r = pema::bench::memory_build(&model, &pairs, limit, &work);
+            let r = pema::bench::memory_build(&model, &pairs, limit, memory_batch, &work);
             let _ = std::fs::remove_dir_all(&work);
             let r = r?;
             if json {

@@ -50,7 +50,7 @@ pub(super) struct EvalArgs {
 
 pub(super) fn run(model: Option<&Path>, a: EvalArgs) -> Result<()> {
     let model = load_model(model)?;
-    let adapter = Adapter::load_for(&a.adapter, model.info(), model.head())?;
+    let adapter = Adapter::load_for(&a.adapter, model.info(), &*model.head()?)?;
     let template = adapter.template()?;
     let mut pairs = read_pairs(&a.pairs, None)?;
     if a.held_out_only {

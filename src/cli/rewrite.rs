@@ -122,7 +122,7 @@ pub(super) fn run(model: Option<&Path>, a: RewriteArgs) -> Result<()> {
         ),
     };
     let model = load_model(model)?;
-    let adapter = Adapter::load_for(&adapter_path, model.info(), model.head())?;
+    let adapter = Adapter::load_for(&adapter_path, model.info(), &*model.head()?)?;
     let template = adapter.template()?;
     let mut base = adapter.default_rewrite();
     if let Some(m) = a.mode {

@@ -104,7 +104,7 @@ pub(super) fn run(model: Option<&Path>, a: TrainArgs) -> Result<()> {
         ..Default::default()
     };
     let mut adapter = if a.choose_only {
-        let adapter = Adapter::load_for(&a.out, model.info(), model.head())?;
+        let adapter = Adapter::load_for(&a.out, model.info(), &*model.head()?)?;
         adapter.check_memory(&memory)?;
         adapter
     } else {
@@ -114,7 +114,7 @@ pub(super) fn run(model: Option<&Path>, a: TrainArgs) -> Result<()> {
     let schedules = if !a.choose_by_rewriting || held_out.len() < eval::tune::MIN_PAIRS {
         vec![]
     } else {
-        adapter.prepare(model.head())?;
+        adapter.prepare(&*model.head()?)?;
         let template = adapter.template()?;
         let mut session = model.session(Default::default())?;
         let bar = progress_bar(
@@ -184,7 +184,7 @@ fn train_adapter(
         opts.max_epochs as u64,
         "{spinner} epoch {pos}/{len} [{bar:20}] {msg}",
     )?;
-    let adapter = adapter::train(memory, model.head(), model.info(), opts, |p| {
+    let adapter = adapter::train(memory, &*model.head()?, model.info(), opts, |p| {
         bar.set_position(p.epoch.saturating_sub(1) as u64);
         let per_step =
             p.elapsed_seconds / ((p.epoch - 1) * p.steps_per_epoch + p.step).max(1) as f64;

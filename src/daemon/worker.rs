@@ -16,6 +16,10 @@ use crate::decode::{self, Rewrite, RewriteOptions};
 use crate::memory::Template;
 use crate::model::{Model, Session, SessionOptions};
 
+/// After background work that asked llama.cpp for more output rows than this in one decode,
+/// the context is made anew so that its output buffer (rows × V floats) does not stay.
+const SHED_ABOVE_ROWS: usize = 16;
+
 /// A rewrite waiting for the worker.
 pub struct RewriteJob {
     pub text: String,
@@ -204,6 +208,16 @@ fn run(session: &mut Session, shared: Arc<Inbox>) {
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| j(session, &yielder)));
                 if r.is_err() {
                     tracing::error!("background work panicked; the worker goes on");
+                }
+                // A memory build leaves llama.cpp's output buffer at 512 rows of the vocabulary
+                // (512 MiB): an idle daemon should not keep it.
+                match session.shed_outputs(SHED_ABOVE_ROWS) {
+                    Ok(true) => {
+                        tracing::debug!("context renewed after background work");
+                        super::pipeline::release_memory();
+                    }
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!("could not renew the context: {e:#}"),
                 }
             }
         }

@@ -26,19 +26,34 @@ pub struct LmHead {
     n_embd: usize,
 }
 
+/// The name of the head's tensor: models with tied embeddings (Gemma) have no separate output
+/// matrix.
+fn tensor_name(gguf: &gguf_file::Content) -> &'static str {
+    if gguf.tensor_infos.contains_key("output.weight") {
+        "output.weight"
+    } else {
+        "token_embd.weight"
+    }
+}
+
 impl LmHead {
+    /// The head's shape (V, d) from the GGUF's tensor table, without reading it.
+    pub(crate) fn shape_in(gguf: &gguf_file::Content) -> Result<(usize, usize)> {
+        let name = tensor_name(gguf);
+        let info = gguf
+            .tensor_infos
+            .get(name)
+            .with_context(|| format!("the model has no {name} tensor"))?;
+        Ok(info.shape.dims2()?)
+    }
+
     pub(crate) fn read(path: &Path, gguf: &gguf_file::Content) -> Result<Self> {
         let arch = match gguf.metadata.get("general.architecture") {
             Some(v) => v.to_string()?.clone(),
             None => bail!("GGUF has no general.architecture"),
         };
         let mut reader = BufReader::new(File::open(path)?);
-        // Models with tied embeddings (Gemma) have no separate output matrix.
-        let name = if gguf.tensor_infos.contains_key("output.weight") {
-            "output.weight"
-        } else {
-            "token_embd.weight"
-        };
+        let name = tensor_name(gguf);
         let weight = gguf
             .tensor(&mut reader, name, &Device::Cpu)
             .with_context(|| format!("reading the LM head ({name}) from {}", path.display()))?;

@@ -175,6 +175,7 @@ unsafe extern "C" fn eval_callback(t: *mut sys::ggml_tensor, ask: bool, user: *m
     }
 }
 
+#[derive(Clone, Copy, Debug)]
 pub struct ContextParams {
     pub n_ctx: u32,
     pub n_batch: u32,
@@ -191,6 +192,10 @@ pub struct LlamaContext {
     n_seq_max: usize,
     n_vocab: usize,
     n_embd: usize,
+    embeddings: bool,
+    /// The most output rows one decode has asked for: llama.cpp's output buffer is kept at that
+    /// size (rows × (V + d) floats) for the context's life.
+    outputs_high: usize,
 }
 
 // SAFETY: a context is used by one thread at a time (&mut self everywhere).
@@ -237,6 +242,8 @@ impl LlamaContext {
             n_seq_max: p.n_seq_max as usize,
             n_vocab: model.n_vocab(),
             n_embd: model.n_embd(),
+            embeddings: p.embeddings,
+            outputs_high: 0,
         })
     }
 
@@ -279,7 +286,13 @@ impl LlamaContext {
         }
     }
 
+    /// The most output rows one decode of this context has produced.
+    pub fn outputs_high(&self) -> usize {
+        self.outputs_high
+    }
+
     pub fn set_embeddings(&mut self, on: bool) {
+        self.embeddings = on;
         unsafe { sys::llama_set_embeddings(self.ptr.as_ptr(), on) }
     }
 
@@ -288,6 +301,13 @@ impl LlamaContext {
     }
 
     pub fn decode(&mut self, batch: &Batch) -> Result<()> {
+        // With embeddings on (and no pooling) llama.cpp outputs every token of the batch.
+        let outputs = if self.embeddings {
+            batch.raw.n_tokens as usize
+        } else {
+            batch.outputs
+        };
+        self.outputs_high = self.outputs_high.max(outputs);
         let rc = unsafe { sys::llama_decode(self.ptr.as_ptr(), batch.raw) };
         match rc {
             0 => Ok(()),
@@ -320,6 +340,8 @@ impl LlamaContext {
 pub struct Batch {
     raw: sys::llama_batch,
     capacity: usize,
+    /// Tokens flagged for output.
+    outputs: usize,
 }
 
 impl Drop for Batch {
@@ -331,11 +353,16 @@ impl Drop for Batch {
 impl Batch {
     pub fn new(capacity: usize) -> Self {
         let raw = unsafe { sys::llama_batch_init(capacity as i32, 0, 1) };
-        Self { raw, capacity }
+        Self {
+            raw,
+            capacity,
+            outputs: 0,
+        }
     }
 
     pub fn clear(&mut self) {
         self.raw.n_tokens = 0;
+        self.outputs = 0;
     }
 
     pub fn push(&mut self, token: Token, pos: usize, seq: i32, output: bool) {
@@ -349,5 +376,6 @@ impl Batch {
             *self.raw.logits.add(i) = output as i8;
         }
         self.raw.n_tokens += 1;
+        self.outputs += output as usize;
     }
 }

@@ -39,13 +39,15 @@ pub struct ModelInfo {
     pub n_ctx_train: usize,
 }
 
-/// A loaded GGUF model: llama.cpp's weights, the LM head read again from the same file, and
-/// the [`ModelInfo`] that identifies it. Shared as `Arc<Model>` by every [`Session`] on it; it
+/// A loaded GGUF model: llama.cpp's weights, the LM head read again from the same file when
+/// asked for, and the [`ModelInfo`] that identifies it. Shared as `Arc<Model>` by every [`Session`] on it; it
 /// tokenizes and detokenizes, and [`Model::session`] opens a context to run it. Loading checks
 /// the file first and refuses a head whose shape differs from llama.cpp's model.
 pub struct Model {
     llama: llama::LlamaModel,
-    head: LmHead,
+    /// The LM head while someone holds it. A second copy of the head (170 MiB for Gemma 3
+    /// 270M) is needed only to train or load an adapter; an idle daemon should not keep it.
+    head: std::sync::Mutex<std::sync::Weak<LmHead>>,
     info: ModelInfo,
     ending_tokens: std::sync::OnceLock<Vec<Token>>,
 }
@@ -60,7 +62,7 @@ impl Model {
             Some(v) => v.to_string().cloned().unwrap_or_default(),
             None => String::new(),
         };
-        let head = LmHead::read(path, &gguf)?;
+        let (head_vocab, head_embd) = LmHead::shape_in(&gguf)?;
         drop(gguf);
         let n_gpu_layers = if cfg!(any(feature = "cuda", feature = "metal")) {
             999
@@ -68,11 +70,11 @@ impl Model {
             0
         };
         let llama = llama::LlamaModel::load(path, n_gpu_layers)?;
-        if llama.n_embd() != head.n_embd() || llama.n_vocab() != head.n_vocab() {
+        if llama.n_embd() != head_embd || llama.n_vocab() != head_vocab {
             bail!(
                 "LM head is {}×{} but the model is {}×{}: unsupported model layout",
-                head.n_vocab(),
-                head.n_embd(),
+                head_vocab,
+                head_embd,
                 llama.n_vocab(),
                 llama.n_embd()
             );
@@ -94,7 +96,7 @@ impl Model {
         };
         Ok(Arc::new(Model {
             llama,
-            head,
+            head: Default::default(),
             info,
             ending_tokens: Default::default(),
         }))
@@ -105,9 +107,26 @@ impl Model {
         &self.info
     }
 
-    /// The model's LM head `W` (V × d).
-    pub fn head(&self) -> &LmHead {
-        &self.head
+    /// The model's LM head `W` (V × d), read from the model file on first use and kept while
+    /// anyone holds it (the adapter's own rows are copied out by `Adapter::prepare`, so a
+    /// daemon at rest holds no head). Fails when the file is gone or no longer the model
+    /// loaded.
+    pub fn head(&self) -> Result<Arc<LmHead>> {
+        let mut slot = self.head.lock().unwrap();
+        if let Some(h) = slot.upgrade() {
+            return Ok(h);
+        }
+        let path = &self.info.path;
+        let gguf = read_gguf(path)?;
+        if identity_of(path, &gguf)? != self.info.identity {
+            bail!(
+                "{} changed since pema loaded it: restart pema to use the new model",
+                path.display()
+            );
+        }
+        let h = Arc::new(LmHead::read(path, &gguf)?);
+        *slot = Arc::downgrade(&h);
+        Ok(h)
     }
 
     /// The tokens of `text`, without a BOS token (see [`Model::bos`]); text that looks like a
@@ -147,13 +166,14 @@ impl Model {
             ..Default::default()
         })?;
         let steps = session.eval_all(&tokens).context("evaluating the text")?;
+        let head = self.head()?;
         let mut c = HeadCheck {
             positions: steps.len(),
             argmax_matches: 0,
             max_abs_diff: 0.0,
         };
         for s in &steps {
-            let mine = self.head.apply(&s.hidden)?;
+            let mine = head.apply(&s.hidden)?;
             let diff = mine
                 .iter()
                 .zip(&s.logits)
@@ -179,22 +199,22 @@ impl Model {
 
     /// A new inference session (one llama.cpp context) on this model.
     pub fn session(self: &Arc<Self>, opts: SessionOptions) -> Result<Session> {
-        let ctx = llama::LlamaContext::new(
-            &self.llama,
-            &llama::ContextParams {
-                n_ctx: opts.n_ctx as u32,
-                n_batch: opts.n_batch as u32,
-                n_seq_max: opts.n_seq_max as u32,
-                n_threads: opts.n_threads as i32,
-                embeddings: true,
-            },
-        )?;
+        let params = llama::ContextParams {
+            n_ctx: opts.n_ctx as u32,
+            n_batch: opts.n_batch as u32,
+            n_seq_max: opts.n_seq_max as u32,
+            n_threads: opts.n_threads as i32,
+            embeddings: true,
+        };
+        let ctx = llama::LlamaContext::new(&self.llama, &params)?;
         Ok(Session {
             batch: llama::Batch::new(opts.n_batch),
             ctx,
+            params,
             model: self.clone(),
             n_ctx: opts.n_ctx,
             cached: Vec::new(),
+            memory_batch: opts.memory_batch.clamp(1, opts.n_batch),
         })
     }
 }

@@ -11,6 +11,10 @@ pub struct SessionOptions {
     pub n_ctx: usize,
     /// Tokens per decode.
     pub n_batch: usize,
+    /// Tokens per decode of a memory build (at most `n_batch`). Every token of a memory batch
+    /// is an output, and llama.cpp keeps an output buffer of rows × V floats for the largest
+    /// such batch (V = 262,144 for Gemma 3: 1 MiB a row), so this bounds a build's memory.
+    pub memory_batch: usize,
     /// How many sequences one batch may pack.
     pub n_seq_max: usize,
     /// CPU threads llama.cpp uses (default: all the machine's).
@@ -24,6 +28,10 @@ impl Default for SessionOptions {
             // 512-token batch of pairs, and for a rewrite after such a prompt.
             n_ctx: 2048,
             n_batch: 512,
+            // Measured (BENCHMARKS.md, "Memory build throughput"): on 2 CPU cores a build is no
+            // slower in 64-token batches than in 512-token ones (faster: ratio 1.14 against
+            // 0.95), its output buffer is an eighth, and a waiting rewrite waits for less.
+            memory_batch: 64,
             n_seq_max: 32,
             n_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
@@ -66,9 +74,11 @@ pub struct Session {
     // Field order matters: the context must be freed before the model it points into.
     pub(super) batch: llama::Batch,
     pub(super) ctx: llama::LlamaContext,
+    pub(super) params: llama::ContextParams,
     pub(super) model: Arc<Model>,
     pub(super) n_ctx: usize,
     pub(super) cached: Vec<Token>,
+    pub(super) memory_batch: usize,
 }
 
 impl Session {
@@ -82,6 +92,21 @@ impl Session {
         self.n_ctx
     }
 
+    /// Gives back the memory a context keeps after a decode with many outputs: llama.cpp holds
+    /// its output buffer at the most rows ever asked for (a memory batch: 512 × V floats,
+    /// 512 MiB for Gemma 3), so the context is made anew when it asked for more than
+    /// `max_rows`. Its cached prompt goes with it. Returns whether it was renewed.
+    pub fn shed_outputs(&mut self, max_rows: usize) -> Result<bool> {
+        if self.ctx.outputs_high() <= max_rows {
+            return Ok(false);
+        }
+        // The new context briefly stands beside the old one: its KV cache (tens of MiB) is
+        // all it touches before use.
+        self.ctx = llama::LlamaContext::new(&self.model.llama, &self.params)?;
+        self.cached.clear();
+        Ok(true)
+    }
+
     /// The most tokens one decode takes: the longest suffix a batch of pairs may hold.
     pub fn n_batch(&self) -> usize {
         self.ctx.n_batch()
@@ -92,7 +117,7 @@ impl Session {
     /// error when run).
     pub fn pack(&self, lengths: impl IntoIterator<Item = usize>) -> Vec<Range<usize>> {
         // Sequence 0 is kept for the shared prefix.
-        let (cap, max_seqs) = (self.ctx.n_batch(), self.ctx.n_seq_max() - 1);
+        let (cap, max_seqs) = (self.memory_batch, self.ctx.n_seq_max() - 1);
         let mut out = Vec::new();
         let (mut start, mut used, mut i) = (0, 0, 0);
         for len in lengths {

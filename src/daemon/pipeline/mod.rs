@@ -24,7 +24,7 @@ use crate::workspace::{
     paraphrase, state, FileTable, ParaphraseCache, PendingUnits, PseudoSources, Workspace,
 };
 use pseudo::made_by;
-use train::release_memory;
+pub(super) use train::release_memory;
 
 /// Units paraphrased per worker job: small enough that the pipeline sees progress often.
 const PARAPHRASE_BATCH: usize = 8;
@@ -172,7 +172,10 @@ impl Pipeline {
         }
         let adapter_path = state_dir.join(state::ADAPTER_FILE);
         if adapter_path.exists() {
-            match Adapter::load_for(&adapter_path, model.info(), model.head()) {
+            match model
+                .head()
+                .and_then(|head| Adapter::load_for(&adapter_path, model.info(), &head))
+            {
                 Ok(a) => {
                     status.adapter.held_out_loss = Some(a.info().training.held_out_loss);
                     status.adapter.held_out_ce = Some(a.info().training.held_out_ce);

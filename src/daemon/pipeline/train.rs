@@ -72,7 +72,8 @@ impl Pipeline {
                         warm_start: warm.as_deref(),
                         ..Default::default()
                     };
-                    let mut a = adapter::train(&memory, model.head(), model.info(), &opts, |p| {
+                    let head = model.head()?;
+                    let mut a = adapter::train(&memory, &head, model.info(), &opts, |p| {
                         let done = p.epoch * p.steps_per_epoch.max(1) + p.step;
                         let all = p.max_epochs * p.steps_per_epoch.max(1);
                         progress.report((100 * done / all.max(1)) as u32, || {
@@ -84,7 +85,7 @@ impl Pipeline {
                         });
                     })?;
                     a.save(&dir.join(state::ADAPTER_FILE))?;
-                    a.prepare(model.head())?;
+                    a.prepare(&head)?;
                     progress.finish(format!(
                         "held-out loss {:.3}",
                         a.info().training.held_out_loss
@@ -128,7 +129,7 @@ impl Pipeline {
 
 /// Training's and building's buffers are freed, but glibc keeps the pages; hand them back so
 /// that an idle daemon stays small.
-pub(super) fn release_memory() {
+pub(in crate::daemon) fn release_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only releases free heap pages; it has no preconditions.
     unsafe {
