@@ -40,9 +40,8 @@ fn build_with(pairs: &[Pair], dir: &Path, template: Template, shots: usize) -> M
 /// An adapter trained on `memory` and ready for rewrites.
 fn trained(memory: &Memory, opts: &TrainOptions<'_>) -> Adapter {
     let model = common::model();
-    let mut a =
-        adapter::train(memory, &*model.head().unwrap(), model.info(), opts, |_| {}).unwrap();
-    a.prepare(&*model.head().unwrap()).unwrap();
+    let mut a = adapter::train(memory, &model.head().unwrap(), model.info(), opts, |_| {}).unwrap();
+    a.prepare(&model.head().unwrap()).unwrap();
     a
 }
 
@@ -51,7 +50,7 @@ fn train_error(memory: &Memory) -> anyhow::Error {
     let model = common::model();
     adapter::train(
         memory,
-        &*model.head().unwrap(),
+        &model.head().unwrap(),
         model.info(),
         &TrainOptions::default(),
         |_| {},
@@ -261,7 +260,7 @@ fn training_lowers_held_out_cross_entropy_and_round_trips_through_a_file() {
     let model = common::model();
     let a = adapter::train(
         &memory,
-        &*model.head().unwrap(),
+        &model.head().unwrap(),
         model.info(),
         &TrainOptions::default(),
         |_| {},
@@ -284,7 +283,7 @@ fn training_lowers_held_out_cross_entropy_and_round_trips_through_a_file() {
     assert_eq!(b.vocab(), a.vocab());
     b.check_model(model.info()).unwrap();
     b.check_memory(&memory).unwrap();
-    b.prepare(&*model.head().unwrap()).unwrap();
+    b.prepare(&model.head().unwrap()).unwrap();
     let h = memory.keys_f32(0..1);
     let lp = b.log_probs(&h).unwrap();
     let total: f32 = lp.iter().map(|x| x.exp()).sum();
@@ -293,7 +292,7 @@ fn training_lowers_held_out_cross_entropy_and_round_trips_through_a_file() {
     // Warm start from it continues from its weights.
     let warm = adapter::train(
         &memory,
-        &*model.head().unwrap(),
+        &model.head().unwrap(),
         model.info(),
         &TrainOptions {
             warm_start: Some(&b),
@@ -338,7 +337,7 @@ fn adapters_for_another_model_memory_or_template_are_refused() {
     assert!(e.contains("another template"), "{e}");
     let e = adapter::train(
         &formal,
-        &*model.head().unwrap(),
+        &model.head().unwrap(),
         model.info(),
         &TrainOptions {
             warm_start: Some(&a),
@@ -352,7 +351,7 @@ fn adapters_for_another_model_memory_or_template_are_refused() {
 
     let e = adapter::train(
         &memory,
-        &*model.head().unwrap(),
+        &model.head().unwrap(),
         &other,
         &TrainOptions::default(),
         |_| {},

@@ -863,6 +863,92 @@ fn files_lists_what_a_workspace_learns_from_and_why_not_the_rest() {
     child.wait().unwrap();
 }
 
+/// `pema/examples` shows pairs the memory learns from: the pairs file's and pseudo-pairs (pema's
+/// paraphrase → a sentence of the user's prose), only to a connection that opened the workspace.
+/// `pema/statusChanged` follows the initial build as it happens, at most a few a second.
+#[test]
+fn examples_and_status_changes_of_a_learning_workspace() {
+    let ws = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let root = ws.path().canonicalize().unwrap();
+    make_workspace(&root);
+    let (mut child, addr) = rpc::serve(cache.path(), &[]);
+    let mut a = rpc::connect(&addr);
+    a.initialize(&[], json!({})).unwrap();
+    let t0 = std::time::Instant::now();
+    a.call("pema/openWorkspace", json!({ "path": root }))
+        .unwrap();
+    // Pushed, not polled: every state the build passes through arrives as it happens.
+    let built = a.wait_for(0, LONG, |m| {
+        m["method"] == "pema/statusChanged"
+            && m["params"]["unitsPending"] == 0
+            && m["params"]["units"].as_u64() > Some(0)
+            && m["params"]["memory"]["entries"].as_u64() > Some(0)
+    });
+    let elapsed = t0.elapsed().as_secs_f64();
+    let changes: Vec<&Value> = a.seen[..=built]
+        .iter()
+        .filter(|m| m["method"] == "pema/statusChanged")
+        .map(|m| &m["params"])
+        .collect();
+    assert!(
+        changes.iter().all(|p| p["root"] == json!(root)),
+        "{changes:#?}"
+    );
+    assert!(
+        changes
+            .iter()
+            .any(|p| p["adapter"]["state"] == "building" && p["unitsPending"].as_u64() > Some(0)),
+        "no change while paraphrasing: {changes:#?}"
+    );
+    // The daemon samples statuses four times a second: a busy build cannot flood the client.
+    assert!(
+        changes.len() as f64 <= 4.0 * elapsed + 2.0,
+        "{} changes in {elapsed:.1} s",
+        changes.len()
+    );
+    // A pseudo-pair's target is a unit of the prose (a paragraph's lines joined by spaces).
+    let words = |t: &str| t.split_whitespace().collect::<Vec<_>>().join(" ");
+    let prose: Vec<String> = ["style/sayings.md", "letters.txt"]
+        .iter()
+        .map(|p| words(&std::fs::read_to_string(root.join(p)).unwrap()))
+        .collect();
+    let x = a.call("pema/examples", json!({ "limit": 50 })).unwrap();
+    let examples = x["examples"].as_array().unwrap();
+    let pseudo: Vec<&Value> = examples.iter().filter(|e| e["pseudo"] == true).collect();
+    let real: Vec<&Value> = examples.iter().filter(|e| e["pseudo"] == false).collect();
+    assert!(!pseudo.is_empty() && !real.is_empty(), "{x:#}");
+    for e in &pseudo {
+        let target = e["target"].as_str().unwrap();
+        assert!(
+            prose.iter().any(|text| text.contains(&words(target))),
+            "a pseudo-pair's target is not the user's prose: {e}"
+        );
+        assert_ne!(e["source"], e["target"], "{e}");
+    }
+    let pairs = std::fs::read_to_string(root.join("examples.pairs.jsonl")).unwrap();
+    for e in &real {
+        let line = json!({"source": e["source"], "target": e["target"]}).to_string();
+        assert!(pairs.contains(&line), "not a line of the pairs file: {e}");
+    }
+    // The default is five; the same request gives the same examples.
+    let five = a.call("pema/examples", json!({})).unwrap();
+    assert_eq!(
+        five["examples"].as_array().unwrap().len(),
+        5.min(examples.len())
+    );
+    assert_eq!(five["examples"][0], examples[0]);
+    // A connection that did not open the workspace is told nothing of it.
+    let mut b = rpc::connect(&addr);
+    b.initialize(&[], json!({})).unwrap();
+    let e = b
+        .call("pema/examples", json!({ "workspace": root }))
+        .unwrap_err();
+    assert_eq!(error_code(&e), -32602, "{e}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
 /// Where a byte offset of `doc` lies as an LSP position counted in `enc`, computed here
 /// independently of the daemon (which uses rust-analyzer's `line-index`).
 fn lsp_position(doc: &str, byte: usize, enc: &str) -> Value {

@@ -102,6 +102,25 @@ const WORKSPACE: &[&str] = &[
     "configError",
 ];
 
+const STATUS_CHANGED: &[&str] = &[
+    "root",
+    "units",
+    "unitsPending",
+    "pairs",
+    "memory",
+    "memory.entries",
+    "memory.pairs",
+    "adapter",
+    "adapter.state",
+    "adapter.available",
+    "adapter.stale",
+    "adapter.heldOutLoss",
+    "adapter.heldOutCe",
+    "adapter.trainings",
+    "errors",
+    "configError",
+];
+
 const REWRITE: &[&str] = &[
     "text",
     "mode",
@@ -254,6 +273,61 @@ fn every_response_has_its_pinned_shape() {
     );
     assert_eq!(f["learned"][0]["kind"], "pairs");
     assert_eq!(f["learned"][0]["badLines"], json!(1));
+
+    // pema/statusChanged: the workspace's status once this connection has it open, then each
+    // change (the built memory among them), under the names of its entry in pema/status.
+    let i = c.wait_for(0, LONG, |m| {
+        m["method"] == "pema/statusChanged" && m["params"]["memory"]["entries"].as_u64() > Some(0)
+    });
+    for m in c.seen[..=i]
+        .iter()
+        .filter(|m| m["method"] == "pema/statusChanged")
+    {
+        assert_keys("pema/statusChanged", &m["params"], STATUS_CHANGED);
+        assert_eq!(m["params"]["root"], json!(root), "{m}");
+    }
+    let s = c.seen[i]["params"].clone();
+    let w = c.wait_status(LONG, |w| w["memory"]["entries"] == s["memory"]["entries"]);
+    for k in [
+        "units",
+        "unitsPending",
+        "pairs",
+        "memory.entries",
+        "memory.pairs",
+    ] {
+        let at = |v: &Value| k.split('.').fold(v.clone(), |v, p| v[p].clone());
+        assert_eq!(at(&s), at(&w), "{k}: {s:#} vs {w:#}");
+    }
+
+    // pema/examples: pairs of the pairs file (no pseudo-pairs: there is no prose to paraphrase).
+    let x = c.call("pema/examples", json!({"limit": 50})).unwrap();
+    assert_keys(
+        "pema/examples",
+        &x,
+        &[
+            "examples",
+            "examples[].source",
+            "examples[].target",
+            "examples[].pseudo",
+        ],
+    );
+    let pairs: Vec<(String, String)> = common::bible_pairs(6)
+        .into_iter()
+        .map(|p| (p.source, p.target))
+        .collect();
+    for e in x["examples"].as_array().unwrap() {
+        assert_eq!(e["pseudo"], json!(false), "{e}");
+        let pair = (
+            e["source"].as_str().unwrap().to_string(),
+            e["target"].as_str().unwrap().to_string(),
+        );
+        assert!(pairs.contains(&pair), "not a pair of the file: {e}");
+    }
+    for bad in [0, 51] {
+        let e = c.call("pema/examples", json!({"limit": bad})).unwrap_err();
+        assert_eq!(e["code"], json!(-32602), "{e}");
+        assert_keys("a bad limit", &e, &["code", "message", "data", "data.kind"]);
+    }
 
     // pema/rewrite, with a partial result.
     let options = json!({"temperature": 0.0, "maxTokens": 8});

@@ -1,6 +1,6 @@
 //! `pema bench`: the figures of BENCHMARKS.md (memory build, generation and training).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Subcommand;
@@ -9,7 +9,7 @@ use pema::adapter::{Adapter, TrainOptions, VocabMode};
 use pema::memory::{self, Memory, Template};
 use pema::model::SessionOptions;
 
-use super::{load_model, print_json, read_pairs};
+use super::{load_model, print_json, read_pairs, ModelChoice};
 
 /// The defaults the flags show and start from.
 fn defaults() -> TrainOptions<'static> {
@@ -60,7 +60,7 @@ pub(super) enum BenchCommand {
     },
 }
 
-pub(super) fn run(model: Option<&Path>, c: BenchCommand) -> Result<()> {
+pub(super) fn run(model: &ModelChoice, c: BenchCommand) -> Result<()> {
     match c {
         BenchCommand::Generate {
             adapter,

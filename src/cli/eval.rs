@@ -1,7 +1,7 @@
 //! `pema eval`: BLEU, chrF, style accuracy and speed of each system on pairs with reference
 //! targets.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
@@ -11,7 +11,7 @@ use pema::decode::Mode;
 use pema::eval::{self, System};
 use pema::memory::{self, Template};
 
-use super::{load_model, print_json, progress_bar, read_pairs, GenerationArgs};
+use super::{load_model, print_json, progress_bar, read_pairs, GenerationArgs, ModelChoice};
 
 #[derive(Args)]
 pub(super) struct EvalArgs {
@@ -48,7 +48,7 @@ pub(super) struct EvalArgs {
     json: bool,
 }
 
-pub(super) fn run(model: Option<&Path>, a: EvalArgs) -> Result<()> {
+pub(super) fn run(model: &ModelChoice, a: EvalArgs) -> Result<()> {
     let model = load_model(model)?;
     let adapter = Adapter::load_for(&a.adapter, model.info(), &*model.head()?)?;
     let template = adapter.template()?;

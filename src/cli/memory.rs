@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 
 use pema::memory::{self, KeyType, Memory, Template};
 
-use super::{load_model, print_json, progress_bar};
+use super::{load_model, print_json, progress_bar, ModelChoice};
 
 #[derive(Subcommand)]
 pub(super) enum MemoryCommand {
@@ -44,7 +44,7 @@ pub(super) struct BuildArgs {
     json: bool,
 }
 
-pub(super) fn run(model: Option<&Path>, c: MemoryCommand) -> Result<()> {
+pub(super) fn run(model: &ModelChoice, c: MemoryCommand) -> Result<()> {
     match c {
         MemoryCommand::Build(a) => build(model, a),
         MemoryCommand::Stats { dir, json } => stats(&dir, json),
@@ -72,7 +72,7 @@ fn stats(dir: &Path, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn build(model: Option<&Path>, a: BuildArgs) -> Result<()> {
+fn build(model: &ModelChoice, a: BuildArgs) -> Result<()> {
     let template = Template::from_arg(&a.template)?;
     let model = load_model(model)?;
     let mut session = model.session(Default::default())?;

@@ -37,6 +37,10 @@ struct Cli {
     /// The GGUF model (else $PEMA_MODEL, else the installed default Gemma 3 270M).
     #[arg(long, global = true, value_name = "PATH")]
     model: Option<PathBuf>,
+    /// Model layers to run on the GPU in a CUDA or Metal build (default: all; 0: none). A CPU
+    /// build ignores it.
+    #[arg(long, global = true, value_name = "N")]
+    gpu_layers: Option<u32>,
     #[command(subcommand)]
     command: Command,
 }
@@ -90,7 +94,10 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let model = cli.model.as_deref();
+    let model = &ModelChoice {
+        path: cli.model,
+        gpu_layers: cli.gpu_layers,
+    };
     match cli.command {
         Command::Memory(c) => memory::run(model, c),
         Command::Model(a) => model_info::run(model, a),
@@ -204,9 +211,23 @@ impl GenerationArgs {
     }
 }
 
-fn load_model(explicit: Option<&Path>) -> Result<Arc<Model>> {
-    let path = model::resolve_model(explicit)?;
-    Model::load(&path)
+/// The model the global flags name, and how to run it.
+pub(super) struct ModelChoice {
+    /// `--model`, else `$PEMA_MODEL`, else the installed default.
+    path: Option<PathBuf>,
+    /// `--gpu-layers`.
+    gpu_layers: Option<u32>,
+}
+
+impl ModelChoice {
+    /// The model file to load.
+    fn resolve(&self) -> Result<PathBuf> {
+        model::resolve_model(self.path.as_deref())
+    }
+}
+
+fn load_model(choice: &ModelChoice) -> Result<Arc<Model>> {
+    Model::load_with(&choice.resolve()?, choice.gpu_layers)
 }
 
 fn print_json(v: &impl serde::Serialize) -> Result<()> {

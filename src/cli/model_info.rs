@@ -1,13 +1,11 @@
 //! `pema model`: the model's identity and sizes, and a check of the LM head.
 
-use std::path::Path;
-
 use anyhow::Result;
 use clap::Args;
 
 use pema::model;
 
-use super::{load_model, print_json};
+use super::{load_model, print_json, ModelChoice};
 
 #[derive(Args)]
 pub(super) struct ModelArgs {
@@ -25,7 +23,7 @@ struct ModelReport {
     check: Option<model::HeadCheck>,
 }
 
-pub(super) fn run(model: Option<&Path>, a: ModelArgs) -> Result<()> {
+pub(super) fn run(model: &ModelChoice, a: ModelArgs) -> Result<()> {
     let model = load_model(model)?;
     let check = match &a.check {
         Some(text) => Some(model.check_head(text)?),

@@ -1,6 +1,6 @@
 //! `pema paraphrase`: back-paraphrased pseudo-pairs from the targets of a pairs file.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
@@ -8,7 +8,7 @@ use clap::Args;
 use pema::memory;
 use pema::workspace::{neutralise, paraphrase};
 
-use super::{load_model, progress_bar, read_pairs};
+use super::{load_model, progress_bar, read_pairs, ModelChoice};
 
 #[derive(Args)]
 pub(super) struct ParaphraseArgs {
@@ -42,7 +42,7 @@ pub(super) struct ParaphraseArgs {
     passes: usize,
 }
 
-pub(super) fn run(model: Option<&Path>, a: ParaphraseArgs) -> Result<()> {
+pub(super) fn run(model: &ModelChoice, a: ParaphraseArgs) -> Result<()> {
     let units: Vec<String> = read_pairs(&a.pairs, a.limit)?
         .into_iter()
         .map(|p| p.target)

@@ -2,7 +2,7 @@
 //! standard output, for any editor), with `--adapter FILE` a rewrite here, without a daemon.
 
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
 use clap::Args;
@@ -10,7 +10,7 @@ use clap::Args;
 use pema::adapter::Adapter;
 use pema::decode::{self, Mode, RewriteOptions};
 
-use super::{load_model, print_json, rewrite_defaults, GenerationArgs, ModeArg};
+use super::{load_model, print_json, rewrite_defaults, GenerationArgs, ModeArg, ModelChoice};
 
 #[derive(Args)]
 pub(super) struct RewriteArgs {
@@ -109,7 +109,7 @@ fn pipe(a: RewriteArgs, workspace: PathBuf) -> Result<()> {
     }
 }
 
-pub(super) fn run(model: Option<&Path>, a: RewriteArgs) -> Result<()> {
+pub(super) fn run(model: &ModelChoice, a: RewriteArgs) -> Result<()> {
     let adapter_path = match (&a.adapter, &a.workspace) {
         (_, Some(w)) => {
             let w = w.clone();

@@ -1,21 +1,43 @@
 //! The long-running commands: `pema lsp` (editors), `pema serve` (JSON-RPC over TCP or a unix
 //! socket, and the OpenAI-compatible HTTP API) and `pema mcp` (coding agents).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Result;
 use clap::Args;
 
-use pema::daemon::Daemon;
-use pema::model;
+use super::train::DeviceArg;
+use super::ModelChoice;
+
+use pema::daemon::{Daemon, DaemonOptions};
 use pema::server::{self, Listen, TokenSource};
+
+/// How the daemon runs (lsp, serve and mcp alike).
+#[derive(Args)]
+pub(super) struct DaemonArgs {
+    /// Where adapters train: cpu, cuda or metal (the GPU ones need a build with --features
+    /// cuda / metal). The model's layers go to the GPU of such a build by --gpu-layers.
+    #[arg(long, value_enum, hide_possible_values = true, default_value_t = DeviceArg::Cpu)]
+    device: DeviceArg,
+}
+
+impl DaemonArgs {
+    fn options(&self, model: &ModelChoice) -> Result<DaemonOptions> {
+        Ok(DaemonOptions {
+            gpu_layers: model.gpu_layers,
+            train_device: self.device.device()?,
+        })
+    }
+}
 
 #[derive(Args)]
 pub(super) struct LspArgs {
     /// Accepted and ignored: some LSP clients add it; stdio is the only transport here.
     #[arg(long, hide = true)]
     stdio: bool,
+    #[command(flatten)]
+    daemon: DaemonArgs,
 }
 
 #[derive(Args)]
@@ -23,6 +45,8 @@ pub(super) struct McpArgs {
     /// Open this workspace at start (repeatable); a tool call can name others.
     #[arg(long, value_name = "DIR")]
     workspace: Vec<PathBuf>,
+    #[command(flatten)]
+    daemon: DaemonArgs,
 }
 
 #[derive(Args)]
@@ -49,6 +73,8 @@ pub(super) struct ServeArgs {
     /// /v1/models, POST /v1/chat/completions and /v1/completions; the API key is the token.
     #[arg(long, value_name = "ADDR")]
     http: Option<String>,
+    #[command(flatten)]
+    daemon: DaemonArgs,
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -60,9 +86,13 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 /// The daemon for a stdio server: a failure to start is reported to the client rather than
 /// ending the process, so that the editor can show it.
-fn start_for_stdio(model: Option<&Path>) -> std::result::Result<Arc<Daemon>, String> {
-    let daemon = model::resolve_model(model)
-        .and_then(|p| Daemon::start(&p))
+fn start_for_stdio(
+    model: &ModelChoice,
+    args: &DaemonArgs,
+) -> std::result::Result<Arc<Daemon>, String> {
+    let daemon = args
+        .options(model)
+        .and_then(|o| Daemon::start_with(&model.resolve()?, o))
         .map_err(|e| format!("{e:#}"));
     if let Err(e) = &daemon {
         eprintln!("error: {e}");
@@ -70,8 +100,8 @@ fn start_for_stdio(model: Option<&Path>) -> std::result::Result<Arc<Daemon>, Str
     daemon
 }
 
-pub(super) fn lsp(model: Option<&Path>, _a: LspArgs) -> Result<()> {
-    let daemon = start_for_stdio(model);
+pub(super) fn lsp(model: &ModelChoice, a: LspArgs) -> Result<()> {
+    let daemon = start_for_stdio(model, &a.daemon);
     let rt = runtime()?;
     rt.block_on(server::serve_stdio(daemon));
     // Background threads may be mid-paraphrase or mid-training, and stdin's reader
@@ -81,8 +111,8 @@ pub(super) fn lsp(model: Option<&Path>, _a: LspArgs) -> Result<()> {
     std::process::exit(0)
 }
 
-pub(super) fn mcp(model: Option<&Path>, a: McpArgs) -> Result<()> {
-    let daemon = start_for_stdio(model);
+pub(super) fn mcp(model: &ModelChoice, a: McpArgs) -> Result<()> {
+    let daemon = start_for_stdio(model, &a.daemon);
     if let Ok(d) = &daemon {
         for w in &a.workspace {
             d.open_workspace(w)?;
@@ -95,7 +125,7 @@ pub(super) fn mcp(model: Option<&Path>, a: McpArgs) -> Result<()> {
     std::process::exit(0)
 }
 
-pub(super) fn serve(model: Option<&Path>, a: ServeArgs) -> Result<()> {
+pub(super) fn serve(model: &ModelChoice, a: ServeArgs) -> Result<()> {
     let listen: Listen = a.listen.parse()?;
     let token = match (a.token_file, a.token) {
         (Some(p), _) => TokenSource::File(p),
@@ -113,8 +143,7 @@ pub(super) fn serve(model: Option<&Path>, a: ServeArgs) -> Result<()> {
             _ => anyhow::bail!("--http takes HOST:PORT or PORT (loopback), not {h:?}"),
         },
     };
-    let path = model::resolve_model(model)?;
-    let daemon = Daemon::start(&path)?;
+    let daemon = Daemon::start_with(&model.resolve()?, a.daemon.options(model)?)?;
     for w in &a.workspace {
         daemon.open_workspace(w)?;
     }

@@ -1,7 +1,7 @@
 //! `pema train`: an adapter from a memory, and optionally the choice of its default schedule by
 //! rewriting the memory's held-out pairs.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
@@ -12,7 +12,7 @@ use pema::eval;
 use pema::memory::Memory;
 use pema::model::Model;
 
-use super::{load_model, print_json, progress_bar};
+use super::{load_model, print_json, progress_bar, ModelChoice};
 
 /// Where training runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -24,7 +24,7 @@ pub(super) enum DeviceArg {
 
 impl DeviceArg {
     /// The candle device, or why this build cannot use it.
-    fn device(self) -> Result<candle_core::Device> {
+    pub(super) fn device(self) -> Result<candle_core::Device> {
         let (name, d) = match self {
             DeviceArg::Cpu => return Ok(candle_core::Device::Cpu),
             DeviceArg::Cuda => ("cuda", candle_core::Device::new_cuda(0)),
@@ -84,7 +84,7 @@ pub(super) struct TrainArgs {
     json: bool,
 }
 
-pub(super) fn run(model: Option<&Path>, a: TrainArgs) -> Result<()> {
+pub(super) fn run(model: &ModelChoice, a: TrainArgs) -> Result<()> {
     let device = a.device.device()?;
     let model = load_model(model)?;
     let memory = Memory::open(&a.memory)?;

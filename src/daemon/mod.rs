@@ -4,6 +4,7 @@
 
 mod error;
 mod events;
+mod examples;
 mod pipeline;
 mod rewrite;
 mod status;
@@ -21,6 +22,7 @@ use notify_debouncer_full::notify::RecursiveMode;
 
 pub use error::{open_list, Lambda, RequestError};
 pub use events::{Event, Stage, Task};
+pub use examples::{Example, MAX_EXAMPLES};
 pub use rewrite::{RewriteEvent, RewriteRequest, RewriteStream};
 pub use status::{AdapterState, AdapterStatus, DaemonStatus, MemoryStatus, WorkspaceStatus};
 pub use worker::QueueStatus;
@@ -45,12 +47,16 @@ const PIPELINE_RESTARTS: usize = 3;
 fn run_workspace(
     root: &Path,
     shared: Arc<pipeline::Published>,
-    model: Arc<Model>,
-    worker: Arc<Worker>,
-    events: tokio::sync::broadcast::Sender<Event>,
+    host: Host,
     tx: Sender<Signal>,
     rx: std::sync::mpsc::Receiver<Signal>,
 ) {
+    let Host {
+        model,
+        worker,
+        events,
+        train_device,
+    } = host;
     for attempt in 0..=PIPELINE_RESTARTS {
         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<()> {
             let p = Pipeline::open(
@@ -60,6 +66,7 @@ fn run_workspace(
                 worker.clone(),
                 events.clone(),
                 tx.clone(),
+                train_device.clone(),
             )?;
             let state_dir = shared.status.lock().unwrap().state_dir.clone();
             // Kept for as long as the pipeline runs.
@@ -111,12 +118,41 @@ fn run_workspace(
     }
 }
 
-/// The daemon: one model, one inference worker and the open workspaces. Servers share it
-/// (`Arc`) among their connections.
-pub struct Daemon {
+/// How a daemon runs its model and trains its adapters (`pema serve --gpu-layers N --device D`).
+#[derive(Clone, Debug)]
+pub struct DaemonOptions {
+    /// Model layers on the GPU in a CUDA or Metal build (None: all).
+    pub gpu_layers: Option<u32>,
+    /// Where adapters train (the CPU unless a GPU build is asked to use its GPU).
+    pub train_device: candle_core::Device,
+}
+
+impl Default for DaemonOptions {
+    fn default() -> Self {
+        Self {
+            gpu_layers: None,
+            train_device: candle_core::Device::Cpu,
+        }
+    }
+}
+
+/// What every workspace's pipeline shares with the daemon.
+struct Host {
     model: Arc<Model>,
     worker: Arc<Worker>,
     events: tokio::sync::broadcast::Sender<Event>,
+    train_device: candle_core::Device,
+}
+
+/// The daemon: one model, one inference worker and the open workspaces. Servers share it
+/// (`Arc`) among their connections.
+pub struct Daemon {
+    options: DaemonOptions,
+    model: Arc<Model>,
+    worker: Arc<Worker>,
+    events: tokio::sync::broadcast::Sender<Event>,
+    /// Workspace statuses that changed (`status::spawn_watcher`).
+    status_tx: tokio::sync::broadcast::Sender<WorkspaceStatus>,
     workspaces: Mutex<BTreeMap<PathBuf, OpenWorkspace>>,
     started: Instant,
     /// The next rewrite panics on the worker ([`Daemon::fail_next_rewrite`]).
@@ -129,8 +165,14 @@ pub const MAX_REWRITE_CHARS: usize = 20_000;
 pub const MAX_REWRITE_LINES: usize = 200;
 
 impl Daemon {
-    /// Loads the model and starts the worker.
+    /// Loads the model and starts the worker, with the default options (all layers on the GPU
+    /// of a GPU build, adapters trained on the CPU).
     pub fn start(model_path: &Path) -> Result<Arc<Self>> {
+        Self::start_with(model_path, DaemonOptions::default())
+    }
+
+    /// [`Daemon::start`] with options.
+    pub fn start_with(model_path: &Path, options: DaemonOptions) -> Result<Arc<Self>> {
         // pema's cache folder holds the user's text (paraphrases, memories) and the daemon's
         // token: readable by the user only.
         let cache = crate::dirs::pema_cache();
@@ -140,17 +182,22 @@ impl Daemon {
             use std::os::unix::fs::PermissionsExt as _;
             let _ = std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o700));
         }
-        let model = Model::load(model_path)?;
+        let model = Model::load_with(model_path, options.gpu_layers)?;
         let worker = Arc::new(Worker::start(&model, SessionOptions::default())?);
         let (events, _) = tokio::sync::broadcast::channel(1024);
-        Ok(Arc::new(Self {
+        let (status_tx, _) = tokio::sync::broadcast::channel(256);
+        let daemon = Arc::new(Self {
+            options,
             model,
             worker,
             events,
+            status_tx,
             workspaces: Mutex::new(BTreeMap::new()),
             started: Instant::now(),
             fail_next_rewrite: AtomicBool::new(false),
-        }))
+        });
+        status::spawn_watcher(&daemon);
+        Ok(daemon)
     }
 
     /// The loaded model.
@@ -189,12 +236,16 @@ impl Daemon {
         // watcher load on the workspace's own thread, not under the daemon's lock.
         let (tx, rx) = std::sync::mpsc::channel();
         let shared = Arc::new(pipeline::Published::loading(&root));
-        let (model, worker, events) =
-            (self.model.clone(), self.worker.clone(), self.events.clone());
+        let host = Host {
+            model: self.model.clone(),
+            worker: self.worker.clone(),
+            events: self.events.clone(),
+            train_device: self.options.train_device.clone(),
+        };
         let (r, s, t) = (root.clone(), shared.clone(), tx.clone());
         std::thread::Builder::new()
             .name("pema-workspace".into())
-            .spawn(move || run_workspace(&r, s, model, worker, events, t, rx))
+            .spawn(move || run_workspace(&r, s, host, t, rx))
             .map_err(|e| RequestError::Failed(e.into()))?;
         all.insert(
             root.clone(),

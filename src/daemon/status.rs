@@ -120,3 +120,94 @@ pub struct DaemonStatus {
     /// The open workspaces, or only the one asked for.
     pub workspaces: Vec<WorkspaceStatus>,
 }
+
+/// How often the status watcher compares each workspace's status with what it last pushed: at
+/// most this many `pema/statusChanged` a second per workspace, however busy a build is.
+const STATUS_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// What a client's status line shows of a workspace; a change in any of it is pushed.
+#[derive(PartialEq)]
+struct Shown {
+    state: AdapterState,
+    available: bool,
+    stale: bool,
+    entries: usize,
+    memory_pairs: usize,
+    units: usize,
+    units_pending: usize,
+    pairs: usize,
+    trainings: usize,
+    // Bits, so that equality is plain equality.
+    held_out_loss: Option<u32>,
+    errors: Vec<String>,
+    config_error: Option<String>,
+}
+
+impl Shown {
+    fn of(s: &WorkspaceStatus) -> Self {
+        Self {
+            state: s.adapter.state,
+            available: s.adapter.available,
+            stale: s.adapter.stale,
+            entries: s.memory.entries,
+            memory_pairs: s.memory.pairs,
+            units: s.units,
+            units_pending: s.units_pending,
+            pairs: s.pairs,
+            trainings: s.adapter.trainings,
+            held_out_loss: s.adapter.held_out_loss.map(f32::to_bits),
+            errors: s.errors.clone(),
+            config_error: s.config_error.clone(),
+        }
+    }
+}
+
+impl super::Daemon {
+    /// Status changes of every open workspace (its state, memory, adapter, errors), sampled at
+    /// most four times a second; the server pushes them as `pema/statusChanged`. A workspace is
+    /// sent once when first seen after someone subscribed.
+    pub fn subscribe_status(&self) -> tokio::sync::broadcast::Receiver<WorkspaceStatus> {
+        self.status_tx.subscribe()
+    }
+}
+
+/// Starts the thread that compares the workspaces' statuses with what it last sent (the
+/// pipeline only writes its status; nothing there needs to know who listens). It sleeps while
+/// nobody subscribes and ends with the daemon.
+pub(super) fn spawn_watcher(daemon: &std::sync::Arc<super::Daemon>) {
+    let weak = std::sync::Arc::downgrade(daemon);
+    let spawned = std::thread::Builder::new()
+        .name("pema-status".into())
+        .spawn(move || {
+            let mut last: std::collections::HashMap<PathBuf, Shown> = Default::default();
+            loop {
+                std::thread::sleep(STATUS_EVERY);
+                let Some(d) = weak.upgrade() else { return };
+                if d.status_tx.receiver_count() == 0 {
+                    // A later subscriber hears every workspace once.
+                    last.clear();
+                    continue;
+                }
+                let mut changed = vec![];
+                {
+                    let all = d.workspaces.lock().unwrap();
+                    last.retain(|root, _| all.contains_key(root));
+                    for (root, w) in all.iter() {
+                        let st = w.shared.status.lock().unwrap();
+                        let shown = Shown::of(&st);
+                        if last.get(root) != Some(&shown) {
+                            last.insert(root.clone(), shown);
+                            changed.push(st.clone());
+                        }
+                    }
+                }
+                for st in changed {
+                    // No receiver left is fine.
+                    let _ = d.status_tx.send(st);
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot start the status watcher ({e}); clients get no pema/statusChanged");
+    }
+}

@@ -56,6 +56,12 @@ impl Model {
     /// Loads a GGUF model. The file is checked first so that a missing, truncated or foreign file
     /// gets a clear error instead of whatever llama.cpp would do with it.
     pub fn load(path: &Path) -> Result<Arc<Model>> {
+        Self::load_with(path, None)
+    }
+
+    /// [`Model::load`] with `gpu_layers` of the model's layers on the GPU (None: all of them in
+    /// a CUDA or Metal build; a CPU build runs everything on the CPU whatever is asked).
+    pub fn load_with(path: &Path, gpu_layers: Option<u32>) -> Result<Arc<Model>> {
         let gguf = read_gguf(path)?;
         let identity = identity_of(path, &gguf)?;
         let name = match gguf.metadata.get("general.name") {
@@ -65,7 +71,7 @@ impl Model {
         let (head_vocab, head_embd) = LmHead::shape_in(&gguf)?;
         drop(gguf);
         let n_gpu_layers = if cfg!(any(feature = "cuda", feature = "metal")) {
-            999
+            gpu_layers.map_or(999, |n| n.min(999) as i32)
         } else {
             0
         };

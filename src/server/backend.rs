@@ -18,7 +18,7 @@ use super::documents::{
 use super::protocol::*;
 use super::to_proto;
 use super::{auth, Conn};
-use crate::daemon::{Daemon, Event, RequestError};
+use crate::daemon::{Daemon, Event, RequestError, WorkspaceStatus};
 use crate::decode::Mode;
 
 pub const REWRITE_COMMAND: &str = "pema.rewrite";
@@ -42,10 +42,16 @@ pub struct Backend {
     pub(super) work_done_progress: AtomicBool,
     pub(super) default_mode: Mutex<Option<Mode>>,
     pub(super) lambda_max: Mutex<Option<f32>>,
-    pub(super) forwarder: Mutex<Option<tokio::task::AbortHandle>>,
+    /// The tasks forwarding the daemon's progress and status changes to this connection.
+    pub(super) forwarders: Mutex<Vec<tokio::task::AbortHandle>>,
     /// Subscribed before the workspaces open, so that no progress is missed before
     /// `initialized` starts the forwarding.
     pub(super) events: Mutex<Option<tokio::sync::broadcast::Receiver<Event>>>,
+    /// Likewise for status changes.
+    pub(super) status_events: Mutex<Option<tokio::sync::broadcast::Receiver<WorkspaceStatus>>>,
+    /// `initialized` has come: a workspace opened from now on is announced at once with its
+    /// `pema/statusChanged` (notifications may not precede the answer to `initialize`).
+    pub(super) announcing: AtomicBool,
 }
 
 impl Backend {
@@ -68,8 +74,10 @@ impl Backend {
             work_done_progress: AtomicBool::new(false),
             default_mode: Mutex::new(None),
             lambda_max: Mutex::new(None),
-            forwarder: Mutex::new(None),
+            forwarders: Mutex::new(vec![]),
             events: Mutex::new(None),
+            status_events: Mutex::new(None),
+            announcing: AtomicBool::new(false),
         }
     }
 
@@ -109,6 +117,8 @@ impl Backend {
         if !self.roots.lock().unwrap().insert(root.clone()) {
             // Already open on this connection: one use, not two.
             daemon.close_workspace(&root);
+        } else if self.announcing.load(Ordering::SeqCst) {
+            self.announce_status(daemon, &root).await;
         }
         Ok(root)
     }
@@ -187,7 +197,7 @@ impl Backend {
 
 impl Drop for Backend {
     fn drop(&mut self) {
-        if let Some(t) = self.forwarder.lock().unwrap().take() {
+        for t in self.forwarders.lock().unwrap().drain(..) {
             t.abort();
         }
         if let Ok(d) = &self.daemon {
@@ -278,6 +288,7 @@ impl LanguageServer for Backend {
         *self.encoding.lock().unwrap() = encoding;
         if let Ok(d) = &self.daemon {
             *self.events.lock().unwrap() = Some(d.subscribe());
+            *self.status_events.lock().unwrap() = Some(d.subscribe_status());
             for path in folder_paths(&params) {
                 if let Err(e) = self.open_root(d, &path).await {
                     tracing::warn!("{}", e.message);
@@ -319,7 +330,15 @@ impl LanguageServer for Backend {
 
     async fn initialized(&self, _: InitializedParams) {
         match &self.daemon {
-            Ok(d) => self.spawn_forwarder(d),
+            Ok(d) => {
+                self.spawn_forwarder(d);
+                self.spawn_status_forwarder(d);
+                self.announcing.store(true, Ordering::SeqCst);
+                let roots: Vec<PathBuf> = self.roots.lock().unwrap().iter().cloned().collect();
+                for r in roots {
+                    self.announce_status(d, &r).await;
+                }
+            }
             Err(e) => {
                 self.client
                     .show_message(MessageType::ERROR, format!("pema cannot start: {e}"))

@@ -1,6 +1,6 @@
 //! pema's own methods on a connection: `pema/rewrite` (streamed as partial results, cancelled
-//! when the client cancels or goes away), `pema/status`, `pema/files`, `pema/train`,
-//! `pema/rebuild`, `pema/openWorkspace`, `pema/closeWorkspace`.
+//! when the client cancels or goes away), `pema/status`, `pema/files`, `pema/examples`,
+//! `pema/train`, `pema/rebuild`, `pema/openWorkspace`, `pema/closeWorkspace`.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,7 +14,7 @@ use super::backend::Backend;
 use super::documents::fit_line_endings;
 use super::protocol::*;
 use super::to_proto::{self, CloseWorkspaceResult, OpenWorkspaceResult, QueuedResult};
-use crate::daemon::{Daemon, RequestError, RewriteEvent, RewriteRequest};
+use crate::daemon::{Daemon, RequestError, RewriteEvent, RewriteRequest, MAX_EXAMPLES};
 use crate::decode::Mode;
 
 /// The `pema/rewrite` of a connection.
@@ -137,22 +137,56 @@ impl Backend {
         }
     }
 
-    /// `pema/files`: what a workspace this connection opened learns from, and why not the rest.
-    pub async fn pema_files(&self, p: Option<WorkspaceParams>) -> Result<to_proto::FilesResult> {
-        let d = self.daemon()?.clone();
-        let p = p.unwrap_or_default();
-        let root = self.root_of(&d, &p)?;
+    /// The root of a workspace this connection opened (`pema/files`, `pema/examples`: what a
+    /// workspace holds is told only to a client that opened it).
+    fn own_root(&self, d: &Daemon, workspace: Option<String>) -> Result<PathBuf> {
+        let root = self.root_of(
+            d,
+            &WorkspaceParams {
+                workspace,
+                from_scratch: false,
+            },
+        )?;
         if !self.roots.lock().unwrap().contains(&root) {
             return Err(to_rpc(RequestError::NotInWorkspace {
                 path: root,
                 open: self.roots.lock().unwrap().iter().cloned().collect(),
             }));
         }
+        Ok(root)
+    }
+
+    /// `pema/files`: what a workspace this connection opened learns from, and why not the rest.
+    pub async fn pema_files(&self, p: Option<WorkspaceParams>) -> Result<to_proto::FilesResult> {
+        let d = self.daemon()?.clone();
+        let root = self.own_root(&d, p.unwrap_or_default().workspace)?;
         let report = tokio::task::spawn_blocking(move || d.files(&root))
             .await
             .map_err(|e| to_rpc(RequestError::Failed(e.into())))?
             .map_err(to_rpc)?;
         Ok(to_proto::files_result(report))
+    }
+
+    /// `pema/examples`: a few pairs the memory of a workspace this connection opened learns
+    /// from.
+    pub async fn pema_examples(
+        &self,
+        p: Option<ExamplesParams>,
+    ) -> Result<to_proto::ExamplesResult> {
+        let d = self.daemon()?.clone();
+        let p = p.unwrap_or_default();
+        let limit = p.limit.unwrap_or(DEFAULT_EXAMPLES);
+        if limit == 0 || limit > MAX_EXAMPLES {
+            return Err(invalid_params(format!(
+                "limit must be between 1 and {MAX_EXAMPLES}, not {limit}"
+            )));
+        }
+        let root = self.own_root(&d, p.workspace)?;
+        let examples = tokio::task::spawn_blocking(move || d.learned_examples(&root, limit))
+            .await
+            .map_err(|e| to_rpc(RequestError::Failed(e.into())))?
+            .map_err(to_rpc)?;
+        Ok(to_proto::examples_result(examples))
     }
 
     pub async fn pema_train(&self, p: WorkspaceParams) -> Result<QueuedResult> {

@@ -72,6 +72,7 @@ fn service(
         .custom_method("pema/rewrite", Backend::pema_rewrite)
         .custom_method("pema/status", Backend::pema_status)
         .custom_method("pema/files", Backend::pema_files)
+        .custom_method("pema/examples", Backend::pema_examples)
         .custom_method("pema/train", Backend::pema_train)
         .custom_method("pema/rebuild", Backend::pema_rebuild)
         .custom_method("pema/openWorkspace", Backend::pema_open_workspace)

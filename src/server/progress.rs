@@ -1,9 +1,10 @@
 //! The daemon's progress, forwarded to one connection: standard work-done progress
 //! (`window/workDoneProgress/create`, then `$/progress`) where the client supports it, else
 //! `pema/progress`; only for the workspaces this connection opened, a task from its begin or
-//! not at all.
+//! not at all. Status changes likewise, as `pema/statusChanged`.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -84,6 +85,51 @@ impl Backend {
                 }
             }
         });
-        *self.forwarder.lock().unwrap() = Some(task.abort_handle());
+        self.forwarders.lock().unwrap().push(task.abort_handle());
+    }
+
+    /// Sends the status of a workspace this connection just opened: changes are pushed only
+    /// when they happen, so a client learns the state it starts from here.
+    pub(super) async fn announce_status(&self, daemon: &Daemon, root: &Path) {
+        if let Ok(s) = daemon.status(Some(root)) {
+            for w in s.workspaces {
+                let params = to_proto::status_changed(w);
+                self.client
+                    .send_notification::<PemaStatusChanged>(json!(params))
+                    .await;
+            }
+        }
+    }
+
+    /// Forwards the daemon's status changes of the workspaces this connection opened as
+    /// `pema/statusChanged` (the daemon samples them at most four times a second).
+    pub(super) fn spawn_status_forwarder(&self, daemon: &Arc<Daemon>) {
+        let mut changes = self
+            .status_events
+            .lock()
+            .unwrap()
+            .take()
+            .unwrap_or_else(|| daemon.subscribe_status());
+        let client = self.client.clone();
+        let roots = self.roots.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let st = match changes.recv().await {
+                    Ok(st) => st,
+                    // 256 changes unread (a minute of them, at four a second): the missed
+                    // ones are dropped, the next change of a workspace carries its whole state.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(_) => return,
+                };
+                if !roots.lock().unwrap().contains(&st.root) {
+                    continue;
+                }
+                let params = to_proto::status_changed(st);
+                client
+                    .send_notification::<PemaStatusChanged>(json!(params))
+                    .await;
+            }
+        });
+        self.forwarders.lock().unwrap().push(task.abort_handle());
     }
 }

@@ -129,6 +129,18 @@ pub struct WorkspaceParams {
     pub from_scratch: bool,
 }
 
+/// `pema/examples`.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExamplesParams {
+    pub workspace: Option<String>,
+    /// How many examples (default [`DEFAULT_EXAMPLES`], at most `daemon::MAX_EXAMPLES`).
+    pub limit: Option<usize>,
+}
+
+/// Examples `pema/examples` returns when the request says no `limit`.
+pub const DEFAULT_EXAMPLES: usize = 5;
+
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OpenWorkspaceParams {
@@ -170,6 +182,15 @@ pub enum PemaProgress {}
 impl tower_lsp_server::lsp_types::notification::Notification for PemaProgress {
     type Params = Value;
     const METHOD: &'static str = "pema/progress";
+}
+
+/// A workspace's status changed (state, memory, adapter, errors): pushed to every connection
+/// that has it open.
+pub enum PemaStatusChanged {}
+
+impl tower_lsp_server::lsp_types::notification::Notification for PemaStatusChanged {
+    type Params = Value;
+    const METHOD: &'static str = "pema/statusChanged";
 }
 
 #[cfg(test)]

@@ -148,6 +148,43 @@ pub struct FileLearned {
     pub bad_lines: usize,
 }
 
+/// `pema/examples`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExamplesResult {
+    pub examples: Vec<ExamplePair>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExamplePair {
+    pub source: String,
+    pub target: String,
+    pub pseudo: bool,
+}
+
+/// `pema/statusChanged`: what a status line shows of one workspace, under the same names as
+/// its entry in `pema/status` (so a client updates that entry with it).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusChanged {
+    pub root: String,
+    pub units: usize,
+    pub units_pending: usize,
+    pub pairs: usize,
+    pub memory: MemoryCounts,
+    pub adapter: AdapterStatus,
+    pub errors: Vec<String>,
+    pub config_error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemoryCounts {
+    pub entries: usize,
+    pub pairs: usize,
+}
+
 /// `pema/openWorkspace`.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -307,19 +344,52 @@ pub fn workspace_status(w: daemon::WorkspaceStatus) -> WorkspaceStatus {
             builds: w.memory.builds,
             last_build: w.memory.last_build.map(last_build),
         },
-        adapter: AdapterStatus {
-            state: adapter_state(w.adapter.state),
-            available: w.adapter.available,
-            stale: w.adapter.stale,
-            held_out_loss: w.adapter.held_out_loss,
-            held_out_ce: w.adapter.held_out_ce,
-            trainings: w.adapter.trainings,
-        },
+        adapter: adapter_status(&w.adapter),
         last_refresh: refresh(w.last_refresh),
         files_read: w.files_read,
         skipped: w.skipped.into_iter().map(skipped).collect(),
         errors: w.errors,
         config_error: w.config_error,
+    }
+}
+
+pub fn status_changed(w: daemon::WorkspaceStatus) -> StatusChanged {
+    StatusChanged {
+        root: path(&w.root),
+        units: w.units,
+        units_pending: w.units_pending,
+        pairs: w.pairs,
+        memory: MemoryCounts {
+            entries: w.memory.entries,
+            pairs: w.memory.pairs,
+        },
+        adapter: adapter_status(&w.adapter),
+        errors: w.errors,
+        config_error: w.config_error,
+    }
+}
+
+fn adapter_status(a: &daemon::AdapterStatus) -> AdapterStatus {
+    AdapterStatus {
+        state: adapter_state(a.state),
+        available: a.available,
+        stale: a.stale,
+        held_out_loss: a.held_out_loss,
+        held_out_ce: a.held_out_ce,
+        trainings: a.trainings,
+    }
+}
+
+pub fn examples_result(examples: Vec<daemon::Example>) -> ExamplesResult {
+    ExamplesResult {
+        examples: examples
+            .into_iter()
+            .map(|e| ExamplePair {
+                source: e.source,
+                target: e.target,
+                pseudo: e.pseudo,
+            })
+            .collect(),
     }
 }
 

@@ -85,7 +85,7 @@ do
   end
   spec.config(lazy_plugin, spec.opts or {})
   check(package.loaded.pema ~= nil, 'the recipe did not load pema')
-  for _, c in ipairs({ 'PemaRewrite', 'PemaAccept', 'PemaAcceptHunk', 'PemaRetry', 'PemaDiscard', 'PemaStatus', 'PemaFiles', 'PemaLearn' }) do
+  for _, c in ipairs({ 'PemaRewrite', 'PemaAccept', 'PemaAcceptHunk', 'PemaRetry', 'PemaDiscard', 'PemaStatus', 'PemaFiles', 'PemaExamples', 'PemaLearn' }) do
     check(vim.fn.exists(':' .. c) == 2, ':%s is not defined', c)
   end
   for _, m in ipairs({ 'PemaRewrite', 'PemaAccept', 'PemaAcceptHunk', 'PemaRetry', 'PemaDiscard' }) do
@@ -96,6 +96,8 @@ do
   check(vim.fn.expand('%:t') == 'pema.txt', ':h pema opened %s', vim.fn.expand('%:t'))
   vim.cmd('help :PemaAcceptHunk')
   check(vim.fn.expand('%:t') == 'pema.txt', ':h :PemaAcceptHunk opened %s', vim.fn.expand('%:t'))
+  vim.cmd('help :PemaExamples')
+  check(vim.fn.expand('%:t') == 'pema.txt', ':h :PemaExamples opened %s', vim.fn.expand('%:t'))
   vim.cmd('helpclose')
   check(vim.lsp.is_enabled('pema'), "the recipe's setup() did not vim.lsp.enable('pema')")
   log('lazy.nvim recipe: commands, <Plug> mappings, :h pema, vim.lsp.enable(pema): ok')
@@ -162,6 +164,16 @@ api.nvim_create_autocmd('LspProgress', {
     elseif v.kind == 'end' then
       log('progress end   %s: %s', p.token, tostring(v.message or ''))
     end
+  end,
+})
+
+-- pema/statusChanged as the plugin passes it on (User PemaStatusChanged), from the start.
+local pushed = {}
+api.nvim_create_autocmd('User', {
+  pattern = 'PemaStatusChanged',
+  callback = function(ev)
+    local d = ev.data or {}
+    pushed[#pushed + 1] = { root = d.root, state = d.adapter and d.adapter.state, pending = d.unitsPending }
   end,
 })
 
@@ -258,6 +270,33 @@ log('adapter ready: held-out loss %s', tostring(w.adapter.heldOutLoss))
 vim.wait(500) -- let the last progress notifications in
 check(progress.begin > 0 and progress['end'] > 0, 'no work-done progress arrived: %s', vim.inspect(progress))
 log('work-done progress so far: %d LspProgress events (%d begin, %d end)', progress.total, progress.begin, progress['end'])
+
+-- The daemon pushed the workspace's state during the initial build (not polled), and the
+-- statusline component shows the state it pushed last.
+local function pushed_for_ws()
+  local out = {}
+  for _, p in ipairs(pushed) do
+    if p.root and vim.uv.fs_realpath(p.root) == real_ws then
+      out[#out + 1] = p
+    end
+  end
+  return out
+end
+check(vim.wait(5000, function()
+  local mine = pushed_for_ws()
+  return #mine > 0 and mine[#mine].state == 'ready'
+end, 50), 'no pema/statusChanged said ready: %s', vim.inspect(pushed))
+local states = {}
+for _, p in ipairs(pushed_for_ws()) do
+  states[#states + 1] = ('%s(%s)'):format(tostring(p.state), tostring(p.pending))
+end
+check(vim.tbl_contains(vim.tbl_map(function(p)
+  return p.state
+end, pushed_for_ws()), 'building'), 'no pema/statusChanged during the initial build: %s', table.concat(states, ' '))
+vim.wait(300) -- the scheduled redraw
+local line = pema.statusline()
+check(line:find('^pema: ready') ~= nil, 'statusline() is %q after the daemon pushed ready', line)
+log('pema/statusChanged: %d for the workspace (%s); statusline: %s', #states, table.concat(states, ' '), line)
 
 -- :PemaStatus opens a float with a readable summary.
 vim.cmd('PemaStatus')
@@ -359,6 +398,36 @@ check(
   ftext
 )
 log(':PemaFiles:\n    %s', table.concat(files_lines, '\n    '))
+vim.cmd('close')
+
+-- :PemaExamples lists pairs the style is learned from: each source → target, a target being a
+-- pair's of examples.pairs.jsonl or a sentence of notes.md (a pseudo-pair).
+vim.cmd('PemaExamples')
+local ex_lines
+vim.wait(20000, function()
+  local b = api.nvim_get_current_buf()
+  if vim.bo[b].filetype == 'pema-examples' then
+    ex_lines = api.nvim_buf_get_lines(b, 0, -1, true)
+    return true
+  end
+end, 50)
+check(ex_lines ~= nil, ':PemaExamples opened no window')
+do
+  local known = table.concat(original, '\n')
+  for _, l in ipairs(vim.fn.readfile(vim.fs.joinpath(ws, 'examples.pairs.jsonl'))) do
+    known = known .. '\n' .. vim.json.decode(l).target
+  end
+  local targets = 0
+  for _, l in ipairs(ex_lines) do
+    local t = l:match('^ → (.+)$')
+    if t then
+      targets = targets + 1
+      check(known:find(t, 1, true) ~= nil, ':PemaExamples shows a target that is neither a pair nor notes.md: %q', t)
+    end
+  end
+  check(targets >= 1 and ex_lines[1]:find('pair(s) the style is learned from', 1, true), ':PemaExamples text:\n%s', table.concat(ex_lines, '\n'))
+  log(':PemaExamples: %d pair(s)\n    %s', targets, table.concat(ex_lines, '\n    '))
+end
 vim.cmd('close')
 
 ---------------------------------------------------------------------------------------------------

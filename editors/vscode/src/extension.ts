@@ -1,5 +1,7 @@
-// The VS Code client of pema: starts `pema lsp`, adds "PEMA: Rewrite Selection" with a streamed
-// diff preview, and a status-bar item. Pure logic lives in ./logic.ts (unit-tested).
+// The VS Code client of pema: starts `pema lsp`, adds "PEMA: Rewrite Selection" (and its
+// lighter, stronger and retry variants) with a streamed diff preview, a status-bar item kept up to
+// date by the daemon's `pema/statusChanged`, and "Show What Was Learned". Pure logic lives in
+// ./logic.ts (unit-tested).
 
 import * as fs from "fs";
 import * as os from "os";
@@ -44,6 +46,15 @@ import {
   FilesResult,
   MINIMAL_CONFIG,
   formatFiles,
+  EXAMPLES_METHOD,
+  ExamplesResult,
+  formatExamples,
+  PRESETS,
+  RewriteChoice,
+  retryChoice,
+  STATUS_CHANGED_NOTIFICATION,
+  StatusChange,
+  applyStatusChange,
   isForbiddenRoot,
   optedInRoots,
   rootOf,
@@ -59,7 +70,6 @@ let extensionPath = "";
 let lastStatus: DaemonStatus | undefined;
 let clientError: string | undefined;
 const progress = new Map<string, ProgressState>();
-let pollTimer: NodeJS.Timeout | undefined;
 /** The opted-in folders (holding a `.pema.toml`) of this window: the only workspaces the daemon
  *  is told about, and the only documents synced to it. */
 let roots: string[] = [];
@@ -81,7 +91,6 @@ async function findRoots(): Promise<string[]> {
     os.homedir(),
   );
 }
-let pollTick = 0;
 
 // ---------------------------------------------------------------------------------------------
 // Trace for tests: with PEMA_VSCODE_TRACE set, events are appended to that file as JSON lines.
@@ -99,7 +108,7 @@ function trace(event: string, data: Record<string, unknown>): void {
 // ---------------------------------------------------------------------------------------------
 // Settings and the client
 
-function readSettings(): Settings & { languages: string[]; pollSeconds: number } {
+function readSettings(): Settings & { languages: string[] } {
   const c = vscode.workspace.getConfiguration("pema");
   return {
     serverPath: c.get<string>("serverPath", ""),
@@ -107,7 +116,6 @@ function readSettings(): Settings & { languages: string[]; pollSeconds: number }
     mode: c.get<string>("mode", "default"),
     lambdaMax: c.get<number | null>("lambdaMax", null),
     languages: c.get<string[]>("languages", ["markdown", "plaintext"]),
-    pollSeconds: Math.max(1, c.get<number>("statusPollSeconds", 3)),
   };
 }
 
@@ -176,6 +184,14 @@ async function startClient(): Promise<void> {
       updateStatusBar();
     }
   });
+  // The daemon pushes each workspace's status when it changes (and once when the workspace
+  // opens): no polling. Registered before start, so that the first ones are not missed.
+  c.onNotification(STATUS_CHANGED_NOTIFICATION, (change: StatusChange) => {
+    if (client !== c) return;
+    lastStatus = applyStatusChange(lastStatus, change);
+    trace("status-changed", { change });
+    updateStatusBar();
+  });
   try {
     await c.start();
   } catch (e) {
@@ -199,18 +215,16 @@ async function startClient(): Promise<void> {
       if (value.kind === "end") {
         sub.dispose();
         progress.delete(token);
-        void pollStatus();
       }
       updateStatusBar();
     });
     return null;
   });
-  startPolling(settings.pollSeconds);
-  await pollStatus();
+  // The whole status once (model, files, …); changes arrive as pema/statusChanged.
+  await requestStatus();
 }
 
 async function stopClient(): Promise<void> {
-  stopPolling();
   progress.clear();
   lastStatus = undefined;
   const c = client;
@@ -254,7 +268,7 @@ function updateStatusBar(): void {
   statusItem.show();
 }
 
-async function pollStatus(): Promise<DaemonStatus | undefined> {
+async function requestStatus(): Promise<DaemonStatus | undefined> {
   const c = client;
   if (!c || c.state !== State.Running) return undefined;
   try {
@@ -272,28 +286,13 @@ async function pollStatus(): Promise<DaemonStatus | undefined> {
   }
 }
 
-function startPolling(seconds: number): void {
-  stopPolling();
-  pollTick = 0;
-  pollTimer = setInterval(() => {
-    pollTick += 1;
-    // every few seconds while not ready; every ten ticks once ready (files may change)
-    if (!allReady(lastStatus) || progress.size > 0 || pollTick % 10 === 0) void pollStatus();
-  }, seconds * 1000);
-}
-
-function stopPolling(): void {
-  if (pollTimer) clearInterval(pollTimer);
-  pollTimer = undefined;
-}
-
 async function showStatus(): Promise<void> {
   output.show(true);
   if (!client) {
     output.appendLine(clientError ?? "pema: the daemon is not running");
     return;
   }
-  const status = await pollStatus();
+  const status = await requestStatus();
   output.appendLine(`--- pema/status at ${new Date().toISOString()}`);
   output.appendLine(status ? JSON.stringify(status, null, 2) : "(no answer)");
 }
@@ -319,6 +318,8 @@ class PreviewProvider implements vscode.TextDocumentContentProvider {
 }
 
 const preview = new PreviewProvider();
+const LEARNED_SCHEME = "pema-learned";
+const learnedPages = new PreviewProvider();
 
 // The one rewrite in flight or in preview (a new one replaces it).
 interface PendingRewrite {
@@ -331,11 +332,14 @@ interface PendingRewrite {
   leftUri: vscode.Uri;
   rightUri: vscode.Uri;
   cts: vscode.CancellationTokenSource;
+  choice: RewriteChoice;
   result?: RewriteResult;
   finished: boolean;
 }
 
 let pending: PendingRewrite | undefined;
+/** The last rewrite asked for, for "Retry Rewrite" after its preview was closed. */
+let lastRewrite: { docUri: vscode.Uri; range: vscode.Range; originalText: string; choice: RewriteChoice } | undefined;
 let pendingCounter = 0;
 
 function setPending(on: boolean): void {
@@ -368,7 +372,8 @@ async function endPending(s: PendingRewrite, cancel: boolean): Promise<void> {
   await closePreview(s);
 }
 
-async function rewriteSelection(): Promise<void> {
+/** Rewrites the selection: with the settings' mode, or a strength preset's mode and options. */
+async function rewriteSelection(choice?: RewriteChoice): Promise<void> {
   const editor = vscode.window.activeTextEditor;
   if (!editor || editor.document.uri.scheme === PREVIEW_SCHEME) {
     void vscode.window.showWarningMessage("pema: open a document and select the text to rewrite.");
@@ -387,6 +392,30 @@ async function rewriteSelection(): Promise<void> {
     if (choice === learn) await learnFolder();
     return;
   }
+  await rewriteRange(editor.document, new vscode.Range(editor.selection.start, editor.selection.end), choice ?? {});
+}
+
+/** "Retry Rewrite": another sample (sampling, a new seed) of the rewrite in preview, else of the
+ *  last one while its text is unchanged, else of the selection. */
+async function retryRewrite(): Promise<void> {
+  const seed = Math.floor(Math.random() * 2 ** 31);
+  const base = pending ?? lastRewrite;
+  if (base) {
+    const doc = await vscode.workspace.openTextDocument(base.docUri);
+    if (doc.getText(base.range) === base.originalText) {
+      await rewriteRange(doc, base.range, retryChoice(base.choice, seed));
+      return;
+    }
+  }
+  const editor = vscode.window.activeTextEditor;
+  if (editor && !editor.selection.isEmpty && editor.document.uri.scheme !== PREVIEW_SCHEME) {
+    await rewriteSelection(retryChoice(undefined, seed));
+    return;
+  }
+  void vscode.window.showWarningMessage("pema: nothing to retry: rewrite a selection first.");
+}
+
+async function rewriteRange(doc: vscode.TextDocument, range: vscode.Range, how: RewriteChoice): Promise<void> {
   const c = client;
   if (!c || c.state !== State.Running) {
     void vscode.window.showErrorMessage(clientError ?? "pema: the daemon is not running (PEMA: Restart Server).");
@@ -395,8 +424,6 @@ async function rewriteSelection(): Promise<void> {
   // A new request cancels the previous one.
   if (pending) await endPending(pending, true);
 
-  const doc = editor.document;
-  const range = new vscode.Range(editor.selection.start, editor.selection.end);
   const id = ++pendingCounter;
   const base = path.basename(doc.uri.path) || "untitled";
   const s: PendingRewrite = {
@@ -409,9 +436,11 @@ async function rewriteSelection(): Promise<void> {
     leftUri: vscode.Uri.from({ scheme: PREVIEW_SCHEME, path: `/${id}/original/${base}` }),
     rightUri: vscode.Uri.from({ scheme: PREVIEW_SCHEME, path: `/${id}/rewrite/${base}` }),
     cts: new vscode.CancellationTokenSource(),
+    choice: how,
     finished: false,
   };
   pending = s;
+  lastRewrite = { docUri: s.docUri, range, originalText: s.originalText, choice: how };
   const lspRange = c.code2ProtocolConverter.asRange(range);
   const settings = readSettings();
   const synced = vscode.languages.match(scopedSelector(settings.languages, roots), doc) > 0;
@@ -422,7 +451,8 @@ async function rewriteSelection(): Promise<void> {
     selectedText: s.originalText,
     synced,
     fsPath: doc.uri.scheme === "file" ? doc.uri.fsPath : undefined,
-    mode: (MODES as readonly string[]).includes(settings.mode ?? "") ? (settings.mode as Mode) : undefined,
+    mode: how.mode ?? ((MODES as readonly string[]).includes(settings.mode ?? "") ? (settings.mode as Mode) : undefined),
+    options: how.options,
     partialResultToken: token,
   });
   trace("rewrite-request", { id, params, originalText: s.originalText });
@@ -589,6 +619,26 @@ async function showFiles(): Promise<void> {
   }
 }
 
+/** "Show What Was Learned": a few pairs the workspace's memory learns from, as a Markdown page. */
+async function showExamples(): Promise<void> {
+  const c = client;
+  if (!c || c.state !== State.Running) {
+    void vscode.window.showErrorMessage(clientError ?? "pema: the daemon is not running.");
+    return;
+  }
+  const root = rootOf(activeFsPath(), roots) ?? roots[0];
+  try {
+    const r = (await c.sendRequest(EXAMPLES_METHOD, { workspace: root, limit: 10 })) as ExamplesResult;
+    const uri = vscode.Uri.from({ scheme: LEARNED_SCHEME, path: `/${path.basename(root)} - what pema learned.md` });
+    learnedPages.set(uri, formatExamples(root, r));
+    const doc = await vscode.workspace.openTextDocument(uri);
+    await vscode.window.showTextDocument(doc, { preview: true });
+    trace("examples", { root, count: r.examples.length, pseudo: r.examples.filter((e) => e.pseudo).length });
+  } catch (e) {
+    void vscode.window.showErrorMessage(`pema: examples: ${errorMessage(e)}`);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 
 export async function activate(context: vscode.ExtensionContext): Promise<void> {
@@ -603,7 +653,12 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     output,
     statusItem,
     vscode.workspace.registerTextDocumentContentProvider(PREVIEW_SCHEME, preview),
-    vscode.commands.registerCommand("pema.rewriteSelection", rewriteSelection),
+    vscode.workspace.registerTextDocumentContentProvider(LEARNED_SCHEME, learnedPages),
+    vscode.commands.registerCommand("pema.rewriteSelection", () => rewriteSelection()),
+    vscode.commands.registerCommand("pema.rewriteLighter", () => rewriteSelection(PRESETS.lighter)),
+    vscode.commands.registerCommand("pema.rewriteStronger", () => rewriteSelection(PRESETS.stronger)),
+    vscode.commands.registerCommand("pema.retryRewrite", retryRewrite),
+    vscode.commands.registerCommand("pema.showExamples", showExamples),
     vscode.commands.registerCommand("pema.acceptRewrite", acceptRewrite),
     vscode.commands.registerCommand("pema.discardRewrite", discardRewrite),
     vscode.commands.registerCommand("pema.showStatus", showStatus),
@@ -619,8 +674,6 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
         output.appendLine("settings changed: restarting the daemon");
         await stopClient();
         await startClient();
-      } else if (e.affectsConfiguration("pema.statusPollSeconds")) {
-        startPolling(readSettings().pollSeconds);
       }
     }),
     { dispose: () => void stopClient() },

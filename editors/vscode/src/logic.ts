@@ -207,14 +207,42 @@ export function buildRewriteParams(req: {
   synced: boolean;
   fsPath?: string;
   mode?: Mode;
+  options?: Record<string, number>;
   partialResultToken?: string;
 }): RewriteParams {
   const params: RewriteParams = req.synced
     ? { uri: req.uri, range: req.range }
     : { text: req.selectedText, workspace: req.fsPath ? path.dirname(req.fsPath) : req.uri };
   if (req.mode) params.mode = req.mode;
+  if (req.options && Object.keys(req.options).length) params.options = { ...req.options };
   if (req.partialResultToken) params.partialResultToken = req.partialResultToken;
   return params;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Strength and retry: per request (the daemon's mixing options), no restart
+
+export interface RewriteChoice {
+  mode?: Mode;
+  options?: Record<string, number>;
+}
+
+/** "Rewrite (Lighter)" / "(Stronger)": a constant, small or large weight on the learned style
+ *  (the same numbers as the Neovim client's presets). */
+export const PRESETS: Record<"lighter" | "stronger", RewriteChoice> = {
+  lighter: { mode: "fixed", options: { lambdaFixed: 0.3 } },
+  stronger: { mode: "fixed", options: { lambdaFixed: 0.9 } },
+};
+
+/** The sampling temperature of "Retry Rewrite" (greedy decoding would give the same text). */
+export const RETRY_TEMPERATURE = 0.8;
+
+/** Another sample of a rewrite: its mode and options kept, with sampling and a new seed. */
+export function retryChoice(prev: RewriteChoice | undefined, seed: number): RewriteChoice {
+  return {
+    mode: prev?.mode,
+    options: { ...(prev?.options ?? {}), temperature: RETRY_TEMPERATURE, seed: Math.floor(Math.abs(seed)) },
+  };
 }
 
 /** Accumulates the streamed `{delta, text}` values of a rewrite into the text so far. */
@@ -326,6 +354,38 @@ export interface DaemonStatus {
   workspaces?: StatusWorkspace[];
 }
 
+/** `pema/statusChanged`: the fields of a workspace's `pema/status` entry that a status line
+ *  shows, under the same names. */
+export const STATUS_CHANGED_NOTIFICATION = "pema/statusChanged";
+
+export interface StatusChange {
+  root: string;
+  units?: number;
+  unitsPending?: number;
+  pairs?: number;
+  memory?: { entries?: number; pairs?: number };
+  adapter?: { state?: string; available?: boolean; stale?: boolean; heldOutLoss?: number | null; heldOutCe?: number | null; trainings?: number };
+  errors?: unknown[];
+  configError?: string | null;
+}
+
+/** The status with one workspace's change applied (a new workspace is added); the other
+ *  fields of its entry (files, last build, …) stay as the last `pema/status` gave them. */
+export function applyStatusChange(status: DaemonStatus | undefined, change: StatusChange): DaemonStatus {
+  const wss = [...(status?.workspaces ?? [])];
+  const i = wss.findIndex((w) => w.root === change.root);
+  const old = i >= 0 ? wss[i] : { root: change.root };
+  const merged: StatusWorkspace = {
+    ...old,
+    ...change,
+    memory: { ...(old.memory ?? {}), ...(change.memory ?? {}) },
+    adapter: { ...(old.adapter ?? {}), ...(change.adapter ?? {}) },
+  };
+  if (i >= 0) wss[i] = merged;
+  else wss.push(merged);
+  return { ...(status ?? {}), workspaces: wss };
+}
+
 /** The workspace of `fsPath` (the longest root that holds it), else the first. */
 export function pickWorkspace(status: DaemonStatus | undefined, fsPath?: string): StatusWorkspace | undefined {
   const wss = status?.workspaces ?? [];
@@ -344,7 +404,7 @@ export function adapterReady(ws: StatusWorkspace | undefined): boolean {
   return !!ws && ws.adapter?.state === "ready" && ws.adapter?.available !== false && !ws.adapter?.stale;
 }
 
-/** Whether every open workspace is ready (polling stops then). */
+/** Whether every open workspace is ready. */
 export function allReady(status: DaemonStatus | undefined): boolean {
   const wss = status?.workspaces ?? [];
   return wss.length > 0 && wss.every(adapterReady);
@@ -484,4 +544,32 @@ export function formatFiles(r: FilesResult): string[] {
   for (const s of r.skipped) out.push(`  ${rel(s.path)}: ${s.reason}`);
   if (r.truncated) out.push("… (more entries than the listing shows)");
   return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// What was learned: `pema/examples`
+
+export const EXAMPLES_METHOD = "pema/examples";
+
+export interface ExamplesResult {
+  examples: { source: string; target: string; pseudo: boolean }[];
+}
+
+/** A Markdown page of a `pema/examples` result: each pair as source → target. */
+export function formatExamples(root: string, r: ExamplesResult): string {
+  const quote = (t: string) => t.split(/\r?\n/).map((l) => `> ${l}`).join("\n");
+  const out = [`# What pema learned from ${root}`, ""];
+  if (!r.examples.length) {
+    out.push("No pairs yet: pema is still reading and paraphrasing this folder (see PEMA: Show Status).");
+    return out.join("\n") + "\n";
+  }
+  out.push(
+    `${r.examples.length} of the pairs the style is learned from. A *pseudo-pair* is one of your sentences ` +
+      "with a plain paraphrase pema made of it: the style is what turns the paraphrase back into your sentence.",
+  );
+  r.examples.forEach((e, i) => {
+    out.push("", `## ${i + 1}. ${e.pseudo ? "pseudo-pair (from your prose)" : "pair (from a pairs file)"}`, "");
+    out.push(quote(e.source), "", "→", "", quote(e.target));
+  });
+  return out.join("\n") + "\n";
 }

@@ -32,6 +32,12 @@ import {
   RewriteResult,
   STATUS_METHOD,
   WorkDoneValue,
+  EXAMPLES_METHOD,
+  ExamplesResult,
+  STATUS_CHANGED_NOTIFICATION,
+  StatusChange,
+  applyStatusChange,
+  formatExamples,
   adapterReady,
   applyProgress,
   buildRewriteParams,
@@ -62,6 +68,9 @@ const progressSeen: { token: string; value: WorkDoneValue }[] = [];
 const statusTexts = new Set<string>();
 const progressStates = new Map<string, ProgressState>();
 let lastStatus: DaemonStatus | undefined;
+// What the status bar knows from pema/statusChanged alone (no request).
+const changes: StatusChange[] = [];
+let pushed: DaemonStatus | undefined;
 
 function log(msg: string): void {
   process.stderr.write(`[daemon-test ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
@@ -97,6 +106,10 @@ describe("pema lsp, driven like the extension drives it", { timeout: (READY_TIME
         }
       });
       return null;
+    });
+    conn.onNotification(STATUS_CHANGED_NOTIFICATION, (c: StatusChange) => {
+      changes.push(c);
+      pushed = applyStatusChange(pushed, c);
     });
     conn.onNotification("window/showMessage", (p: { message: string }) => log(`showMessage: ${p.message}`));
     conn.onNotification("window/logMessage", () => undefined);
@@ -160,6 +173,52 @@ describe("pema lsp, driven like the extension drives it", { timeout: (READY_TIME
       "the status bar showed 'pema: training N%'",
     );
     assert.match(progressText({ task: "training", percentage: 40, done: false }), /pema: training 40%/);
+  });
+
+  it("pushes every status change (pema/statusChanged), so the status bar needs no polling", async () => {
+    // The daemon samples statuses four times a second: the last change follows within ~250 ms.
+    const t0 = Date.now();
+    while (!adapterReady(pickWorkspace(pushed, ws.notes)) && Date.now() - t0 < 5000) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const states = changes.map((c) => c.adapter?.state);
+    log(`${changes.length} status changes: ${states.join(" → ")}`);
+    assert.ok(changes.length >= 2, "the opened workspace, then its changes");
+    assert.ok(changes.every((c) => c.root === ws.dir), JSON.stringify(changes.map((c) => c.root)));
+    assert.ok(states.some((s) => s === "building" || s === "training"), "a change while learning");
+    const w = pickWorkspace(pushed, ws.notes);
+    assert.ok(adapterReady(w), `pushed status: ${JSON.stringify(w)}`);
+    assert.equal(w!.memory?.entries, pickWorkspace(lastStatus, ws.notes)!.memory?.entries);
+    assert.match(statusBarText(pushed, [], ws.notes), /^pema: ready · \d+ entries$/);
+  });
+
+  it("shows what was learned (pema/examples) as source → target pairs", async () => {
+    const r = (await conn.sendRequest(EXAMPLES_METHOD, { workspace: ws.dir, limit: 10 })) as ExamplesResult;
+    log(`pema/examples: ${r.examples.length} (${r.examples.filter((e) => e.pseudo).length} pseudo)`);
+    assert.ok(r.examples.length >= 1 && r.examples.length <= 10, JSON.stringify(r));
+    const pairs = new Set(
+      fs
+        .readFileSync(path.join(ws.dir, "examples.pairs.jsonl"), "utf8")
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => {
+          const p = JSON.parse(l) as { source: string; target: string };
+          return `${p.source}\u0000${p.target}`;
+        }),
+    );
+    for (const e of r.examples) {
+      assert.equal(typeof e.pseudo, "boolean");
+      // a pseudo-pair's target is a sentence of notes.md; a pair is a line of the pairs file
+      if (e.pseudo) assert.ok(notesText.includes(e.target), JSON.stringify(e));
+      else assert.ok(pairs.has(`${e.source}\u0000${e.target}`), JSON.stringify(e));
+    }
+    const page = formatExamples(ws.dir, r);
+    assert.ok(page.includes(`> ${r.examples[0].target.split("\n")[0]}`), page);
+    const bad = await conn.sendRequest(EXAMPLES_METHOD, { workspace: ws.dir, limit: 0 }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    assert.ok(bad instanceof ResponseError && bad.code === -32602, String(bad));
   });
 
   it("streams a rewrite of a selection and applies it to the text", async () => {

@@ -41,7 +41,6 @@ fs.writeFileSync(
     {
       "pema.serverPath": need("PEMA_BIN"),
       "pema.modelPath": need("PEMA_MODEL"),
-      "pema.statusPollSeconds": 2,
       "editor.wordWrap": "off",
       "[markdown]": { "editor.wordWrap": "off", "editor.quickSuggestions": { other: false, comments: false, strings: false } },
       "workbench.startupEditor": "none",
@@ -193,6 +192,25 @@ try {
     READY_TIMEOUT_MS,
     300,
   );
+
+  // The status bar got there from the daemon's pushed pema/statusChanged (the client does not poll).
+  const changed = traceEvents().filter((e) => e.event === "status-changed");
+  if (!changed.some((e) => e.change?.adapter?.state === "ready")) {
+    throw new Error(`e2e: no pema/statusChanged said ready (${changed.length} arrived)`);
+  }
+  log(`pema/statusChanged: ${changed.map((e) => e.change.adapter?.state).join(" → ")}`);
+
+  // Command palette: PEMA: Show What Was Learned (pema/examples as a Markdown page).
+  await page.keyboard.press("F1");
+  await page.waitForSelector(".quick-input-widget input", { state: "visible" });
+  await page.keyboard.type("PEMA: Show What Was Learned");
+  await page.locator(".quick-input-list .monaco-list-row", { hasText: "PEMA: Show What Was Learned" }).first().waitFor();
+  await page.waitForTimeout(300);
+  await page.keyboard.press("Enter");
+  const shown = await waitFor("the examples page", () => traceEvents().find((e) => e.event === "examples"), 60_000);
+  if (!(shown.count >= 1)) throw new Error(`e2e: Show What Was Learned listed ${shown.count} pairs`);
+  await page.waitForSelector(".tab.active", { hasText: "what pema learned" });
+  log(`Show What Was Learned: ${shown.count} pairs (${shown.pseudo} pseudo)`);
 
   // Open notes.md with Quick Open, select its first line.
   await page.keyboard.press("Control+P");

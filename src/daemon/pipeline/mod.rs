@@ -12,6 +12,7 @@ use anyhow::{Context as _, Result};
 
 mod build;
 mod pseudo;
+pub(super) use pseudo::made_by as pseudo_sources_made_by;
 mod train;
 
 use super::events::{Event, Task, TaskProgress};
@@ -118,6 +119,8 @@ pub(crate) struct Pipeline {
     memory_changed: Option<Instant>,
     train_now: Option<bool>,
     memory_digest: Option<String>,
+    /// Where adapters train.
+    train_device: candle_core::Device,
 }
 
 impl Pipeline {
@@ -132,6 +135,7 @@ impl Pipeline {
         worker: Arc<Worker>,
         events: tokio::sync::broadcast::Sender<Event>,
         tx: Sender<Signal>,
+        train_device: candle_core::Device,
     ) -> Result<Self> {
         let ws = Workspace::open(root)?;
         let state_dir = ws.state_dir().to_path_buf();
@@ -220,6 +224,7 @@ impl Pipeline {
             memory_changed: None,
             train_now: None,
             memory_digest,
+            train_device,
         };
         p.publish_state();
         Ok(p)

@@ -75,7 +75,7 @@ impl Pipeline {
 }
 
 /// What made the pseudo-sources of a workspace: the way its settings say, and the model.
-pub(super) fn made_by(how: PseudoSources, model: &Model) -> String {
+pub(in crate::daemon) fn made_by(how: PseudoSources, model: &Model) -> String {
     format!("{} {}", paraphrase::version(how), model.info().identity)
 }
 

@@ -42,6 +42,7 @@ impl Pipeline {
             self.shared.serving.read().unwrap().adapter.clone()
         };
         let model = self.model.clone();
+        let device = self.train_device.clone();
         let shared = self.shared.clone();
         let tx = self.tx.clone();
         let events = self.events.clone();
@@ -70,6 +71,7 @@ impl Pipeline {
                         rank: rank.min(memory.hidden_size()),
                         cancel: Some(&cancel),
                         warm_start: warm.as_deref(),
+                        device,
                         ..Default::default()
                     };
                     let head = model.head()?;

@@ -5,6 +5,7 @@
 --   :'<,'>PemaRewrite [gu|fixed|plain|lighter|stronger]   rewrite a range into a preview
 --   :PemaAccept / :PemaAcceptHunk / :PemaDiscard / :PemaRetry
 --   :PemaStatus / :PemaFiles              what the daemon knows / which files it learns from
+--   :PemaExamples [N]                     a few pairs the workspace's style is learned from
 --   :checkhealth pema
 --
 -- pema attaches only to files under a folder holding a `.pema.toml` (never the home folder or
@@ -141,6 +142,7 @@ local function is_ours(token)
 end
 
 local on_partial -- defined below
+local on_status_changed -- defined below
 
 -- `$/progress` for the pema client: partial results of our rewrites go to the preview; every
 -- other token (the daemon's work-done progress `pema/<task>/<n>`) goes to the standard handler,
@@ -272,7 +274,12 @@ function M.lsp_config(c)
       on_dir(root)
     end,
     init_options = init_options_of(c),
-    handlers = { ['$/progress'] = progress_handler },
+    handlers = {
+      ['$/progress'] = progress_handler,
+      ['pema/statusChanged'] = function(_, params)
+        on_status_changed(params)
+      end,
+    },
     reuse_client = reuse_client,
     on_exit = function(code, signal)
       if code ~= 0 and signal == 0 then
@@ -1075,10 +1082,83 @@ function M.files()
 end
 
 ---------------------------------------------------------------------------------------------------
--- Statusline: the daemon's background work (no echo in the message area)
+-- Examples: what the style is learned from
+---------------------------------------------------------------------------------------------------
+
+--- Readable lines of a `pema/examples` result.
+--- @param root string
+--- @param r table
+--- @return string[]
+function M.format_examples(root, r)
+  local examples = nn(r.examples) or {}
+  local L = { ('%s: %d pair(s) the style is learned from'):format(root, #examples) }
+  if #examples == 0 then
+    L[#L + 1] = ''
+    L[#L + 1] = 'No pairs yet: pema is still reading and paraphrasing this folder (:PemaStatus).'
+    return L
+  end
+  L[#L + 1] = 'pseudo: a sentence of your prose, with a plain paraphrase pema made of it as its source'
+  for i, e in ipairs(examples) do
+    L[#L + 1] = ''
+    L[#L + 1] = ('%d. %s'):format(i, e.pseudo == true and 'pseudo-pair' or 'pair (pairs file)')
+    for _, l in ipairs(vim.split(tostring(e.source), '\n', { plain = true })) do
+      L[#L + 1] = '   ' .. l
+    end
+    for j, l in ipairs(vim.split(tostring(e.target), '\n', { plain = true })) do
+      L[#L + 1] = (j == 1 and ' → ' or '   ') .. l
+    end
+  end
+  return L
+end
+
+--- :PemaExamples [N] — a few pairs (or pseudo-pairs) the memory of the current file's workspace
+--- learns from, source → target, in a scratch buffer (q closes it).
+--- @param limit integer? default 10 (at most 50)
+function M.examples(limit)
+  local bufnr = api.nvim_get_current_buf()
+  local client = M.get_client(bufnr)
+  if not client then
+    notify('no pema daemon is running: open a file in a folder with a .pema.toml, or :PemaLearn', vim.log.levels.ERROR)
+    return
+  end
+  local root = M.find_root(bufnr)
+  local params = { limit = limit or 10 }
+  if root then
+    params.workspace = root
+  end
+  client:request('pema/examples', params, function(err, result)
+    if err then
+      notify('examples: ' .. tostring(err.message), vim.log.levels.ERROR)
+      return
+    end
+    local _, win = float(M.format_examples(root or '?', result), ' pema: what was learned ', 'pema-examples')
+    vim.wo[win].wrap = true
+    vim.wo[win].linebreak = true
+  end, bufnr)
+end
+
+---------------------------------------------------------------------------------------------------
+-- Statusline: the daemon's background work, and each workspace's state as the daemon pushes it
+-- (`pema/statusChanged`); no echo in the message area
 ---------------------------------------------------------------------------------------------------
 
 M._progress = {}
+--- The last `pema/statusChanged` of each workspace, by root.
+M._status = {}
+
+on_status_changed = function(params)
+  if type(params) ~= 'table' or type(params.root) ~= 'string' then
+    return
+  end
+  M._status[params.root] = params
+  vim.schedule(function()
+    api.nvim_exec_autocmds('User', { pattern = 'PemaStatusChanged', modeline = false, data = params })
+    -- Only with a UI: a headless Neovim has no status lines to draw.
+    if #api.nvim_list_uis() > 0 then
+      pcall(vim.cmd.redrawstatus)
+    end
+  end)
+end
 
 function M._track_progress()
   api.nvim_create_autocmd('LspProgress', {
@@ -1104,15 +1184,49 @@ function M._track_progress()
   })
 end
 
---- A statusline component: pema's background work now ('' when idle), e.g.
---- `pema: training the adapter 40%`. Use it as `%{v:lua.require'pema'.statusline()}`.
+--- The status-line text of one workspace's pushed status, e.g. `pema: ready · 1650 entries`.
+--- @param st table a `pema/statusChanged`
+--- @return string
+function M.format_state(st)
+  if nn(st.configError) then
+    return 'pema: config error'
+  end
+  local a = nn(st.adapter) or {}
+  local m = nn(st.memory) or {}
+  local entries = type(nn(m.entries)) == 'number' and (' · %d entries'):format(m.entries) or ''
+  local state = nn(a.state) or 'none'
+  if state == 'ready' then
+    return a.stale == true and ('pema: ready (retraining)' .. entries) or ('pema: ready' .. entries)
+  elseif state == 'training' then
+    return a.available == true and ('pema: ready (training)' .. entries) or 'pema: training'
+  elseif state == 'building' then
+    local pending = nn(st.unitsPending)
+    if type(pending) == 'number' and pending > 0 then
+      return ('pema: paraphrasing (%d left)'):format(pending)
+    end
+    return 'pema: building memory'
+  elseif state == 'none' then
+    return 'pema: no examples yet'
+  end
+  return 'pema: ' .. tostring(state)
+end
+
+--- A statusline component: pema's background work now (e.g. `pema: training the adapter 40%`),
+--- else the state of the current file's workspace as the daemon last pushed it (e.g.
+--- `pema: ready · 1650 entries`); '' outside a workspace. Use it as
+--- `%{v:lua.require'pema'.statusline()}`.
 --- @return string
 function M.statusline()
   for _, v in pairs(M._progress) do
     local t = v.title:gsub('^pema: ', '')
     return ('pema: %s%s'):format(t, v.percentage and (' %d%%'):format(v.percentage) or '')
   end
-  return ''
+  local root = M.find_root(api.nvim_get_current_buf())
+  local st = root and (M._status[root] or M._status[vim.uv.fs_realpath(root) or root])
+  if not st then
+    return ''
+  end
+  return M.format_state(st)
 end
 
 ---------------------------------------------------------------------------------------------------

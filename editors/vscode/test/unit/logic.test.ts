@@ -15,6 +15,12 @@ import {
   statusBarText,
   DaemonStatus,
   ProgressState,
+  PRESETS,
+  RETRY_TEMPERATURE,
+  StatusChange,
+  applyStatusChange,
+  formatExamples,
+  retryChoice,
 } from "../../src/logic";
 
 describe("resolveServerBinary", () => {
@@ -247,5 +253,87 @@ describe("opt-in", () => {
     });
     assert.ok(lines.includes("  a.md  (corpus, 3 units)"), lines.join("\n"));
     assert.ok(lines.includes("  .git: hidden (name starts with a dot)"), lines.join("\n"));
+  });
+});
+
+describe("pema/statusChanged", () => {
+  const status: DaemonStatus = {
+    model: "Gemma",
+    workspaces: [
+      { root: "/a", memory: { entries: 10 }, adapter: { state: "building", available: false, stale: false, heldOutLoss: null } },
+      { root: "/b", adapter: { state: "ready", available: true, stale: false } },
+    ],
+  };
+
+  it("updates the changed workspace only, keeping what the change does not carry", () => {
+    const change: StatusChange = {
+      root: "/a",
+      unitsPending: 0,
+      memory: { entries: 40, pairs: 12 },
+      adapter: { state: "ready", available: true, stale: false, heldOutLoss: 2.5, trainings: 1 },
+      errors: [],
+      configError: null,
+    };
+    const next = applyStatusChange(status, change);
+    assert.equal(next.model, "Gemma");
+    assert.equal(next.workspaces!.length, 2);
+    assert.equal(next.workspaces![0].adapter!.state, "ready");
+    assert.equal(next.workspaces![0].memory!.entries, 40);
+    assert.deepEqual(next.workspaces![1], status.workspaces![1]);
+    assert.equal(statusBarText(next, [], "/a/notes.md"), "pema: ready · 40 entries");
+    assert.equal(allReady(next), true);
+    // the status it was applied to is unchanged
+    assert.equal(status.workspaces![0].adapter!.state, "building");
+  });
+
+  it("adds a workspace it has not seen, also before any pema/status", () => {
+    const next = applyStatusChange(undefined, { root: "/c", adapter: { state: "training", available: false } });
+    assert.equal(next.workspaces!.length, 1);
+    assert.equal(statusBarText(next, [], "/c/x.md"), "pema: training");
+    const more = applyStatusChange(status, { root: "/c", adapter: { state: "none" } });
+    assert.deepEqual(more.workspaces!.map((w) => w.root), ["/a", "/b", "/c"]);
+  });
+});
+
+describe("strength presets and retry", () => {
+  it("maps lighter and stronger to a fixed mix (the Neovim presets' numbers)", () => {
+    assert.deepEqual(PRESETS.lighter, { mode: "fixed", options: { lambdaFixed: 0.3 } });
+    assert.deepEqual(PRESETS.stronger, { mode: "fixed", options: { lambdaFixed: 0.9 } });
+    const p = buildRewriteParams({
+      uri: "file:///w/a.md",
+      range: { start: { line: 0, character: 0 }, end: { line: 0, character: 3 } },
+      selectedText: "abc",
+      synced: true,
+      mode: PRESETS.stronger.mode,
+      options: PRESETS.stronger.options,
+    });
+    assert.equal(p.mode, "fixed");
+    assert.deepEqual(p.options, { lambdaFixed: 0.9 });
+    const plain = buildRewriteParams({ uri: "file:///w/a.md", range: p.range!, selectedText: "abc", synced: true, options: {} });
+    assert.equal(plain.options, undefined);
+  });
+
+  it("retries with sampling and a new seed, keeping the mode and mix", () => {
+    const r = retryChoice(PRESETS.lighter, 1234.7);
+    assert.deepEqual(r, { mode: "fixed", options: { lambdaFixed: 0.3, temperature: RETRY_TEMPERATURE, seed: 1234 } });
+    assert.ok(RETRY_TEMPERATURE >= 0.05 && RETRY_TEMPERATURE <= 5, "a temperature the daemon accepts");
+    assert.deepEqual(retryChoice(undefined, 7), { mode: undefined, options: { temperature: RETRY_TEMPERATURE, seed: 7 } });
+    // the preset itself is not changed
+    assert.deepEqual(PRESETS.lighter.options, { lambdaFixed: 0.3 });
+  });
+});
+
+describe("what was learned (pema/examples)", () => {
+  it("shows each pair as source → target, saying which are pseudo-pairs", () => {
+    const page = formatExamples("/w", {
+      examples: [
+        { source: "Do not be troubled.", target: "Let not your heart be troubled.", pseudo: true },
+        { source: "Give ear.", target: "Hearken unto me.", pseudo: false },
+      ],
+    });
+    assert.match(page, /^# What pema learned from \/w\n/);
+    assert.match(page, /## 1\. pseudo-pair \(from your prose\)\n\n> Do not be troubled\.\n\n→\n\n> Let not your heart be troubled\.\n/);
+    assert.match(page, /## 2\. pair \(from a pairs file\)/);
+    assert.match(formatExamples("/w", { examples: [] }), /No pairs yet/);
   });
 });
