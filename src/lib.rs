@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod decode;
 pub mod dirs;
 pub mod eval;
+pub mod fidelity;
 mod fsutil;
 pub mod logspace;
 pub mod memory;

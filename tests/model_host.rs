@@ -193,6 +193,70 @@ fn a_prompt_that_shares_the_previous_start_gives_the_same_step() {
     );
 }
 
+/// A rewrite between two batches of a memory build: the build's shared prefix and the
+/// rewrite's prompt are kept apart, so neither is computed again, and both give what a fresh
+/// session gives.
+#[test]
+fn a_rewrite_between_two_memory_batches_keeps_both_caches() {
+    let model = common::model();
+    let prefix = "Rewrite the text in the house style:\nThe lamp was lit at dusk.\nRewritten: \
+                  At dusk the lamp was lit.\nRewrite the text in the house style:\n";
+    let seq = |t: &str| model.tokenize(&format!("{prefix}{t}")).unwrap();
+    let batches = [
+        [
+            seq("The keeper climbed the stairs.\nRewritten: Up the stairs he climbed."),
+            seq("Ships no longer needed him.\nRewritten: No ship needed him now."),
+        ],
+        [
+            seq("He kept a kettle on the stove.\nRewritten: On the stove he kept a kettle."),
+            seq("The sea was grey.\nRewritten: Grey was the sea."),
+        ],
+    ];
+    let shared = batches
+        .iter()
+        .flatten()
+        .map(|t| pema::model::common_prefix(&batches[0][0], t))
+        .min()
+        .unwrap();
+    let prompt = model
+        .tokenize("Rewrite the text in the house style:\nThe door was old.\nRewritten:")
+        .unwrap();
+    let states = |s: &mut pema::model::Session, batch: &[Vec<pema::model::Token>]| {
+        let reqs: Vec<HiddenRequest> = batch
+            .iter()
+            .map(|t| HiddenRequest {
+                tokens: t,
+                from: shared,
+            })
+            .collect();
+        let mut got = vec![];
+        s.hidden_states(&reqs, |_, _, h| got.push(h.to_vec()))
+            .unwrap();
+        got
+    };
+    let mut fresh = model.session(SessionOptions::default()).unwrap();
+    let want_step = fresh.start(&prompt).unwrap();
+    let mut fresh = model.session(SessionOptions::default()).unwrap();
+    let want_second = states(&mut fresh, &batches[1]);
+
+    let mut s = model.session(SessionOptions::default()).unwrap();
+    s.start(&prompt).unwrap();
+    states(&mut s, &batches[0]);
+    assert_eq!(s.kept_tokens(), (prompt.len(), shared), "both kept");
+    let step = s.start(&prompt).unwrap();
+    common::assert_is_state_at(&step.hidden, &[&want_step.hidden[..]], 0, "kept prompt");
+    let second = states(&mut s, &batches[1]);
+    assert_eq!(s.kept_tokens(), (prompt.len(), shared), "both still kept");
+    assert_eq!(second.len(), want_second.len());
+    for (g, w) in second.iter().zip(&want_second) {
+        assert!(
+            common::cosine(g, w) > 0.999,
+            "cosine {}",
+            common::cosine(g, w)
+        );
+    }
+}
+
 /// A memory batch leaves llama.cpp's output buffer at one row of the vocabulary per token; the
 /// session then makes its context anew (the daemon does so after background work), and the new
 /// context computes the same steps.

@@ -43,6 +43,9 @@ pub fn save(adapter: &Adapter, path: &Path) -> Result<()> {
     if let Some(d) = &i.decoding {
         put("decoding", serde_json::to_string(d)?);
     }
+    if let Some(k) = &i.kept_names {
+        put("kept_names", serde_json::to_string(k)?);
+    }
 
     let cpu = Device::Cpu;
     let vocab = Tensor::from_slice(&adapter.vocab, adapter.vocab.len(), &cpu)?;
@@ -114,6 +117,14 @@ pub fn load(path: &Path) -> Result<Adapter> {
             Some(j) => Some(
                 serde_json::from_str(j)
                     .map_err(|e| bad(format!("`decoding` is not readable ({e})")))?,
+            ),
+            None => None,
+        },
+        // Adapters from before this key rewrite without the check.
+        kept_names: match meta.get("kept_names") {
+            Some(j) => Some(
+                serde_json::from_str(j)
+                    .map_err(|e| bad(format!("`kept_names` is not readable ({e})")))?,
             ),
             None => None,
         },

@@ -15,6 +15,7 @@ use std::path::Path;
 use anyhow::{bail, Result};
 use candle_core::{DType, Device, Tensor};
 
+pub use crate::fidelity::KeptNames;
 pub use decoding::{choose_decoding, Decoding, DecodingScore, ADAPTER_TOP_K};
 pub use train::{train, TrainOptions, TrainProgress, TrainReport, VocabMode};
 
@@ -51,6 +52,10 @@ pub struct AdapterInfo {
     pub decoding: Option<Decoding>,
     /// `P_PEMA = softmax(W·(h + B_pd·A·h))` instead of the reference `softmax(W·B_pd·A·h)`.
     pub residual: bool,
+    /// Which names its held-out pairs keep, when they keep them (a rewrite that drops one is
+    /// made again with less of the adapter); None when the style renames things or no
+    /// held-out text was kept.
+    pub kept_names: Option<KeptNames>,
 }
 
 /// A trained PEMA adapter: encoder `A` (r × d), predictive decoder `B_pd` (d × r), the
@@ -76,6 +81,14 @@ pub struct Adapter {
 }
 
 impl Adapter {
+    /// Learns from the memory's held-out pairs (their text, kept beside the memory) which
+    /// names this style keeps (`fidelity`); none when no held-out text was kept.
+    pub fn learn_kept_names(&mut self, memory: &Memory, held_out_percent: u32) {
+        let held = memory.held_out_pairs(held_out_percent);
+        self.info.kept_names =
+            KeptNames::learn(held.iter().map(|p| (p.source.as_str(), p.target.as_str())));
+    }
+
     /// What the adapter was made from and how.
     pub fn info(&self) -> &AdapterInfo {
         &self.info

@@ -460,6 +460,7 @@ pub fn train(
         training: report,
         decoding: None,
         residual: opts.residual,
+        kept_names: None,
     };
     let mut adapter = Adapter {
         a: a_best,
@@ -471,5 +472,6 @@ pub fn train(
         w_c: None,
     };
     super::choose_decoding(&mut adapter, memory, head, &held, opts.adapter_top_k)?;
+    adapter.learn_kept_names(memory, opts.held_out_percent);
     Ok(adapter)
 }

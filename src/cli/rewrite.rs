@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result};
 use clap::Args;
 
 use pema::adapter::Adapter;
-use pema::decode::{self, Mode, RewriteOptions};
+use pema::decode::{self, Mode, RewriteOptions, TextEvent};
 
 use super::{load_model, print_json, rewrite_defaults, GenerationArgs, ModeArg, ModelChoice};
 
@@ -144,7 +144,7 @@ pub(super) fn run(model: &ModelChoice, a: RewriteArgs) -> Result<()> {
     };
     for text in inputs {
         // The same path as the daemon's: `decode::rewrite_text`, line by line.
-        let mut rewrite = |opts: &RewriteOptions, on_text: &mut dyn FnMut(&str)| {
+        let mut rewrite = |opts: &RewriteOptions, on_text: &mut dyn FnMut(TextEvent<'_>)| {
             decode::rewrite_text(
                 &mut session,
                 Some(&adapter),
@@ -183,16 +183,32 @@ pub(super) fn run(model: &ModelChoice, a: RewriteArgs) -> Result<()> {
             continue;
         }
         let mut out = std::io::stdout();
-        let r = rewrite(&opts, &mut |piece| {
-            if !a.json {
-                let _ = write!(out, "{piece}");
-                let _ = out.flush();
+        // A line that may be made again (it dropped a name) is printed once it is final.
+        let hold = opts.mode != Mode::Plain && opts.keep_names;
+        let mut line = String::new();
+        let r = rewrite(&opts, &mut |e| {
+            if a.json {
+                return;
             }
+            match e {
+                TextEvent::Text(piece) if hold => {
+                    line.push_str(piece);
+                    if let Some(end) = line.rfind('\n') {
+                        let _ = write!(out, "{}", &line[..=end]);
+                        line.drain(..=end);
+                    }
+                }
+                TextEvent::Text(piece) => {
+                    let _ = write!(out, "{piece}");
+                }
+                TextEvent::Retract(n) => line.truncate(line.len().saturating_sub(n)),
+            }
+            let _ = out.flush();
         })?;
         if a.json {
             print_json(&r)?;
         } else {
-            println!();
+            println!("{line}");
         }
     }
     Ok(())

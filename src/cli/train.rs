@@ -77,8 +77,9 @@ pub(super) struct TrainArgs {
     /// measured and not the default: BENCHMARKS.md, "Style quality".
     #[arg(long)]
     choose_by_rewriting: bool,
-    /// With --choose-by-rewriting: do not train, choose again for the adapter already at --out.
-    #[arg(long, requires = "choose_by_rewriting")]
+    /// Do not train: for the adapter already at --out, learn again which names its style keeps
+    /// (and with --choose-by-rewriting, choose its schedule again).
+    #[arg(long)]
     choose_only: bool,
     #[arg(long)]
     json: bool,
@@ -104,8 +105,9 @@ pub(super) fn run(model: &ModelChoice, a: TrainArgs) -> Result<()> {
         ..Default::default()
     };
     let mut adapter = if a.choose_only {
-        let adapter = Adapter::load_for(&a.out, model.info(), &*model.head()?)?;
+        let mut adapter = Adapter::load_for(&a.out, model.info(), &*model.head()?)?;
         adapter.check_memory(&memory)?;
+        adapter.learn_kept_names(&memory, opts.held_out_percent);
         adapter
     } else {
         train_adapter(&model, &memory, &opts, a.json)?
@@ -169,6 +171,15 @@ pub(super) fn run(model: &ModelChoice, a: TrainArgs) -> Result<()> {
     }
     if let Some(d) = &adapter.info().decoding {
         println!("default     {}", describe(d));
+    }
+    match &adapter.info().kept_names {
+        Some(k) => println!(
+            "names       kept by {:.0}% of {} held-out pairs with names: a rewrite that drops one is made again with less style ({} names the style changes)",
+            100.0 * k.share_kept,
+            k.pairs_with_names,
+            k.changed.len()
+        ),
+        None => println!("names       not checked (the held-out pairs rename things, or too few hold names)"),
     }
     Ok(())
 }

@@ -100,6 +100,9 @@ impl RewriteRequest {
 pub enum RewriteEvent {
     /// Text added since the last event.
     Text(String),
+    /// The last this many bytes of text sent are taken back (the line is being made again
+    /// with less style: it had dropped a name).
+    Retract(usize),
     /// The rewrite's end: the last event.
     Done(Result<Rewrite, RequestError>),
 }

@@ -12,7 +12,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::{RequestError, RewriteEvent};
 use crate::adapter::Adapter;
-use crate::decode::{self, Rewrite, RewriteOptions};
+use crate::decode::{self, Rewrite, RewriteOptions, TextEvent};
 use crate::memory::Template;
 use crate::model::{Model, Session, SessionOptions};
 
@@ -256,7 +256,14 @@ fn rewrite_lines(session: &mut Session, job: &RewriteJob) -> Result<Rewrite> {
     if job.fault {
         panic!("injected fault");
     }
-    let mut on_text = |t: &str| drop(job.events.send(RewriteEvent::Text(t.to_string())));
+    let mut on_text = |e: TextEvent<'_>| {
+        let e = match e {
+            TextEvent::Text(t) => RewriteEvent::Text(t.to_string()),
+            TextEvent::Retract(n) => RewriteEvent::Retract(n),
+        };
+        // A caller that went away reads nothing.
+        drop(job.events.send(e))
+    };
     decode::rewrite_text(
         session,
         job.adapter.as_deref(),

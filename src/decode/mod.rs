@@ -15,7 +15,7 @@ pub use crate::logspace::{log_add_exp, log_softmax};
 pub use crate::schedule::{Mode, Schedule};
 pub use guard::{RepeatGuard, WordGuard};
 pub use mixture::{mix_guided, mix_into, top_k_indices};
-pub use rewrite::rewrite_text;
+pub use rewrite::{rewrite_text, TextEvent};
 
 use crate::adapter::{Adapter, Decoding};
 use crate::memory::Template;
@@ -47,6 +47,9 @@ pub struct RewriteOptions {
     pub seed: u64,
     /// Stop at end of text and at the boundary (off only to time a fixed number of tokens).
     pub stop_at_boundary: bool,
+    /// Make a line again with less of the adapter when it dropped a name of its source that
+    /// the adapter's style keeps (`fidelity`; only for an adapter that learned which).
+    pub keep_names: bool,
 }
 
 impl Default for RewriteOptions {
@@ -62,6 +65,7 @@ impl Default for RewriteOptions {
             top_p: 1.0,
             seed: 0,
             stop_at_boundary: true,
+            keep_names: false,
         }
     }
 }
@@ -86,7 +90,10 @@ impl Adapter {
     /// The rewrite options this adapter was tuned for (its held-out choice), or the reference
     /// Gradual Unrolling for an adapter that has none.
     pub fn default_rewrite(&self) -> RewriteOptions {
-        let o = RewriteOptions::default();
+        let o = RewriteOptions {
+            keep_names: self.info().kept_names.is_some(),
+            ..RewriteOptions::default()
+        };
         match &self.info().decoding {
             Some(d) => o.with_decoding(d),
             None => o,
@@ -123,6 +130,8 @@ pub struct Rewrite {
     pub seconds: f64,
     /// `tokens` per second of the generation.
     pub tokens_per_second: f64,
+    /// Lines made again with less of the adapter because a name was dropped (`keep_names`).
+    pub remade_lines: usize,
 }
 
 /// Where a generation starts: the prompt and the expected output length.
@@ -320,6 +329,7 @@ pub fn generate(
         stopped_by,
         seconds,
         tokens_per_second: n as f64 / seconds.max(1e-9),
+        remade_lines: 0,
     })
 }
 

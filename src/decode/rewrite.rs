@@ -1,27 +1,37 @@
 //! A text's rewrite, as every caller gets it: the daemon's worker, `pema rewrite` and `pema eval`.
 //! A generation ends at a line break, so a text of several lines is rewritten line by line,
-//! keeping its line breaks, blank lines and each line's indentation.
+//! keeping its line breaks, blank lines and each line's indentation. A line that dropped a name
+//! its style keeps is made again with less of the adapter (docs/method.md §8.7).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::Result;
 
-use super::{generate, Prompt, Rewrite, RewriteOptions, StopReason};
+use super::{generate, Mode, Prompt, Rewrite, RewriteOptions, StopReason};
 use crate::adapter::Adapter;
 use crate::memory::Template;
 use crate::model::Session;
 
-/// Rewrites `text` with `template` around each of its lines. `on_text` receives the rewrite as
-/// it grows, line breaks and indentation included, so that what it is sent adds up to the
-/// returned text; `cancel` is checked before every token.
+/// What a rewrite streams while it runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TextEvent<'a> {
+    /// Text added at the end.
+    Text(&'a str),
+    /// The last this many bytes sent are taken back: the line is being made again.
+    Retract(usize),
+}
+
+/// Rewrites `text` with `template` around each of its lines. `on_event` receives the rewrite as
+/// it grows, line breaks and indentation included, so that what it is sent (less what it is
+/// told to take back) adds up to the returned text; `cancel` is checked before every token.
 pub fn rewrite_text(
     session: &mut Session,
     adapter: Option<&Adapter>,
     template: &Template,
     text: &str,
     options: &RewriteOptions,
-    mut on_text: impl FnMut(&str),
+    mut on_event: impl FnMut(TextEvent<'_>),
     cancel: Option<&AtomicBool>,
 ) -> Result<Rewrite> {
     let started = Instant::now();
@@ -32,11 +42,15 @@ pub fn rewrite_text(
         stopped_by: StopReason::EndOfText,
         seconds: 0.0,
         tokens_per_second: 0.0,
+        remade_lines: 0,
     };
+    let kept_names = adapter
+        .and_then(|a| a.info().kept_names.as_ref())
+        .filter(|_| options.keep_names);
     for (i, line) in text.split('\n').enumerate() {
         if i > 0 {
             total.text.push('\n');
-            on_text("\n");
+            on_event(TextEvent::Text("\n"));
         }
         if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
             return Err(crate::Cancelled("rewrite cancelled").into());
@@ -45,7 +59,7 @@ pub fn rewrite_text(
         if body.is_empty() {
             total.text.push_str(line);
             if !line.is_empty() {
-                on_text(line);
+                on_event(TextEvent::Text(line));
             }
             continue;
         }
@@ -53,25 +67,43 @@ pub fn rewrite_text(
         let indent = &line[..line.len() - line.trim_start().len()];
         total.text.push_str(indent);
         if !indent.is_empty() {
-            on_text(indent);
+            on_event(TextEvent::Text(indent));
         }
         let prompt = Prompt::for_source(session, template, body)?;
-        let mut first = true;
-        let r = generate(
-            session,
-            adapter,
-            &prompt,
-            options,
-            |t| {
-                // The model's first token carries the space after the prompt's colon.
-                let t = if first { t.trim_start() } else { t };
-                if !t.is_empty() {
-                    first = false;
-                    on_text(t);
+        let mut opts = *options;
+        let mut attempt = 0;
+        let r = loop {
+            let mut first = true;
+            let mut sent = 0usize;
+            let r = generate(
+                session,
+                adapter,
+                &prompt,
+                &opts,
+                |t| {
+                    // The model's first token carries the space after the prompt's colon.
+                    let t = if first { t.trim_start() } else { t };
+                    if !t.is_empty() {
+                        first = false;
+                        sent += t.len();
+                        on_event(TextEvent::Text(t));
+                    }
+                },
+                cancel,
+            )?;
+            match kept_names {
+                Some(k) if opts.mode != Mode::Plain && !k.keeps(body, &r.text) => {
+                    // Another sentence, or a part of this one lost: less style, then none.
+                    if sent > 0 {
+                        on_event(TextEvent::Retract(sent));
+                    }
+                    total.remade_lines += 1;
+                    opts = weaker(opts, attempt);
+                    attempt += 1;
                 }
-            },
-            cancel,
-        )?;
+                _ => break r,
+            }
+        };
         total.text.push_str(&r.text);
         total.tokens += r.tokens;
         total.stopped_by = r.stopped_by;
@@ -79,4 +111,21 @@ pub fn rewrite_text(
     total.seconds = started.elapsed().as_secs_f64();
     total.tokens_per_second = total.tokens as f64 / total.seconds.max(1e-9);
     Ok(total)
+}
+
+/// The next attempt after a line that dropped a name: the adapter at half its weight, then
+/// the plain model (which keeps its source's names all but always: it copies).
+fn weaker(o: RewriteOptions, attempt: usize) -> RewriteOptions {
+    if attempt > 0 {
+        return RewriteOptions {
+            mode: Mode::Plain,
+            ..o
+        };
+    }
+    RewriteOptions {
+        lambda_fixed: o.lambda_fixed / 2.0,
+        lambda_max: o.lambda_max / 2.0,
+        lambda_floor: o.lambda_floor / 2.0,
+        ..o
+    }
 }

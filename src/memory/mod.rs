@@ -22,8 +22,9 @@ pub use pairs::{
     HELD_OUT_FILE,
 };
 
-/// Held-out pairs whose text is kept beside a memory (enough to choose a schedule by).
-pub const MAX_HELD_OUT_TEXTS: usize = 64;
+/// Held-out pairs whose text is kept beside a memory: enough to choose a schedule by and to
+/// learn which names the style keeps (`fidelity`), at a few hundred KiB at most.
+pub const MAX_HELD_OUT_TEXTS: usize = 512;
 pub use split::{held_out, DEFAULT_HELD_OUT_PERCENT};
 pub use template::{Template, DEFAULT_TEMPLATE, PRESETS};
 

@@ -220,6 +220,7 @@ impl Model {
             model: self.clone(),
             n_ctx: opts.n_ctx,
             cached: Vec::new(),
+            stash: Vec::new(),
             memory_batch: opts.memory_batch.clamp(1, opts.n_batch),
         })
     }

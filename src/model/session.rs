@@ -66,10 +66,12 @@ pub fn common_prefix(a: &[Token], b: &[Token]) -> usize {
 
 /// One llama.cpp context on a model. `Send` but not `Sync`: one thread drives it at a time.
 ///
-/// Sequence 0 of the KV cache holds `cached`: the last prompt (and generated tokens), or the
-/// shared prefix of the last memory batch. A new prompt or batch that starts with the same
-/// tokens reuses those cells instead of recomputing them: worked examples in front of every
-/// pair or every rewrite are computed once.
+/// Sequence 0 of the KV cache holds `cached`: the last prompt and its generated tokens. The
+/// last sequence holds `stash`: the shared prefix of the last memory batch. A new prompt (or
+/// batch) that starts with the same tokens reuses those cells instead of recomputing them:
+/// worked examples in front of every rewrite (or every pair) are computed once, and a rewrite
+/// that comes between two batches of a build neither recomputes its own worked examples nor
+/// makes the build recompute its prefix. The sequences in between are a batch's pairs.
 pub struct Session {
     // Field order matters: the context must be freed before the model it points into.
     pub(super) batch: llama::Batch,
@@ -78,13 +80,33 @@ pub struct Session {
     pub(super) model: Arc<Model>,
     pub(super) n_ctx: usize,
     pub(super) cached: Vec<Token>,
+    pub(super) stash: Vec<Token>,
     pub(super) memory_batch: usize,
 }
+
+/// Which kept sequence a prefix goes in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Home {
+    /// Sequence 0: the last prompt and its generation (`cached`).
+    Prompt,
+    /// The last sequence: the shared prefix of memory batches (`stash`).
+    Prefix,
+}
+
+/// Cells a generation may need past its prompt: the stash is given up when there is less
+/// room than this.
+const GENERATION_ROOM: usize = 512;
 
 impl Session {
     /// The model this session runs.
     pub fn model(&self) -> &Arc<Model> {
         &self.model
+    }
+
+    /// Tokens the cache keeps for reuse: the last prompt with its output, and the shared
+    /// prefix of the last memory batch.
+    pub fn kept_tokens(&self) -> (usize, usize) {
+        (self.cached.len(), self.stash.len())
     }
 
     /// The longest sequence the session holds (prompt and output together).
@@ -104,6 +126,7 @@ impl Session {
         // all it touches before use.
         self.ctx = llama::LlamaContext::new(&self.model.llama, &self.params)?;
         self.cached.clear();
+        self.stash.clear();
         Ok(true)
     }
 
@@ -116,8 +139,8 @@ impl Session {
     /// that fit one decode. A sequence longer than a batch gets a batch of its own (and an
     /// error when run).
     pub fn pack(&self, lengths: impl IntoIterator<Item = usize>) -> Vec<Range<usize>> {
-        // Sequence 0 is kept for the shared prefix.
-        let (cap, max_seqs) = (self.memory_batch, self.ctx.n_seq_max() - 1);
+        // The first and the last sequence are kept (`Home`).
+        let (cap, max_seqs) = (self.memory_batch, self.ctx.n_seq_max() - 2);
         let mut out = Vec::new();
         let (mut start, mut used, mut i) = (0, 0, 0);
         for len in lengths {
@@ -135,10 +158,36 @@ impl Session {
         out
     }
 
-    /// Makes sequence 0 hold exactly `prefix` (reusing what it holds already) and nothing else
-    /// in the cache. Decodes what is missing without outputs except, with `want_last`, the
-    /// prefix's last token (whose batch row is returned).
-    fn hold(&mut self, prefix: &[Token], want_last: bool) -> Result<Option<usize>> {
+    /// The sequence id of a home.
+    fn seq(&self, home: Home) -> i32 {
+        match home {
+            Home::Prompt => 0,
+            Home::Prefix => self.ctx.n_seq_max() as i32 - 1,
+        }
+    }
+
+    fn kept(&mut self, home: Home) -> &mut Vec<Token> {
+        match home {
+            Home::Prompt => &mut self.cached,
+            Home::Prefix => &mut self.stash,
+        }
+    }
+
+    /// Gives up what `home` holds (its cells go back to the cache).
+    fn drop_home(&mut self, home: Home) {
+        let seq = self.seq(home);
+        if !self.ctx.seq_rm(seq, 0) {
+            self.ctx.clear();
+            self.cached.clear();
+            self.stash.clear();
+        }
+        self.kept(home).clear();
+    }
+
+    /// Makes `home` hold exactly `prefix` (reusing what it holds already), with no batch
+    /// sequences beside it, and the other home untouched. Decodes what is missing without
+    /// outputs except, with `want_last`, the prefix's last token (whose batch row is returned).
+    fn hold(&mut self, home: Home, prefix: &[Token], want_last: bool) -> Result<Option<usize>> {
         if prefix.len() > self.n_ctx {
             bail!(
                 "{} tokens do not fit the context of {} tokens",
@@ -146,19 +195,22 @@ impl Session {
                 self.n_ctx
             );
         }
-        for s in 1..self.ctx.n_seq_max() as i32 {
+        for s in 1..self.seq(Home::Prefix) {
             self.ctx.seq_rm(s, 0);
         }
-        let mut keep = common_prefix(&self.cached, prefix);
+        let seq = self.seq(home);
+        let mut keep = common_prefix(self.kept(home), prefix);
         if want_last {
             keep = keep.min(prefix.len().saturating_sub(1));
         }
         // Always cut: the cache may hold more than `cached` says (a batch of `fill_batch`).
-        if !self.ctx.seq_rm(0, keep) {
+        if !self.ctx.seq_rm(seq, keep) {
             self.ctx.clear();
+            self.cached.clear();
+            self.stash.clear();
             keep = 0;
         }
-        self.cached.truncate(keep);
+        self.kept(home).truncate(keep);
         // With embeddings on, llama.cpp outputs every token; a prompt's body needs no output,
         // so it runs without them (the LM head would otherwise run over every prompt token).
         let body = if want_last {
@@ -170,14 +222,14 @@ impl Session {
             self.ctx.set_embeddings(false);
         }
         let chunk = self.ctx.n_batch();
-        while self.cached.len() < body {
-            let from = self.cached.len();
+        while self.kept(home).len() < body {
+            let from = self.kept(home).len();
             let to = (from + chunk).min(body);
             self.batch.clear();
             for (p, &t) in prefix.iter().enumerate().take(to).skip(from) {
-                self.batch.push(t, p, 0, false);
+                self.batch.push(t, p, seq, false);
             }
-            self.decode_cached(&prefix[from..to])?;
+            self.decode_kept(home, &prefix[from..to])?;
         }
         if !want_last {
             return Ok(None);
@@ -185,20 +237,21 @@ impl Session {
         self.ctx.set_embeddings(true);
         let last = prefix.len() - 1;
         self.batch.clear();
-        self.batch.push(prefix[last], last, 0, true);
-        self.decode_cached(&prefix[last..])?;
+        self.batch.push(prefix[last], last, seq, true);
+        self.decode_kept(home, &prefix[last..])?;
         Ok(Some(0))
     }
 
-    /// Decodes the batch, which extends sequence 0 by `tokens`. A failed decode leaves an empty
+    /// Decodes the batch, which extends `home` by `tokens`. A failed decode leaves an empty
     /// cache, so the bookkeeping never claims cells llama.cpp does not hold.
-    fn decode_cached(&mut self, tokens: &[Token]) -> Result<()> {
+    fn decode_kept(&mut self, home: Home, tokens: &[Token]) -> Result<()> {
         if let Err(e) = self.ctx.decode(&self.batch) {
             self.ctx.clear();
             self.cached.clear();
+            self.stash.clear();
             return Err(e);
         }
-        self.cached.extend_from_slice(tokens);
+        self.kept(home).extend_from_slice(tokens);
         Ok(())
     }
 
@@ -223,7 +276,7 @@ impl Session {
         }
         let total: usize = seqs.iter().map(|s| s.tokens.len() - shared).sum();
         if total > self.ctx.n_batch()
-            || seqs.len() + 1 > self.ctx.n_seq_max()
+            || seqs.len() + 2 > self.ctx.n_seq_max()
             || shared
                 + seqs
                     .iter()
@@ -238,9 +291,14 @@ impl Session {
                 total,
                 seqs.len(),
                 self.ctx.n_batch(),
-                self.ctx.n_seq_max() - 1,
+                self.ctx.n_seq_max() - 2,
                 self.n_ctx
             );
+        }
+        // The cells of the prefix, the batch and a kept prompt share one cache: the prompt
+        // goes when all three do not fit.
+        if shared + total + self.cached.len() > self.n_ctx {
+            self.drop_home(Home::Prompt);
         }
         self.ctx.set_embeddings(true);
         self.ctx.set_stop_after_norm(true);
@@ -258,12 +316,13 @@ impl Session {
         shared: usize,
         sink: &mut impl FnMut(usize, usize, &[f32]),
     ) -> Result<()> {
-        self.hold(&seqs[0].tokens[..shared], false)?;
+        self.hold(Home::Prefix, &seqs[0].tokens[..shared], false)?;
+        let prefix = self.seq(Home::Prefix);
         self.batch.clear();
         for (s, req) in seqs.iter().enumerate() {
             let id = s as i32 + 1;
             if shared > 0 {
-                self.ctx.seq_cp(0, id, shared);
+                self.ctx.seq_cp(prefix, id, shared);
             }
             for (p, &t) in req.tokens.iter().enumerate().skip(shared) {
                 self.batch.push(t, p, id, p >= req.from);
@@ -299,6 +358,7 @@ impl Session {
         }
         self.ctx.clear();
         self.cached.clear();
+        self.stash.clear();
         self.batch.clear();
         for (s, toks) in seqs.iter().enumerate() {
             for (p, &t) in toks.iter().enumerate() {
@@ -372,7 +432,12 @@ impl Session {
                 self.n_ctx
             );
         }
-        let row = self.hold(prompt, true)?.expect("the last token is decoded");
+        if self.stash.len() + prompt.len() + GENERATION_ROOM > self.n_ctx {
+            self.drop_home(Home::Prefix);
+        }
+        let row = self
+            .hold(Home::Prompt, prompt, true)?
+            .expect("the last token is decoded");
         self.step_at(row)
     }
 
@@ -388,10 +453,13 @@ impl Session {
                 self.n_ctx
             );
         }
+        if pos + self.stash.len() >= self.n_ctx {
+            self.drop_home(Home::Prefix);
+        }
         self.batch.clear();
         self.batch.push(token, pos, 0, true);
         self.ctx.set_embeddings(true);
-        self.decode_cached(&[token])?;
+        self.decode_kept(Home::Prompt, &[token])?;
         self.step_at(0)
     }
 

@@ -86,6 +86,15 @@ impl Backend {
                             self.client.send_notification::<AnyProgress>(json!(params)).await;
                         }
                     }
+                    RewriteEvent::Retract(n) => {
+                        // `text` is the whole rewrite so far: a client that follows it sees the
+                        // line start again.
+                        so_far.truncate(so_far.len().saturating_sub(n));
+                        if let Some(token) = &p.partial_result_token {
+                            let params = to_proto::PartialRewrite::new(token, "", &so_far);
+                            self.client.send_notification::<AnyProgress>(json!(params)).await;
+                        }
+                    }
                     RewriteEvent::Done(r) => break r,
                 },
             }
