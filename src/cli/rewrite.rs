@@ -84,8 +84,10 @@ fn pipe(a: RewriteArgs, workspace: PathBuf) -> Result<()> {
     // failure half-way leaves the input as it was.
     let tty = std::io::stdout().is_terminal();
     let mut out = std::io::stdout();
+    let mut shown = 0;
     match pema::server::client::rewrite_via_daemon(&req, |piece| {
         if tty {
+            shown += piece.len();
             let _ = write!(out, "{piece}");
             let _ = out.flush();
         }
@@ -93,8 +95,12 @@ fn pipe(a: RewriteArgs, workspace: PathBuf) -> Result<()> {
         Ok(r) => {
             if !tty {
                 out.write_all(r.as_bytes())?;
-            } else if !r.ends_with('\n') {
-                writeln!(out)?;
+            } else {
+                // The last line streams once it is final.
+                out.write_all(r.get(shown..).unwrap_or_default().as_bytes())?;
+                if !r.ends_with('\n') {
+                    writeln!(out)?;
+                }
             }
             out.flush()?;
             Ok(())

@@ -263,7 +263,8 @@ fn token_for(req: &PipeRewrite) -> Result<Option<String>> {
 }
 
 /// Rewrites `req.text` on the running daemon in the workspace's style, streaming the rewritten
-/// text to `on_text` as it comes; the whole rewrite is returned. Line breaks (`\n` or `\r\n`),
+/// text to `on_text` line by line as lines complete (a line may still be made again until
+/// then: docs/protocol.md); the whole rewrite is returned. Line breaks (`\n` or `\r\n`),
 /// blank lines, each line's indentation and the trailing newline are kept as they were.
 pub fn rewrite_via_daemon(req: &PipeRewrite, mut on_text: impl FnMut(&str)) -> Result<String> {
     let workspace = req
@@ -304,8 +305,16 @@ pub fn rewrite_via_daemon(req: &PipeRewrite, mut on_text: impl FnMut(&str)) -> R
     if let Some(m) = &req.mode {
         params["mode"] = json!(m);
     }
+    let mut sent = 0;
     let r = c.call("pema/rewrite", params, |v| {
-        if let Some(d) = v["delta"].as_str() {
+        let Some(so_far) = v["text"].as_str() else {
+            return;
+        };
+        // Only whole lines: the line being written may be taken back.
+        let done = so_far.rfind('\n').map_or(0, |i| i + 1);
+        if done > sent {
+            let d = &so_far[sent..done];
+            sent = done;
             if crlf {
                 on_text(&d.replace('\n', "\r\n"));
             } else {
