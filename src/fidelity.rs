@@ -35,7 +35,15 @@ impl KeptNames {
     pub fn learn<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Option<Self> {
         let pairs: Vec<(Vec<String>, HashSet<String>)> = pairs
             .into_iter()
-            .map(|(s, t)| (lowered_names(s), words(t)))
+            .map(|(s, t)| {
+                let lower = |v: Vec<String>| -> Vec<String> {
+                    v.into_iter().map(|w| w.to_lowercase()).collect()
+                };
+                (
+                    lower(names(s)),
+                    words(t).iter().map(|w| w.to_lowercase()).collect(),
+                )
+            })
             .filter(|(n, _)| !n.is_empty())
             .collect();
         let mut seen: HashMap<&str, (usize, usize)> = HashMap::new();
@@ -52,11 +60,14 @@ impl KeptNames {
             .map(|(n, _)| n.to_string())
             .collect();
         changed.sort();
-        let kept = pairs
-            .iter()
-            .filter(|(ns, t)| ns.iter().all(|n| changed.contains(n) || t.contains(n)))
-            .count();
-        let share_kept = kept as f64 / pairs.len().max(1) as f64;
+        let rule = |c: &[String]| {
+            let kept = pairs
+                .iter()
+                .filter(|(ns, t)| ns.iter().all(|n| c.contains(n) || t.contains(n)))
+                .count();
+            kept as f64 / pairs.len().max(1) as f64
+        };
+        let share_kept = rule(&changed);
         let out = Self {
             changed,
             share_kept,
@@ -68,26 +79,21 @@ impl KeptNames {
     /// Whether `output` keeps every name of `source` that this style does not change. Case is
     /// ignored: a style may write "the Temple" as "the temple".
     pub fn keeps(&self, source: &str, output: &str) -> bool {
-        let out = words(output);
-        lowered_names(source)
-            .into_iter()
+        let out: HashSet<String> = words(output).iter().map(|w| w.to_lowercase()).collect();
+        names(source)
+            .iter()
+            .map(|n| n.to_lowercase())
             .all(|n| out.contains(&n) || self.changed.binary_search(&n).is_ok())
     }
 }
 
-/// The words of `text` in lower case (names are compared without case): runs of letters,
-/// digits, `_`, `'` and `-`.
+/// The words of `text`: runs of letters, digits, `_`, `'` and `-`.
 fn words(text: &str) -> HashSet<String> {
     split(text)
         .into_iter()
         .filter(|t| !is_stop(t))
-        .map(str::to_lowercase)
+        .map(str::to_string)
         .collect()
-}
-
-/// [`names`] in lower case.
-fn lowered_names(text: &str) -> Vec<String> {
-    names(text).iter().map(|n| n.to_lowercase()).collect()
 }
 
 fn is_stop(t: &str) -> bool {

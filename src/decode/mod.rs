@@ -15,7 +15,7 @@ pub use crate::logspace::{log_add_exp, log_softmax};
 pub use crate::schedule::{Mode, Schedule};
 pub use guard::{RepeatGuard, WordGuard};
 pub use mixture::{mix_guided, mix_into, top_k_indices};
-pub use rewrite::{rewrite_text, HeldLine, TextEvent};
+pub use rewrite::{rewrite_text, TextEvent};
 
 use crate::adapter::{Adapter, Decoding};
 use crate::memory::Template;

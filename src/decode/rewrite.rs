@@ -22,45 +22,6 @@ pub enum TextEvent<'a> {
     Retract(usize),
 }
 
-/// The streamed text of a rewrite not passed on yet, for a consumer that cannot take text back
-/// (a terminal, server-sent events): with `hold`, the line being generated, which may still be
-/// retracted; without, nothing.
-pub struct HeldLine {
-    hold: bool,
-    line: String,
-}
-
-impl HeldLine {
-    /// Holds lines back when `hold` (a rewrite that may remake a line), else passes all on.
-    pub fn new(hold: bool) -> Self {
-        Self {
-            hold,
-            line: String::new(),
-        }
-    }
-
-    /// What of `piece` can be passed on now: all of it, or the lines it completes.
-    pub fn push(&mut self, piece: &str) -> Option<String> {
-        if !self.hold {
-            return Some(piece.to_string());
-        }
-        self.line.push_str(piece);
-        let end = self.line.rfind('\n')? + 1;
-        let rest = self.line.split_off(end);
-        Some(std::mem::replace(&mut self.line, rest))
-    }
-
-    /// [`TextEvent::Retract`]: the last `n` bytes are taken back.
-    pub fn retract(&mut self, n: usize) {
-        self.line.truncate(self.line.len().saturating_sub(n));
-    }
-
-    /// The last line, once the rewrite is done.
-    pub fn finish(&mut self) -> Option<String> {
-        Some(std::mem::take(&mut self.line)).filter(|l| !l.is_empty())
-    }
-}
-
 /// Rewrites `text` with `template` around each of its lines. `on_event` receives the rewrite as
 /// it grows, line breaks and indentation included, so that what it is sent (less what it is
 /// told to take back) adds up to the returned text; `cancel` is checked before every token.
@@ -166,25 +127,5 @@ fn weaker(o: RewriteOptions, attempt: usize) -> RewriteOptions {
         lambda_max: o.lambda_max / 2.0,
         lambda_floor: o.lambda_floor / 2.0,
         ..o
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::HeldLine;
-
-    #[test]
-    fn a_held_line_passes_on_only_final_lines_and_forgets_what_is_taken_back() {
-        let mut h = HeldLine::new(true);
-        assert_eq!(h.push("First li"), None);
-        assert_eq!(h.push("ne.\nSec").as_deref(), Some("First line.\n"));
-        assert_eq!(h.push("ond, wrong"), None);
-        h.retract("Second, wrong".len());
-        assert_eq!(h.push("Second."), None);
-        assert_eq!(h.finish().as_deref(), Some("Second."));
-        assert_eq!(h.finish(), None);
-        let mut pass = HeldLine::new(false);
-        assert_eq!(pass.push("as it comes").as_deref(), Some("as it comes"));
-        assert_eq!(pass.finish(), None);
     }
 }

@@ -173,18 +173,13 @@ impl Session {
         }
     }
 
-    /// Empties the cache, and with it what both homes keep.
-    fn forget(&mut self) {
-        self.ctx.clear();
-        self.cached.clear();
-        self.stash.clear();
-    }
-
     /// Gives up what `home` holds (its cells go back to the cache).
     fn drop_home(&mut self, home: Home) {
         let seq = self.seq(home);
         if !self.ctx.seq_rm(seq, 0) {
-            self.forget();
+            self.ctx.clear();
+            self.cached.clear();
+            self.stash.clear();
         }
         self.kept(home).clear();
     }
@@ -210,7 +205,9 @@ impl Session {
         }
         // Always cut: the cache may hold more than `cached` says (a batch of `fill_batch`).
         if !self.ctx.seq_rm(seq, keep) {
-            self.forget();
+            self.ctx.clear();
+            self.cached.clear();
+            self.stash.clear();
             keep = 0;
         }
         self.kept(home).truncate(keep);
@@ -249,7 +246,9 @@ impl Session {
     /// cache, so the bookkeeping never claims cells llama.cpp does not hold.
     fn decode_kept(&mut self, home: Home, tokens: &[Token]) -> Result<()> {
         if let Err(e) = self.ctx.decode(&self.batch) {
-            self.forget();
+            self.ctx.clear();
+            self.cached.clear();
+            self.stash.clear();
             return Err(e);
         }
         self.kept(home).extend_from_slice(tokens);
@@ -357,7 +356,9 @@ impl Session {
                 self.ctx.n_seq_max()
             );
         }
-        self.forget();
+        self.ctx.clear();
+        self.cached.clear();
+        self.stash.clear();
         self.batch.clear();
         for (s, toks) in seqs.iter().enumerate() {
             for (p, &t) in toks.iter().enumerate() {

@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 
 use super::auth;
 use crate::daemon::{Daemon, RequestError, RewriteEvent, RewriteRequest};
-use crate::decode::{self, Mode, StopReason};
+use crate::decode::{Mode, StopReason};
 
 /// The model id of the plain base model (no workspace's style).
 pub const PLAIN_MODEL: &str = "pema/plain";
@@ -475,6 +475,42 @@ async fn completions(State(h): State<Arc<Http>>, headers: HeaderMap, body: Bytes
     }
 }
 
+/// The text of a streamed rewrite not sent yet: with `hold`, the line being generated, which
+/// may still be taken back; without, nothing.
+struct HeldLine {
+    hold: bool,
+    line: String,
+}
+
+impl HeldLine {
+    fn new(hold: bool) -> Self {
+        Self {
+            hold,
+            line: String::new(),
+        }
+    }
+
+    /// What of `piece` can be sent now: all of it, or the lines it completes.
+    fn push(&mut self, piece: String) -> Option<String> {
+        if !self.hold {
+            return Some(piece);
+        }
+        self.line.push_str(&piece);
+        let end = self.line.rfind('\n')? + 1;
+        let rest = self.line.split_off(end);
+        Some(std::mem::replace(&mut self.line, rest))
+    }
+
+    fn retract(&mut self, n: usize) {
+        self.line.truncate(self.line.len().saturating_sub(n));
+    }
+
+    /// The last line, once the rewrite is done.
+    fn finish(&mut self) -> Option<String> {
+        Some(std::mem::take(&mut self.line)).filter(|l| !l.is_empty())
+    }
+}
+
 #[derive(Clone, Copy)]
 enum Kind {
     Chat,
@@ -521,7 +557,7 @@ async fn respond(
     let guard = CancelOnDrop(cancel.clone());
     // A line rewritten with an adapter may be taken back and made again (it dropped a name):
     // such a stream holds each line back until it is final, as SSE cannot take text back.
-    let mut held = decode::HeldLine::new(req.mode != Some(Mode::Plain));
+    let mut held = HeldLine::new(req.mode != Some(Mode::Plain));
     let mut stream = match h.daemon.rewrite(req, cancel).await {
         Ok(s) => s,
         Err(e) => return ApiError::from(e).into_response(),
@@ -572,14 +608,13 @@ async fn respond(
             }
         }
         let result = loop {
-            let (piece, done) = match stream.next().await {
-                RewriteEvent::Text(piece) => (held.push(&piece), None),
+            let piece = match stream.next().await {
+                RewriteEvent::Text(piece) => held.push(piece),
                 RewriteEvent::Retract(n) => {
                     held.retract(n);
-                    (None, None)
+                    None
                 }
-                // The last line, held back, goes out once the rewrite has succeeded.
-                RewriteEvent::Done(r) => (r.is_ok().then(|| held.finish()).flatten(), Some(r)),
+                RewriteEvent::Done(r) => break r,
             };
             if let Some(piece) = piece {
                 let c = chunk(
@@ -594,10 +629,20 @@ async fn respond(
                     return; // the client is gone: the guard cancels the rewrite
                 }
             }
-            if let Some(r) = done {
-                break r;
-            }
         };
+        if let (Ok(_), Some(rest)) = (&result, held.finish()) {
+            let c = chunk(
+                kind,
+                &id,
+                created,
+                &model,
+                json!({"content": rest}),
+                Value::Null,
+            );
+            if etx.send(send(c)).await.is_err() {
+                return;
+            }
+        }
         let last = match result.map_err(ApiError::from) {
             Ok(r) => chunk(
                 kind,
