@@ -1124,3 +1124,43 @@ fn positions_and_line_endings_survive_a_rewrite() {
         let _ = child.wait();
     }
 }
+
+/// A folder of one sentence gives a memory of one pair, which training cannot use (one pair is
+/// held out): the failure is reported once, and not retried until the memory changes.
+#[test]
+fn a_memory_training_cannot_use_is_not_retrained_in_a_loop() {
+    let ws = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let root = ws.path().canonicalize().unwrap();
+    std::fs::write(root.join(".pema.toml"), "retrain_after_seconds = 0.2\n").unwrap();
+    std::fs::write(
+        root.join("loose.md"),
+        "Loose words in a folder with one sentence.\n",
+    )
+    .unwrap();
+    let (mut child, addr) = rpc::serve(cache.path(), &[]);
+    let mut c = rpc::connect(&addr);
+    c.initialize(&[&root], json!({})).unwrap();
+    let failed = |w: &Value| -> usize {
+        w["errors"]
+            .as_array()
+            .map(|e| {
+                e.iter()
+                    .filter(|m| m.to_string().contains("training failed"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let w = c.wait_status(LONG, |w| failed(w) > 0);
+    assert!(
+        w["errors"].to_string().contains("at least 2 pairs"),
+        "{w:#}"
+    );
+    // A loop would fail again every few hundred milliseconds.
+    std::thread::sleep(Duration::from_secs(4));
+    let w = c.wait_status(LONG, |_| true);
+    assert_eq!(failed(&w), 1, "training was retried: {w:#}");
+    assert_ne!(w["adapter"]["state"], json!("training"), "{w:#}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

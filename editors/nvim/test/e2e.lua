@@ -85,10 +85,10 @@ do
   end
   spec.config(lazy_plugin, spec.opts or {})
   check(package.loaded.pema ~= nil, 'the recipe did not load pema')
-  for _, c in ipairs({ 'PemaRewrite', 'PemaAccept', 'PemaAcceptHunk', 'PemaRetry', 'PemaDiscard', 'PemaStatus', 'PemaFiles', 'PemaExamples', 'PemaLearn' }) do
+  for _, c in ipairs({ 'PemaRewrite', 'PemaAccept', 'PemaAcceptHunk', 'PemaRetry', 'PemaDiscard', 'PemaStatus', 'PemaFiles', 'PemaExamples', 'PemaCompare', 'PemaLearn' }) do
     check(vim.fn.exists(':' .. c) == 2, ':%s is not defined', c)
   end
-  for _, m in ipairs({ 'PemaRewrite', 'PemaAccept', 'PemaAcceptHunk', 'PemaRetry', 'PemaDiscard' }) do
+  for _, m in ipairs({ 'PemaRewrite', 'PemaAccept', 'PemaAcceptHunk', 'PemaRetry', 'PemaDiscard', 'PemaCompare' }) do
     check(vim.fn.maparg('<Plug>(' .. m .. ')', 'n') ~= '', '<Plug>(%s) is not mapped', m)
   end
   check(vim.fn.maparg('<Plug>(PemaRewrite)', 'x') ~= '', '<Plug>(PemaRewrite) has no visual mapping')
@@ -597,6 +597,101 @@ do
   check(total < 1000, 'one character in a %d-byte document sent %d bytes of didChange', size, total)
   log('one character typed in a %d-byte document: %d didChange message(s), %d bytes', size, #sent, total)
   vim.cmd('bwipeout!')
+end
+
+---------------------------------------------------------------------------------------------------
+-- 9. :PemaCompare: the plain model's rewrite of a line beside the style's, in a float.
+---------------------------------------------------------------------------------------------------
+do
+  vim.cmd.edit(vim.fn.fnameescape(notes))
+  local nbuf = api.nvim_get_current_buf()
+  attached(nbuf)
+  local done
+  local au = api.nvim_create_autocmd('User', {
+    pattern = 'PemaCompareDone',
+    once = true,
+    callback = function(ev)
+      done = ev.data
+    end,
+  })
+  vim.cmd('2PemaCompare')
+  check(vim.wait(120000, function()
+    return done ~= nil
+  end, 50), ':PemaCompare gave no result within 120 s (errors: %s)', table.concat(errors, '; '))
+  pcall(api.nvim_del_autocmd, au)
+  local line2 = api.nvim_buf_get_lines(nbuf, 1, 2, true)[1]
+  check(done.source == line2, ':PemaCompare compared %q, want line 2 %q', done.source, line2)
+  check(type(done.plain) == 'string' and type(done.pema) == 'string' and done.pema ~= '', 'compare result %s', vim.inspect(done))
+  local shown = table.concat(api.nvim_buf_get_lines(0, 0, -1, true), '\n')
+  check(vim.bo.filetype == 'pema-compare' and shown:find('source:', 1, true) and shown:find('plain:', 1, true) and shown:find('pema:', 1, true),
+    'the compare window shows %q', shown)
+  vim.cmd('close')
+  log(':PemaCompare line 2: plain %q | pema %q', done.plain, done.pema)
+end
+
+---------------------------------------------------------------------------------------------------
+-- 10. connect: a running `pema serve` (its own cache, no workspace), with its token file; a wrong
+--     token is refused and the client stops.
+---------------------------------------------------------------------------------------------------
+do
+  local tcp = vim.uv.new_tcp()
+  tcp:bind('127.0.0.1', 0)
+  local port = tcp:getsockname().port
+  tcp:close()
+  local cache = vim.fs.joinpath(vim.env.XDG_CACHE_HOME, 'serve-test')
+  vim.fn.mkdir(cache, 'p')
+  local listening = false
+  local serr = {}
+  local serve = vim.system({ bin, 'serve', '--listen', ('127.0.0.1:%d'):format(port) }, {
+    env = { XDG_CACHE_HOME = cache },
+    stderr = function(_, data)
+      if data then
+        serr[#serr + 1] = data
+        if data:find('listening on', 1, true) then
+          listening = true
+        end
+      end
+    end,
+  })
+  check(vim.wait(60000, function()
+    return listening
+  end, 100), 'pema serve did not listen within 60 s: %s', table.concat(serr))
+  local address = ('127.0.0.1:%d'):format(port)
+  local function start(conn)
+    local cfg = pema.lsp_config(vim.tbl_extend('force', pema.config, { connect = conn }))
+    cfg.name = 'pema-connect'
+    cfg.root_dir = nil
+    cfg.workspace_required = false
+    return vim.lsp.start(cfg, { attach = false })
+  end
+  -- The token from the daemon's own file ($XDG_CACHE_HOME/pema/serve.token of the daemon).
+  local id = start({ address = address, token_file = vim.fs.joinpath(cache, 'pema', 'serve.token') })
+  local c = id and vim.lsp.get_client_by_id(id)
+  check(c ~= nil, 'vim.lsp.start gave no client for connect.address %s', address)
+  check(vim.wait(30000, function()
+    return c.initialized == true
+  end, 50), 'the client connected to pema serve did not initialize (errors: %s)', table.concat(errors, '; '))
+  local res, err = c:request_sync('pema/status', vim.empty_dict(), 30000)
+  check(res and res.result and type(res.result.model) == 'string', 'pema/status over the connection: %s', vim.inspect(res or err))
+  c:stop()
+  vim.wait(5000, function()
+    return c:is_stopped()
+  end, 50)
+  log('connected to pema serve at %s with its token: pema/status answers (model %s)', address, res.result.model)
+  -- A wrong token: initialize is refused and the client stops.
+  local before = #errors
+  local bad = start({ address = address, token = 'not-the-daemons-token-0123456789' })
+  local b = bad and vim.lsp.get_client_by_id(bad)
+  check(vim.wait(30000, function()
+    return b == nil or b:is_stopped()
+  end, 50), 'a client with a wrong token was not stopped')
+  check(b == nil or not b.initialized, 'a client with a wrong token initialized')
+  local refused = table.concat(vim.list_slice(errors, before + 1), '; ')
+  check(refused:find('needs its token', 1, true), 'no refusal was reported for a wrong token (errors: %s)', refused)
+  errors = vim.list_slice(errors, 1, before)
+  log('a wrong token is refused: %s', refused:sub(1, 160))
+  serve:kill('sigterm')
+  serve:wait(10000)
 end
 
 check(#errors == 0, 'errors were reported: %s', table.concat(errors, '; '))

@@ -4,6 +4,7 @@
 // ./logic.ts (unit-tested).
 
 import * as fs from "fs";
+import * as net from "net";
 import * as os from "os";
 import * as path from "path";
 import * as vscode from "vscode";
@@ -15,6 +16,7 @@ import {
   ResponseError,
   ServerOptions,
   State,
+  StreamInfo,
   WorkDoneProgress,
   WorkDoneProgressCreateRequest,
 } from "vscode-languageclient/node";
@@ -59,6 +61,12 @@ import {
   optedInRoots,
   rootOf,
   scopedSelector,
+  parseAddress,
+  readToken,
+  changedLines,
+  acceptLine,
+  endOf,
+  compareRequests,
 } from "./logic";
 
 const PREVIEW_SCHEME = "pema-preview";
@@ -108,7 +116,7 @@ function trace(event: string, data: Record<string, unknown>): void {
 // ---------------------------------------------------------------------------------------------
 // Settings and the client
 
-function readSettings(): Settings & { languages: string[] } {
+function readSettings(): Settings & { languages: string[]; connectAddress: string; connectTokenFile: string } {
   const c = vscode.workspace.getConfiguration("pema");
   return {
     serverPath: c.get<string>("serverPath", ""),
@@ -116,6 +124,64 @@ function readSettings(): Settings & { languages: string[] } {
     mode: c.get<string>("mode", "default"),
     lambdaMax: c.get<number | null>("lambdaMax", null),
     languages: c.get<string[]>("languages", ["markdown", "plaintext"]),
+    logLevel: c.get<string>("logLevel", "warn"),
+    connectAddress: c.get<string>("connect.address", ""),
+    connectTokenFile: c.get<string>("connect.tokenFile", ""),
+  };
+}
+
+/** The server of the client: `pema lsp` started as a child process, or (`pema.connect.address`)
+ *  a connection to a running `pema serve` with its token. Undefined (and `clientError` set) when
+ *  neither can be had. */
+function serverOf(
+  settings: ReturnType<typeof readSettings>,
+): { server: ServerOptions; token?: string; what: string } | undefined {
+  if (settings.connectAddress.trim()) {
+    const target = parseAddress(settings.connectAddress);
+    if ("error" in target) {
+      clientError = target.error;
+      return undefined;
+    }
+    const t = readToken(settings.connectTokenFile, process.env, os.homedir(), (p) => fs.readFileSync(p, "utf8"));
+    if (t.error) {
+      clientError = t.error;
+      return undefined;
+    }
+    const where = "path" in target ? `unix:${target.path}` : `${target.host}:${target.port}`;
+    const server = (): Promise<StreamInfo> =>
+      new Promise((resolve, reject) => {
+        const sock = "path" in target ? net.connect(target.path) : net.connect(target.port, target.host);
+        sock.once("connect", () => resolve({ reader: sock, writer: sock }));
+        sock.once("error", (e) => reject(new Error(`pema: cannot connect to the daemon at ${where} (is \`pema serve --listen ${where}\` running?): ${e.message}`)));
+      });
+    return { server, token: t.token, what: `the daemon at ${where}${t.token ? ` (token from ${t.file})` : " (no token)"}` };
+  }
+  const resolved = resolveServerBinary({
+    serverPath: settings.serverPath,
+    extensionPath,
+    pathEnv: process.env.PATH,
+    homeDir: os.homedir(),
+    isExecutable,
+  });
+  if (!resolved.ok) {
+    clientError = resolved.message;
+    output.appendLine(`tried: ${resolved.tried.join(", ") || "(nothing)"}`);
+    trace("server-missing", { message: resolved.message });
+    void vscode.window.showErrorMessage(resolved.message, "Open Settings").then((choice) => {
+      if (choice === "Open Settings") {
+        void vscode.commands.executeCommand("workbench.action.openSettings", "pema.serverPath");
+      }
+    });
+    return undefined;
+  }
+  return {
+    server: {
+      command: resolved.path,
+      args: ["lsp"],
+      // no `transport`: with TransportKind.stdio the client appends `--stdio`, which `pema lsp` refuses
+      options: { env: serverEnv(settings, process.env, os.homedir()) },
+    },
+    what: `${resolved.path} lsp (found via ${resolved.source})`,
   };
 }
 
@@ -141,41 +207,22 @@ async function startClient(): Promise<void> {
     updateStatusBar();
     return;
   }
-  const resolved = resolveServerBinary({
-    serverPath: settings.serverPath,
-    extensionPath,
-    pathEnv: process.env.PATH,
-    homeDir: os.homedir(),
-    isExecutable,
-  });
-  if (!resolved.ok) {
-    clientError = resolved.message;
-    output.appendLine(resolved.message);
-    output.appendLine(`tried: ${resolved.tried.join(", ") || "(nothing)"}`);
-    trace("server-missing", { message: resolved.message });
+  const chosen = serverOf(settings);
+  if (!chosen) {
+    output.appendLine(clientError ?? "pema: no server");
+    trace("start-failed", { message: clientError });
     updateStatusBar();
-    void vscode.window.showErrorMessage(resolved.message, "Open Settings").then((choice) => {
-      if (choice === "Open Settings") {
-        void vscode.commands.executeCommand("workbench.action.openSettings", "pema.serverPath");
-      }
-    });
     return;
   }
-  output.appendLine(`starting ${resolved.path} lsp (found via ${resolved.source})`);
-  const serverOptions: ServerOptions = {
-    command: resolved.path,
-    args: ["lsp"],
-    // no `transport`: with TransportKind.stdio the client appends `--stdio`, which `pema lsp` refuses
-    options: { env: serverEnv(settings, process.env, os.homedir()) },
-  };
+  output.appendLine(`starting ${chosen.what}`);
   const clientOptions: LanguageClientOptions = {
     documentSelector: scopedSelector(settings.languages, roots),
-    initializationOptions: settingsToInitOptions(settings),
+    initializationOptions: { ...settingsToInitOptions(settings), ...(chosen.token ? { token: chosen.token } : {}) },
     outputChannelName: "pema server",
     // Folders of the window are not workspaces unless opted in (roots change on restart).
     middleware: { workspace: { didChangeWorkspaceFolders: async () => undefined } },
   };
-  const c = new PemaClient("pema", "pema", serverOptions, clientOptions);
+  const c = new PemaClient("pema", "pema", chosen.server, clientOptions);
   client = c;
   clientError = undefined;
   c.onDidChangeState((e) => {
@@ -195,13 +242,19 @@ async function startClient(): Promise<void> {
   try {
     await c.start();
   } catch (e) {
-    clientError = `pema: could not start ${resolved.path}: ${errorMessage(e)}`;
+    clientError = `pema: could not start ${chosen.what}: ${errorMessage(e)}`;
     output.appendLine(clientError);
+    trace("start-failed", { message: clientError });
+    if (client === c) {
+      client = undefined;
+      // A refused connection (wrong token) is not retried: stop the client's restarts.
+      void c.stop(2000).catch(() => undefined);
+    }
     void vscode.window.showErrorMessage(clientError);
     updateStatusBar();
     return;
   }
-  trace("started", { server: resolved.path });
+  trace("started", { server: chosen.what });
   // Track pema's work-done progress for the status bar. This replaces the client's default
   // handler (a notification per token): background work shows in the status bar instead.
   c.onRequest(WorkDoneProgressCreateRequest.type, (params) => {
@@ -221,7 +274,8 @@ async function startClient(): Promise<void> {
     return null;
   });
   // The whole status once (model, files, …); changes arrive as pema/statusChanged.
-  await requestStatus();
+  const first = await requestStatus();
+  trace("first-status", { server: chosen.what, model: first?.model, workspaces: first?.workspaces?.map((w) => w.root) });
 }
 
 async function stopClient(): Promise<void> {
@@ -538,12 +592,136 @@ async function acceptRewrite(): Promise<void> {
   editor.selection = new vscode.Selection(s.range.start, end);
 }
 
+/** "Accept Line of Rewrite": one hunk (line) of the finished rewrite replaces the same line of
+ *  the selection; the other lines stay as they are, and the preview stays open for them. The
+ *  line is the one under the cursor in the preview or the document, else picked from a list. */
+async function acceptHunk(): Promise<void> {
+  const s = pending;
+  if (!s || !s.result) {
+    void vscode.window.showWarningMessage("pema: no rewrite is waiting.");
+    return;
+  }
+  const rewrite = s.result.text;
+  const lines = changedLines(s.originalText, rewrite);
+  if (!lines) {
+    void vscode.window.showWarningMessage("pema: this rewrite has another number of lines than the selection: accept it whole.");
+    return;
+  }
+  if (!lines.length) {
+    await acceptRewrite();
+    return;
+  }
+  let n: number | undefined;
+  const editor = vscode.window.activeTextEditor;
+  const here = editor?.document.uri.toString();
+  if (editor && (here === s.rightUri.toString() || here === s.docUri.toString())) {
+    const k = editor.selection.active.line - s.range.start.line;
+    if (lines.includes(k)) n = k;
+  }
+  if (n === undefined) {
+    if (lines.length === 1) n = lines[0];
+    else {
+      const shown = rewrite.split(/\r?\n/);
+      const pick = await vscode.window.showQuickPick(
+        lines.map((k) => ({ label: `line ${s.range.start.line + k + 1}`, description: shown[k], k })),
+        { placeHolder: "Which line of the rewrite should replace its line?" },
+      );
+      if (!pick) return;
+      n = pick.k;
+    }
+  }
+  const doc = await vscode.workspace.openTextDocument(s.docUri);
+  if (doc.getText(s.range) !== s.originalText) {
+    void vscode.window.showErrorMessage("pema: the document changed since the rewrite; rewrite the selection again.");
+    await endPending(s, false);
+    return;
+  }
+  const next = acceptLine(s.originalText, rewrite, n);
+  const edit = new vscode.WorkspaceEdit();
+  edit.replace(s.docUri, s.range, next);
+  if (!(await vscode.workspace.applyEdit(edit))) {
+    void vscode.window.showErrorMessage("pema: the edit could not be applied.");
+    return;
+  }
+  // The selection now holds the accepted line: the preview's left side follows it.
+  const end = endOf({ line: s.range.start.line, character: s.range.start.character }, next);
+  s.range = new vscode.Range(s.range.start, new vscode.Position(end.line, end.character));
+  s.originalText = next;
+  s.docText = doc.getText();
+  s.docVersion = doc.version;
+  if (pending === s) lastRewrite = { docUri: s.docUri, range: s.range, originalText: next, choice: s.choice };
+  trace("accepted-line", { id: s.id, line: n, documentText: s.docText });
+  if (next === rewrite) {
+    await endPending(s, false);
+    await vscode.window.showTextDocument(doc, { preserveFocus: false });
+    return;
+  }
+  preview.set(s.leftUri, s.docText);
+}
+
 async function discardRewrite(): Promise<void> {
   const s = pending;
   if (!s) return;
   trace("discarded", { id: s.id });
   await endPending(s, true);
   await vscode.window.showTextDocument(s.docUri, { preserveFocus: false });
+}
+
+/** "Compare With the Plain Model": the selection rewritten by the model alone and with the
+ *  workspace's style (the settings' mode), side by side in a diff, as `pema rewrite --compare`. */
+async function compareSelection(): Promise<void> {
+  const c = client;
+  const editor = vscode.window.activeTextEditor;
+  if (!c || c.state !== State.Running) {
+    void vscode.window.showErrorMessage(clientError ?? "pema: the daemon is not running (PEMA: Restart Server).");
+    return;
+  }
+  if (!editor || editor.selection.isEmpty || editor.document.uri.scheme !== "file" || !rootOf(editor.document.uri.fsPath, roots)) {
+    void vscode.window.showWarningMessage("pema: select text in a file of a folder pema learns, then compare.");
+    return;
+  }
+  const doc = editor.document;
+  const range = new vscode.Range(editor.selection.start, editor.selection.end);
+  const selected = doc.getText(range);
+  const settings = readSettings();
+  const mode = (MODES as readonly string[]).includes(settings.mode ?? "") ? (settings.mode as Mode) : undefined;
+  const synced = vscode.languages.match(scopedSelector(settings.languages, roots), doc) > 0;
+  const texts: string[] = [];
+  const runs = compareRequests(mode);
+  const done = await vscode.window.withProgress(
+    { location: vscode.ProgressLocation.Notification, title: "pema: comparing", cancellable: true },
+    async (report, cancel) => {
+      for (const run of runs) {
+        report.report({ message: run.label });
+        const params = buildRewriteParams({
+          uri: c.code2ProtocolConverter.asUri(doc.uri),
+          range: c.code2ProtocolConverter.asRange(range),
+          selectedText: selected,
+          synced,
+          fsPath: doc.uri.fsPath,
+          mode: run.mode,
+        });
+        try {
+          const r = (await c.sendRequest(REWRITE_METHOD, params, cancel)) as RewriteResult;
+          texts.push(r.text);
+        } catch (e) {
+          if (!cancel.isCancellationRequested) void vscode.window.showErrorMessage(`pema: compare: ${errorMessage(e)}`);
+          return false;
+        }
+      }
+      return true;
+    },
+  );
+  if (!done) return;
+  const id = ++pendingCounter;
+  const base = path.basename(doc.uri.path);
+  const left = vscode.Uri.from({ scheme: PREVIEW_SCHEME, path: `/${id}/${runs[0].label}/${base}` });
+  const right = vscode.Uri.from({ scheme: PREVIEW_SCHEME, path: `/${id}/${runs[1].label}/${base}` });
+  preview.set(left, texts[0]);
+  preview.set(right, texts[1]);
+  await vscode.commands.executeCommand("vscode.diff", left, right, `${base}: ${runs[0].label} ↔ ${runs[1].label}`, { preview: true });
+  output.appendLine(`compare: ${JSON.stringify(selected)}\n  ${runs[0].label}: ${JSON.stringify(texts[0])}\n  ${runs[1].label}: ${JSON.stringify(texts[1])}`);
+  trace("compare", { source: selected, plain: texts[0], pema: texts[1] });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -660,6 +838,8 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     vscode.commands.registerCommand("pema.retryRewrite", retryRewrite),
     vscode.commands.registerCommand("pema.showExamples", showExamples),
     vscode.commands.registerCommand("pema.acceptRewrite", acceptRewrite),
+    vscode.commands.registerCommand("pema.acceptHunk", acceptHunk),
+    vscode.commands.registerCommand("pema.compare", compareSelection),
     vscode.commands.registerCommand("pema.discardRewrite", discardRewrite),
     vscode.commands.registerCommand("pema.showStatus", showStatus),
     vscode.commands.registerCommand("pema.learnFolder", learnFolder),

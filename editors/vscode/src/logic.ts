@@ -97,11 +97,15 @@ export interface Settings {
   modelPath?: string;
   mode?: string;
   lambdaMax?: number | null;
+  /** `pema.logLevel`: how much the daemon logs to the *pema server* output channel. */
+  logLevel?: string;
 }
 
 export interface InitializationOptions {
   mode?: Mode;
   lambdaMax?: number;
+  /** The daemon's token, for a connection to `pema serve` (docs/protocol.md, Authentication). */
+  token?: string;
 }
 
 /** `pema.mode` and `pema.lambdaMax` → the daemon's `initializationOptions`. */
@@ -116,7 +120,9 @@ export function settingsToInitOptions(s: Settings): InitializationOptions {
   return out;
 }
 
-/** The environment of `pema lsp`: the editor's, plus `PEMA_MODEL` when `pema.modelPath` is set. */
+/** The environment of `pema lsp`: the editor's, plus `PEMA_MODEL` when `pema.modelPath` is set
+ *  and `PEMA_LOG` from `pema.logLevel` (pema's own messages at that level, other crates' from
+ *  `warn`). */
 export function serverEnv(
   s: Settings,
   base: NodeJS.ProcessEnv,
@@ -128,6 +134,10 @@ export function serverEnv(
     if (model === "~" || model.startsWith("~/")) model = path.join(homeDir ?? "", model.slice(1));
     env.PEMA_MODEL = model;
   }
+  const level = (s.logLevel ?? "").trim();
+  if ((LOG_LEVELS as readonly string[]).includes(level)) {
+    env.PEMA_LOG = level === "error" || level === "warn" ? level : `warn,pema=${level}`;
+  }
   return env;
 }
 
@@ -138,6 +148,9 @@ export const RESTART_SETTINGS = [
   "pema.mode",
   "pema.lambdaMax",
   "pema.languages",
+  "pema.logLevel",
+  "pema.connect.address",
+  "pema.connect.tokenFile",
 ];
 
 /** `pema.languages` → an LSP document selector. */
@@ -573,3 +586,114 @@ export function formatExamples(root: string, r: ExamplesResult): string {
   });
   return out.join("\n") + "\n";
 }
+
+// ---------------------------------------------------------------------------------------------
+// Connecting to a running `pema serve` instead of starting `pema lsp`
+
+/** Where a running daemon listens: `pema.connect.address` parsed. */
+export type ConnectTarget = { host: string; port: number } | { path: string };
+
+/** `HOST:PORT`, `PORT` (loopback), `[::1]:PORT` or `unix:/path/to/socket` (as `pema serve
+ *  --listen` takes them); an error message for anything else. */
+export function parseAddress(address: string): ConnectTarget | { error: string } {
+  const a = address.trim();
+  if (a.startsWith("unix:")) {
+    const p = a.slice("unix:".length);
+    return p ? { path: p } : { error: "pema.connect.address: unix: needs a socket path (unix:/path/to/socket)" };
+  }
+  const m = /^(?:(\[[^\]]+\]|[^:]+):)?(\d{1,5})$/.exec(a);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || port < 1 || port > 65535) {
+    return { error: `pema.connect.address ${JSON.stringify(address)} is neither HOST:PORT, PORT nor unix:/path/to/socket` };
+  }
+  const host = (m[1] ?? "127.0.0.1").replace(/^\[(.*)\]$/, "$1");
+  return { host, port };
+}
+
+/** The daemon's own token file, as `pema serve` writes it: `$XDG_CACHE_HOME/pema/serve.token`,
+ *  else `~/.cache/pema/serve.token`. */
+export function defaultTokenFile(env: NodeJS.ProcessEnv, homeDir: string): string {
+  const cache = env.XDG_CACHE_HOME && path.isAbsolute(env.XDG_CACHE_HOME) ? env.XDG_CACHE_HOME : path.join(homeDir, ".cache");
+  return path.join(cache, "pema", "serve.token");
+}
+
+/** The token a TCP client passes as `initializationOptions.token`: the first line of
+ *  `pema.connect.tokenFile`, else of the daemon's own token file. Undefined when there is none
+ *  (a unix socket of a daemon started without a token needs none). */
+export function readToken(
+  tokenFile: string | undefined,
+  env: NodeJS.ProcessEnv,
+  homeDir: string,
+  read: (p: string) => string,
+): { token?: string; file: string; error?: string } {
+  let file = (tokenFile ?? "").trim();
+  if (file === "~" || file.startsWith("~/")) file = path.join(homeDir, file.slice(1));
+  const given = file !== "";
+  if (!given) file = defaultTokenFile(env, homeDir);
+  let text: string;
+  try {
+    text = read(file);
+  } catch (e) {
+    // The default file may well be absent (unix socket, no token); a file the user named may not.
+    return given ? { file, error: `pema: cannot read the token file ${file} (pema.connect.tokenFile): ${String(e)}` } : { file };
+  }
+  const token = text.split(/\r?\n/)[0].trim();
+  return token ? { token, file } : { file };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Accepting one line (hunk) of a rewrite
+
+/** The lines of a text, without their "\r\n" / "\n" ends. */
+function splitLines(text: string): string[] {
+  return text.split(/\r?\n/);
+}
+
+/** The lines (0-based, within the selection) where a rewrite differs from the selection: each is
+ *  one hunk. Undefined when the line counts differ: such a rewrite is accepted whole only.
+ *  (Rewrites are made line by line, so line n of the rewrite is the rewrite of line n.) */
+export function changedLines(original: string, rewrite: string): number[] | undefined {
+  const a = splitLines(original);
+  const b = splitLines(rewrite);
+  if (a.length !== b.length) return undefined;
+  const out: number[] = [];
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) out.push(i);
+  return out;
+}
+
+/** The selection's text after accepting line `n` of the rewrite (the line end kept as it was). */
+export function acceptLine(original: string, rewrite: string, n: number): string {
+  const a = splitLines(original);
+  const b = splitLines(rewrite);
+  if (a.length !== b.length || n < 0 || n >= a.length) return original;
+  const ends = original.match(/\r?\n/g) ?? [];
+  a[n] = b[n];
+  return a.map((l, i) => l + (ends[i] ?? "")).join("");
+}
+
+/** The end of a range starting at `start` that holds `text` (for a selection whose text changed). */
+export function endOf(start: Position, text: string): Position {
+  const lines = splitLines(text);
+  const last = lines[lines.length - 1];
+  return lines.length === 1
+    ? { line: start.line, character: start.character + last.length }
+    : { line: start.line + lines.length - 1, character: last.length };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Compare: the plain model and the workspace's style, side by side
+
+/** The two requests of "Compare With the Plain Model": the model alone, then the style as the
+ *  settings ask for it (mode undefined: the adapter's own choice). */
+export function compareRequests(mode: Mode | undefined): { label: string; mode?: Mode }[] {
+  return [
+    { label: "plain model", mode: "plain" },
+    { label: `pema (${mode ?? "default"})`, mode },
+  ];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Logging
+
+/** `pema.logLevel` values; the daemon reads them as `PEMA_LOG` (a tracing filter). */
+export const LOG_LEVELS = ["error", "warn", "info", "debug", "trace"] as const;

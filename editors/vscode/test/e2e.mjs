@@ -152,6 +152,42 @@ async function focusEditor(page) {
   await page.waitForSelector(focused, { timeout: 10_000 });
 }
 
+// Opens a file of the workspace with Quick Open and focuses its editor.
+async function openFile(page, name) {
+  await page.keyboard.press("Control+P");
+  await page.waitForSelector(".quick-input-widget input", { state: "visible" });
+  await page.keyboard.type(name);
+  await page.waitForSelector(".quick-input-list .monaco-list-row", { hasText: name });
+  await page.waitForTimeout(300);
+  await page.keyboard.press("Enter");
+  await page.waitForSelector(".tab.active", { hasText: name });
+  await focusEditor(page);
+}
+
+// Runs a command from the palette (F1), by its full title.
+async function palette(page, title) {
+  await page.keyboard.press("F1");
+  await page.waitForSelector(".quick-input-widget input", { state: "visible" });
+  await page.keyboard.type(title);
+  await page.locator(".quick-input-list .monaco-list-row", { hasText: title }).first().waitFor();
+  await page.waitForTimeout(300);
+  await page.keyboard.press("Enter");
+  log(`ran ${title}`);
+}
+
+// The n-th (0-based) trace event of a kind, waited for.
+const nth = (event, n, timeoutMs = 180_000) =>
+  waitFor(`trace event ${event} #${n + 1}`, () => traceEvents().filter((e) => e.event === event)[n], timeoutMs);
+const count = (event) => traceEvents().filter((e) => e.event === event).length;
+
+// Settings changed on disk (as the Settings editor writes them): the extension restarts its client.
+const settingsFile = path.join(userData, "User", "settings.json");
+function setSettings(extra) {
+  const cur = JSON.parse(fs.readFileSync(settingsFile, "utf8"));
+  fs.writeFileSync(settingsFile, JSON.stringify({ ...cur, ...extra }, null, 2));
+}
+
+let serve;
 let failed = false;
 try {
   await waitFor(
@@ -201,39 +237,20 @@ try {
   log(`pema/statusChanged: ${changed.map((e) => e.change.adapter?.state).join(" → ")}`);
 
   // Command palette: PEMA: Show What Was Learned (pema/examples as a Markdown page).
-  await page.keyboard.press("F1");
-  await page.waitForSelector(".quick-input-widget input", { state: "visible" });
-  await page.keyboard.type("PEMA: Show What Was Learned");
-  await page.locator(".quick-input-list .monaco-list-row", { hasText: "PEMA: Show What Was Learned" }).first().waitFor();
-  await page.waitForTimeout(300);
-  await page.keyboard.press("Enter");
+  await palette(page, "PEMA: Show What Was Learned");
   const shown = await waitFor("the examples page", () => traceEvents().find((e) => e.event === "examples"), 60_000);
   if (!(shown.count >= 1)) throw new Error(`e2e: Show What Was Learned listed ${shown.count} pairs`);
   await page.waitForSelector(".tab.active", { hasText: "what pema learned" });
   log(`Show What Was Learned: ${shown.count} pairs (${shown.pseudo} pseudo)`);
 
   // Open notes.md with Quick Open, select its first line.
-  await page.keyboard.press("Control+P");
-  await page.waitForSelector(".quick-input-widget input", { state: "visible" });
-  await page.keyboard.type("notes.md");
-  await page.waitForSelector(".quick-input-list .monaco-list-row", { hasText: "notes.md" });
-  await page.waitForTimeout(300);
-  await page.keyboard.press("Enter");
-  await page.waitForSelector(".tab.active", { hasText: "notes.md" });
-  await focusEditor(page);
+  await openFile(page, "notes.md");
   await page.keyboard.press("Control+Home");
   await page.keyboard.press("Shift+End");
   const original = fs.readFileSync(path.join(WORKSPACE, "notes.md"), "utf8");
   log(`selected line 1: ${JSON.stringify(original.split("\n")[0])}`);
 
-  // Command palette: PEMA: Rewrite Selection.
-  await page.keyboard.press("F1");
-  await page.waitForSelector(".quick-input-widget input", { state: "visible" });
-  await page.keyboard.type("PEMA: Rewrite Selection");
-  await page.locator(".quick-input-list .monaco-list-row", { hasText: "PEMA: Rewrite Selection" }).first().waitFor();
-  await page.waitForTimeout(300);
-  await page.keyboard.press("Enter");
-  log("ran PEMA: Rewrite Selection");
+  await palette(page, "PEMA: Rewrite Selection");
 
   const toast = page.locator(".notifications-toasts .notification-toast", { hasText: "pema: rewrite ready" });
   await toast.waitFor({ timeout: 180_000 });
@@ -273,22 +290,10 @@ try {
   log(`status texts seen: ${[...seen].join(" | ")}`);
 
   // crlf.md: its last line rewritten, accepted and saved; every other byte as it was.
-  await page.keyboard.press("Control+P");
-  await page.waitForSelector(".quick-input-widget input", { state: "visible" });
-  await page.keyboard.type("crlf.md");
-  await page.waitForSelector(".quick-input-list .monaco-list-row", { hasText: "crlf.md" });
-  await page.waitForTimeout(300);
-  await page.keyboard.press("Enter");
-  await page.waitForSelector(".tab.active", { hasText: "crlf.md" });
-  await focusEditor(page);
+  await openFile(page, "crlf.md");
   await page.keyboard.press("Control+End");
   await page.keyboard.press("Shift+Home");
-  await page.keyboard.press("F1");
-  await page.waitForSelector(".quick-input-widget input", { state: "visible" });
-  await page.keyboard.type("PEMA: Rewrite Selection");
-  await page.locator(".quick-input-list .monaco-list-row", { hasText: "PEMA: Rewrite Selection" }).first().waitFor();
-  await page.waitForTimeout(300);
-  await page.keyboard.press("Enter");
+  await palette(page, "PEMA: Rewrite Selection");
   const request = await waitFor(
     "the crlf.md rewrite request",
     () => traceEvents().filter((e) => e.event === "rewrite-request")[1],
@@ -322,6 +327,134 @@ try {
     throw new Error(`e2e: crlf.md is ${JSON.stringify(got)}, want ${JSON.stringify(want)} (CRLF, no final newline)`);
   }
   log(`crlf.md: ${JSON.stringify(CRLF_LAST)} -> ${JSON.stringify(result2.result.text)}; every other byte unchanged`);
+
+  // notes.md, lines 2-3: "Rewrite (Stronger)" (a preset: fixed mix, λ 0.9), then accept one line only.
+  await openFile(page, "notes.md");
+  await page.keyboard.press("Control+Home");
+  await page.keyboard.press("ArrowDown");
+  await page.keyboard.press("Home");
+  await page.keyboard.press("Shift+ArrowDown");
+  await page.keyboard.press("Shift+End");
+  const before3 = fs.readFileSync(path.join(WORKSPACE, "notes.md"), "utf8");
+  let n = count("rewrite-result");
+  const q3 = count("rewrite-request");
+  await palette(page, "PEMA: Rewrite (Stronger)");
+  const req3 = await nth("rewrite-request", q3, 30_000);
+  if (req3.params.mode !== "fixed" || req3.params.options?.lambdaFixed !== 0.9) {
+    throw new Error(`e2e: Rewrite (Stronger) sent ${JSON.stringify(req3.params)}`);
+  }
+  const res3 = await nth("rewrite-result", n);
+  const lines3 = before3.split("\n");
+  const sel3 = lines3.slice(1, 3).join("\n");
+  if (req3.originalText !== sel3) throw new Error(`e2e: the selection was ${JSON.stringify(req3.originalText)}, want ${JSON.stringify(sel3)}`);
+  const new3 = res3.result.text.split("\n");
+  log(`Rewrite (Stronger), lines 2-3: ${JSON.stringify(res3.result.text)}`);
+  if (new3.length !== 2) throw new Error(`e2e: a 2-line selection came back with ${new3.length} lines`);
+  const changedK = [0, 1].filter((k) => new3[k] !== lines3[1 + k]);
+  if (changedK.length === 0) {
+    log("note: the stronger rewrite changed neither line; accepting one line is not exercised");
+    await palette(page, "PEMA: Discard Rewrite");
+  } else {
+    // The diff editor has focus, its cursor at the selection's first line: go to a changed line.
+    const k = changedK[0];
+    if (k === 1) await page.keyboard.press("ArrowDown");
+    await palette(page, "PEMA: Accept Line of Rewrite");
+    const acc = await nth("accepted-line", 0, 30_000);
+    const want = [...lines3];
+    want[1 + acc.line] = new3[acc.line];
+    if (acc.documentText !== want.join("\n")) {
+      throw new Error(`e2e: after accepting line ${acc.line} the document is\n${acc.documentText}\nwant\n${want.join("\n")}`);
+    }
+    log(`accepted line ${acc.line + 2} of the rewrite only; the other lines are as they were`);
+    if (changedK.length === 2) await palette(page, "PEMA: Discard Rewrite");
+  }
+  await waitFor("no rewrite pending", () => page.locator(".tab", { hasText: "pema rewrite" }).count().then((c) => c === 0), 15_000);
+
+  // Retry: another sample (sampling, a new seed) of the same range, kept mode and mix: a different text.
+  const texts = [res3.result.text];
+  for (let attempt = 1; attempt <= 3 && texts.at(-1) === texts[0]; attempt++) {
+    n = count("rewrite-result");
+    await palette(page, "PEMA: Retry Rewrite");
+    const r = await nth("rewrite-result", n);
+    const q = traceEvents().filter((e) => e.event === "rewrite-request").at(-1);
+    if (q.params.mode !== "fixed" || q.params.options?.lambdaFixed !== 0.9 || q.params.options?.temperature !== 0.8 || typeof q.params.options?.seed !== "number") {
+      throw new Error(`e2e: Retry sent ${JSON.stringify(q.params)}`);
+    }
+    texts.push(r.result.text);
+    log(`retry ${attempt}: ${JSON.stringify(r.result.text)}`);
+    await palette(page, "PEMA: Discard Rewrite");
+    await waitFor("the retry's preview to close", () => page.locator(".tab", { hasText: "pema rewrite" }).count().then((c) => c === 0), 15_000);
+  }
+  if (texts.at(-1) === texts[0]) throw new Error(`e2e: three retries gave the same text: ${JSON.stringify(texts)}`);
+
+  // Rewrite (Lighter) of line 4: the other preset.
+  await openFile(page, "notes.md");
+  await page.keyboard.press("Control+Home");
+  for (let i = 0; i < 3; i++) await page.keyboard.press("ArrowDown");
+  await page.keyboard.press("Home");
+  await page.keyboard.press("Shift+End");
+  n = count("rewrite-result");
+  await palette(page, "PEMA: Rewrite (Lighter)");
+  const res5 = await nth("rewrite-result", n);
+  const req5 = traceEvents().filter((e) => e.event === "rewrite-request").at(-1);
+  if (req5.params.mode !== "fixed" || req5.params.options?.lambdaFixed !== 0.3) {
+    throw new Error(`e2e: Rewrite (Lighter) sent ${JSON.stringify(req5.params)}`);
+  }
+  log(`Rewrite (Lighter), line 4: ${JSON.stringify(req5.originalText)} -> ${JSON.stringify(res5.result.text)}`);
+  await palette(page, "PEMA: Discard Rewrite");
+  await waitFor("the preview to close", () => page.locator(".tab", { hasText: "pema rewrite" }).count().then((c) => c === 0), 15_000);
+
+  // Compare: the plain model and the style, side by side.
+  await page.waitForSelector(".tab.active", { hasText: "notes.md" });
+  await focusEditor(page);
+  await page.keyboard.press("Control+Home");
+  for (let i = 0; i < 3; i++) await page.keyboard.press("ArrowDown");
+  await page.keyboard.press("Home");
+  await page.keyboard.press("Shift+End");
+  await palette(page, "PEMA: Compare With the Plain Model");
+  const cmp = await nth("compare", 0);
+  if (typeof cmp.plain !== "string" || typeof cmp.pema !== "string" || !cmp.pema) throw new Error(`e2e: compare gave ${JSON.stringify(cmp)}`);
+  await page.waitForSelector(".tab", { hasText: "plain model ↔ pema" });
+  log(`Compare: ${JSON.stringify(cmp.source)}: plain ${JSON.stringify(cmp.plain)} | pema ${JSON.stringify(cmp.pema)}`);
+
+  // Connect to a running `pema serve` (its own cache) with its token file, instead of `pema lsp`.
+  const servePort = await new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.listen(0, "127.0.0.1", () => {
+      const p = srv.address().port;
+      srv.close(() => resolve(p));
+    });
+  });
+  const serveCache = path.join(E2E_DIR, "serve-cache");
+  fs.rmSync(serveCache, { recursive: true, force: true });
+  fs.mkdirSync(serveCache, { recursive: true });
+  const address = `127.0.0.1:${servePort}`;
+  serve = spawn(need("PEMA_BIN"), ["serve", "--listen", address], {
+    env: { ...env, XDG_CACHE_HOME: serveCache },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let serveErr = "";
+  serve.stderr.on("data", (d) => (serveErr += d.toString()));
+  await waitFor("pema serve to listen", () => serveErr.includes("listening on"), 60_000, 100);
+  const started0 = count("started");
+  const first0 = count("first-status");
+  setSettings({ "pema.connect.address": address, "pema.connect.tokenFile": path.join(serveCache, "pema", "serve.token") });
+  const st = await nth("started", started0, 60_000);
+  if (!st.server.includes(address)) throw new Error(`e2e: the client started ${st.server}, not a connection to ${address}`);
+  const fst = await nth("first-status", first0, 60_000);
+  if (!fst.server.includes(address) || typeof fst.model !== "string" || !fst.workspaces?.includes(WORKSPACE)) {
+    throw new Error(`e2e: pema/status over the connection gave ${JSON.stringify(fst)}`);
+  }
+  log(`connected to pema serve: ${st.server}; pema/status: model ${fst.model}, workspaces ${fst.workspaces}`);
+  const badToken = path.join(E2E_DIR, "wrong.token");
+  fs.writeFileSync(badToken, "not-the-daemons-token-0123456789\n");
+  const failed0 = count("start-failed");
+  setSettings({ "pema.connect.tokenFile": badToken });
+  const refused = await nth("start-failed", failed0, 60_000);
+  if (!/needs its token/.test(refused.message)) throw new Error(`e2e: a wrong token gave ${refused.message}`);
+  log(`a wrong token is refused: ${refused.message}`);
+  await page.locator(".statusbar-item", { hasText: "pema: not running" }).first().waitFor({ timeout: 15_000 });
+
   if (![...seen].some((s) => /pema: (training|building memory|paraphrasing)/.test(s))) {
     log("note: no background progress was seen in the status bar (the daemon may have been ready at once)");
   }
@@ -336,6 +469,7 @@ try {
   }
   console.error(`code-server log: ${path.join(E2E_DIR, "code-server.log")}; trace: ${trace}`);
 } finally {
+  if (serve) serve.kill("SIGTERM");
   await cleanup();
 }
 log(failed ? "FAILED" : "PASSED");

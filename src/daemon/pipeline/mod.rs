@@ -119,6 +119,9 @@ pub(crate) struct Pipeline {
     memory_changed: Option<Instant>,
     train_now: Option<bool>,
     memory_digest: Option<String>,
+    /// The memory whose training last failed: not retried until the memory changes (or a
+    /// `pema/train` asks), so that a memory training cannot use (one pair) does not loop.
+    failed_digest: Option<String>,
     /// Where adapters train.
     train_device: candle_core::Device,
 }
@@ -224,6 +227,7 @@ impl Pipeline {
             memory_changed: None,
             train_now: None,
             memory_digest,
+            failed_digest: None,
             train_device,
         };
         p.publish_state();

@@ -12,6 +12,9 @@ impl Pipeline {
         if self.train_now.is_some() {
             return true;
         }
+        if self.failed_digest.as_ref() == Some(digest) {
+            return false;
+        }
         let s = self.shared.serving.read().unwrap();
         let fresh = s
             .adapter
@@ -32,6 +35,7 @@ impl Pipeline {
     pub(super) fn start_training(&mut self) {
         let from_scratch = self.train_now.take().unwrap_or(false);
         self.memory_changed = None;
+        self.failed_digest = None;
         let cancel = Arc::new(AtomicBool::new(false));
         self.training = Some(cancel.clone());
         let dir = self.ws.state_dir().to_path_buf();
@@ -124,7 +128,10 @@ impl Pipeline {
                 s.adapter = Some(Arc::new(a));
             }
             Err(e) if crate::is_cancelled(&e) => {}
-            Err(e) => self.error(format!("training failed: {e:#}")),
+            Err(e) => {
+                self.failed_digest = self.memory_digest.clone();
+                self.error(format!("training failed: {e:#}"));
+            }
         }
     }
 }

@@ -6,6 +6,7 @@
 --   :PemaAccept / :PemaAcceptHunk / :PemaDiscard / :PemaRetry
 --   :PemaStatus / :PemaFiles              what the daemon knows / which files it learns from
 --   :PemaExamples [N]                     a few pairs the workspace's style is learned from
+--   :'<,'>PemaCompare                     the plain model's rewrite beside the style's
 --   :checkhealth pema
 --
 -- pema attaches only to files under a folder holding a `.pema.toml` (never the home folder or
@@ -44,6 +45,10 @@ M.defaults = {
   --- Extra environment for the daemon (e.g. { PEMA_MODEL = '/path/model.gguf' }).
   --- @type table<string,string>?
   cmd_env = nil,
+  --- How much the daemon logs to :LspLog: 'error', 'warn', 'info', 'debug' or 'trace' (passed
+  --- as PEMA_LOG; nil: the daemon's default, errors only).
+  --- @type string?
+  log_level = nil,
   --- Options of :PemaRetry (another sample of the same range).
   retry = { temperature = 0.8 },
   --- Preview window: maximal width and height.
@@ -215,15 +220,46 @@ local function lsp_cmd(c)
     return M.cmd()
   end
   local addr = conn.address
+  local connect
   local path = addr:match('^unix:(.+)$')
   if path then
-    return vim.lsp.rpc.connect(path)
+    connect = vim.lsp.rpc.connect(path)
+  else
+    local host, port = addr:match('^(.*):(%d+)$')
+    if not host then
+      error(('pema: connect.address %q is neither host:port nor unix:/path'):format(addr))
+    end
+    connect = vim.lsp.rpc.connect((host:gsub('^%[(.*)%]$', '%1')), tonumber(port))
   end
-  local host, port = addr:match('^(.*):(%d+)$')
-  if not host then
-    error(('pema: connect.address %q is neither host:port nor unix:/path'):format(addr))
+  -- A refused `initialize` (a wrong or missing token): Neovim 0.11 only raises it in a scheduled
+  -- callback and keeps the client, uninitialised, forever. Say why and close the connection.
+  return function(dispatchers)
+    local rpc = connect(dispatchers)
+    local request = rpc.request
+    rpc.request = function(method, params, callback, notify_reply)
+      if method == 'initialize' and callback then
+        local inner = callback
+        callback = function(err, result)
+          if err then
+            vim.schedule(function()
+              notify(
+                ('the daemon at %s refused this client: %s (its token: connect.token or connect.token_file)'):format(
+                  addr,
+                  tostring(err.message or err)
+                ),
+                vim.log.levels.ERROR
+              )
+              rpc.terminate()
+            end)
+            return
+          end
+          return inner(err, result)
+        end
+      end
+      return request(method, params, callback, notify_reply)
+    end
+    return rpc
   end
-  return vim.lsp.rpc.connect(host:gsub('^%[(.*)%]$', '%1'), tonumber(port))
 end
 
 local function init_options_of(c)
@@ -241,6 +277,22 @@ local function init_options_of(c)
   return o
 end
 
+local LOG_LEVELS = { error = 'error', warn = 'warn', info = 'warn,pema=info', debug = 'warn,pema=debug', trace = 'warn,pema=trace' }
+
+--- The daemon's environment: config.cmd_env, plus PEMA_LOG from config.log_level.
+--- @param c pema.Config
+--- @return table<string,string>?
+function M.cmd_env(c)
+  local level = c.log_level and LOG_LEVELS[c.log_level]
+  if c.log_level and not level then
+    notify(('log_level %q is none of error, warn, info, debug, trace'):format(tostring(c.log_level)), vim.log.levels.WARN)
+  end
+  if not level then
+    return c.cmd_env
+  end
+  return vim.tbl_extend('force', c.cmd_env or {}, { PEMA_LOG = level })
+end
+
 --- The configuration of the `pema` language server (vim.lsp.Config), as `lsp/pema.lua` and
 --- setup() give it to vim.lsp.config(). It attaches only to file buffers under an opted-in
 --- folder (`root_markers`, never home or `/`).
@@ -251,7 +303,7 @@ function M.lsp_config(c)
   local cmd = lsp_cmd(c)
   return {
     cmd = cmd,
-    cmd_env = c.cmd_env,
+    cmd_env = M.cmd_env(c),
     filetypes = c.filetypes,
     workspace_required = true,
     root_dir = function(bufnr, on_dir)
@@ -1135,6 +1187,66 @@ function M.examples(limit)
     vim.wo[win].wrap = true
     vim.wo[win].linebreak = true
   end, bufnr)
+end
+
+--- The lines of a :PemaCompare window.
+--- @param source string
+--- @param runs { label: string, text: string }[]
+--- @return string[]
+function M.format_compare(source, runs)
+  local L = {}
+  local function block(label, text)
+    for j, l in ipairs(lines_of(text ~= '' and text or '(nothing)')) do
+      L[#L + 1] = (j == 1 and ('%-12s '):format(label .. ':') or (' '):rep(13)) .. l
+    end
+  end
+  block('source', source)
+  for _, r in ipairs(runs) do
+    block(r.label, r.text)
+  end
+  return L
+end
+
+--- :'<,'>PemaCompare — the range rewritten by the plain model and with the workspace's style
+--- (config.mode), one under the other, as `pema rewrite --compare` prints them. Fires
+--- `User PemaCompareDone` with { source, plain, pema }.
+--- @param opts { line1: integer?, line2: integer? }?
+function M.compare(opts)
+  opts = opts or {}
+  local bufnr = api.nvim_get_current_buf()
+  local client = M.get_client(bufnr)
+  if not client then
+    notify('no pema daemon is running: open a file in a folder with a .pema.toml, or :PemaLearn', vim.log.levels.ERROR)
+    return
+  end
+  local line1 = opts.line1 or api.nvim_win_get_cursor(0)[1]
+  local sr, sc, er, ec = byte_range(bufnr, line1, opts.line2 or line1)
+  local range = lsp_range(bufnr, sr, sc, er, ec, client.offset_encoding or 'utf-16')
+  local source = table.concat(api.nvim_buf_get_text(bufnr, sr, sc, er, ec, {}), '\n')
+  local mode = (M.config or M.defaults).mode
+  local runs = { { label = 'plain', mode = 'plain' }, { label = 'pema', mode = mode } }
+  local function run(i)
+    if i > #runs then
+      float(M.format_compare(source, runs), ' pema: plain model ↔ style ', 'pema-compare')
+      api.nvim_exec_autocmds('User', {
+        pattern = 'PemaCompareDone',
+        modeline = false,
+        data = { source = source, plain = runs[1].text, pema = runs[2].text },
+      })
+      return
+    end
+    local params = { uri = vim.uri_from_bufnr(bufnr), range = range, mode = runs[i].mode }
+    client:request('pema/rewrite', params, function(err, result)
+      if err then
+        notify('compare: ' .. tostring(err.message), vim.log.levels.ERROR)
+        return
+      end
+      runs[i].text = result.text
+      run(i + 1)
+    end, bufnr)
+  end
+  notify('comparing the plain model with the style…')
+  run(1)
 end
 
 ---------------------------------------------------------------------------------------------------

@@ -21,6 +21,13 @@ import {
   applyStatusChange,
   formatExamples,
   retryChoice,
+  parseAddress,
+  readToken,
+  defaultTokenFile,
+  changedLines,
+  acceptLine,
+  endOf,
+  compareRequests,
 } from "../../src/logic";
 
 describe("resolveServerBinary", () => {
@@ -335,5 +342,79 @@ describe("what was learned (pema/examples)", () => {
     assert.match(page, /## 1\. pseudo-pair \(from your prose\)\n\n> Do not be troubled\.\n\n→\n\n> Let not your heart be troubled\.\n/);
     assert.match(page, /## 2\. pair \(from a pairs file\)/);
     assert.match(formatExamples("/w", { examples: [] }), /No pairs yet/);
+  });
+});
+
+describe("connecting to a running pema serve", () => {
+  it("parses the addresses pema serve --listen takes, and refuses others", () => {
+    assert.deepEqual(parseAddress("127.0.0.1:7777"), { host: "127.0.0.1", port: 7777 });
+    assert.deepEqual(parseAddress("7777"), { host: "127.0.0.1", port: 7777 });
+    assert.deepEqual(parseAddress("[::1]:7777"), { host: "::1", port: 7777 });
+    assert.deepEqual(parseAddress("localhost:80"), { host: "localhost", port: 80 });
+    assert.deepEqual(parseAddress("unix:/run/user/1000/pema.sock"), { path: "/run/user/1000/pema.sock" });
+    for (const bad of ["", "unix:", "host", "host:0", "host:70000", "http://x:1"]) {
+      assert.ok("error" in parseAddress(bad), bad);
+    }
+  });
+
+  it("reads the token from the setting's file, else the daemon's own file", () => {
+    const files: Record<string, string> = { "/home/ann/.cache/pema/serve.token": "own-token-1234567890\n", "/secret/t": "given\r\nrest" };
+    const read = (p: string) => {
+      if (!(p in files)) throw new Error(`ENOENT ${p}`);
+      return files[p];
+    };
+    assert.equal(defaultTokenFile({}, "/home/ann"), "/home/ann/.cache/pema/serve.token");
+    assert.equal(defaultTokenFile({ XDG_CACHE_HOME: "/c" }, "/home/ann"), "/c/pema/serve.token");
+    assert.equal(defaultTokenFile({ XDG_CACHE_HOME: "rel" }, "/home/ann"), "/home/ann/.cache/pema/serve.token");
+    assert.deepEqual(readToken("", {}, "/home/ann", read), { token: "own-token-1234567890", file: "/home/ann/.cache/pema/serve.token" });
+    assert.deepEqual(readToken("/secret/t", {}, "/home/ann", read), { token: "given", file: "/secret/t" });
+    // No default file (a unix socket of a daemon without a token): no token, no error.
+    assert.deepEqual(readToken("", { XDG_CACHE_HOME: "/none" }, "/home/ann", read), { file: "/none/pema/serve.token" });
+    // A file the user named must exist.
+    const r = readToken("~/missing", {}, "/home/ann", read);
+    assert.equal(r.token, undefined);
+    assert.match(r.error ?? "", /cannot read the token file \/home\/ann\/missing/);
+  });
+});
+
+describe("accepting one line of a rewrite", () => {
+  it("lists the changed lines, none when the line counts differ", () => {
+    assert.deepEqual(changedLines("a\nb\nc", "a\nB\nC"), [1, 2]);
+    assert.deepEqual(changedLines("a\r\nb", "a\r\nb"), []);
+    assert.equal(changedLines("a\nb", "a b"), undefined);
+  });
+
+  it("replaces only that line, keeping every line end", () => {
+    assert.equal(acceptLine("one\r\ntwo\r\nthree", "One\r\nTwo\r\nThree", 1), "one\r\nTwo\r\nthree");
+    assert.equal(acceptLine("one\ntwo\n", "One\nTwo\n", 0), "One\ntwo\n");
+    assert.equal(acceptLine("one\ntwo", "One", 0), "one\ntwo");
+    assert.equal(acceptLine("one\ntwo", "One\nTwo", 5), "one\ntwo");
+    // Accepting every changed line gives the rewrite.
+    let t = "a\nb\nc";
+    for (const n of changedLines(t, "A\nb\nC") ?? []) t = acceptLine(t, "A\nb\nC", n);
+    assert.equal(t, "A\nb\nC");
+  });
+
+  it("finds the end of the selection that now holds a text", () => {
+    assert.deepEqual(endOf({ line: 3, character: 4 }, "abc"), { line: 3, character: 7 });
+    assert.deepEqual(endOf({ line: 3, character: 4 }, "abc\r\nde"), { line: 4, character: 2 });
+    assert.deepEqual(endOf({ line: 0, character: 0 }, "x\n"), { line: 1, character: 0 });
+  });
+});
+
+describe("compare and the log level", () => {
+  it("compares the plain model with the settings' mode", () => {
+    assert.deepEqual(compareRequests(undefined), [
+      { label: "plain model", mode: "plain" },
+      { label: "pema (default)", mode: undefined },
+    ]);
+    assert.equal(compareRequests("gu")[1].mode, "gu");
+  });
+
+  it("passes pema.logLevel to the daemon as PEMA_LOG", () => {
+    assert.equal(serverEnv({ logLevel: "debug" }, {}).PEMA_LOG, "warn,pema=debug");
+    assert.equal(serverEnv({ logLevel: "error" }, {}).PEMA_LOG, "error");
+    assert.equal(serverEnv({ logLevel: "loud" }, { PEMA_LOG: "info" }).PEMA_LOG, "info");
+    assert.equal(serverEnv({}, {}).PEMA_LOG, undefined);
   });
 });
