@@ -457,7 +457,7 @@ local function differing_line()
   return nil, new
 end
 local differs, new
-for attempt = 1, 4 do
+for attempt = 1, 8 do
   local rr = pema.retry()
   check(rr ~= nil and rr ~= rs, ':PemaRetry started no new rewrite')
   check(rr.options.temperature == 0.8 and rr.options.seed ~= nil, 'retry options %s', vim.inspect(rr.options))

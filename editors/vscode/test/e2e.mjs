@@ -63,6 +63,20 @@ const CRLF_HEAD = "Grüße 😀 from the first line of this note.\r\n一二三 t
 const CRLF_LAST = "The third line 😀 has 日本語 and no final newline.";
 fs.writeFileSync(path.join(WORKSPACE, "crlf.md"), CRLF_HEAD + CRLF_LAST);
 
+// drafts/draft.md: two plain sentences (sources of the shipped pairs) in a folder the workspace
+// does not learn from: rewrites of text the memory has not seen vary when sampled.
+const DEV = new URL("../../../examples/bible_bbe_asv/dev.jsonl", import.meta.url);
+const DRAFT = fs
+  .readFileSync(DEV, "utf8")
+  .split("\n")
+  .filter(Boolean)
+  .map((l) => JSON.parse(l).source)
+  .filter((t) => t.length > 40 && t.length < 110)
+  .slice(10, 12);
+fs.mkdirSync(path.join(WORKSPACE, "drafts"), { recursive: true });
+fs.writeFileSync(path.join(WORKSPACE, "drafts", "draft.md"), DRAFT.join("\n") + "\n");
+fs.appendFileSync(path.join(WORKSPACE, ".pema.toml"), 'exclude = ["drafts/**"]\n');
+
 const base = [`--user-data-dir=${userData}`, `--extensions-dir=${extDir}`];
 log(`installing ${VSIX}`);
 execFileSync(CODE_SERVER, [...base, "--install-extension", VSIX], { stdio: "inherit", timeout: 120_000 });
@@ -328,14 +342,13 @@ try {
   }
   log(`crlf.md: ${JSON.stringify(CRLF_LAST)} -> ${JSON.stringify(result2.result.text)}; every other byte unchanged`);
 
-  // notes.md, lines 2-3: "Rewrite (Stronger)" (a preset: fixed mix, λ 0.9), then accept one line only.
-  await openFile(page, "notes.md");
+  // drafts/draft.md, both lines: "Rewrite (Stronger)" (a preset: fixed mix, λ 0.9), retried,
+  // then one line accepted.
+  await openFile(page, "draft.md");
   await page.keyboard.press("Control+Home");
-  await page.keyboard.press("ArrowDown");
-  await page.keyboard.press("Home");
   await page.keyboard.press("Shift+ArrowDown");
   await page.keyboard.press("Shift+End");
-  const before3 = fs.readFileSync(path.join(WORKSPACE, "notes.md"), "utf8");
+  const before3 = fs.readFileSync(path.join(WORKSPACE, "drafts", "draft.md"), "utf8");
   let n = count("rewrite-result");
   const q3 = count("rewrite-request");
   await palette(page, "PEMA: Rewrite (Stronger)");
@@ -345,47 +358,46 @@ try {
   }
   const res3 = await nth("rewrite-result", n);
   const lines3 = before3.split("\n");
-  const sel3 = lines3.slice(1, 3).join("\n");
+  const sel3 = lines3.slice(0, 2).join("\n");
   if (req3.originalText !== sel3) throw new Error(`e2e: the selection was ${JSON.stringify(req3.originalText)}, want ${JSON.stringify(sel3)}`);
-  const new3 = res3.result.text.split("\n");
-  log(`Rewrite (Stronger), lines 2-3: ${JSON.stringify(res3.result.text)}`);
-  if (new3.length !== 2) throw new Error(`e2e: a 2-line selection came back with ${new3.length} lines`);
-  const changedK = [0, 1].filter((k) => new3[k] !== lines3[1 + k]);
-  if (changedK.length === 0) {
-    log("note: the stronger rewrite changed neither line; accepting one line is not exercised");
-    await palette(page, "PEMA: Discard Rewrite");
-  } else {
-    // The diff editor has focus, its cursor at the selection's first line: go to a changed line.
-    const k = changedK[0];
-    if (k === 1) await page.keyboard.press("ArrowDown");
-    await palette(page, "PEMA: Accept Line of Rewrite");
-    const acc = await nth("accepted-line", 0, 30_000);
-    const want = [...lines3];
-    want[1 + acc.line] = new3[acc.line];
-    if (acc.documentText !== want.join("\n")) {
-      throw new Error(`e2e: after accepting line ${acc.line} the document is\n${acc.documentText}\nwant\n${want.join("\n")}`);
-    }
-    log(`accepted line ${acc.line + 2} of the rewrite only; the other lines are as they were`);
-    if (changedK.length === 2) await palette(page, "PEMA: Discard Rewrite");
-  }
-  await waitFor("no rewrite pending", () => page.locator(".tab", { hasText: "pema rewrite" }).count().then((c) => c === 0), 15_000);
+  log(`Rewrite (Stronger), draft.md: ${JSON.stringify(res3.result.text)}`);
 
-  // Retry: another sample (sampling, a new seed) of the same range, kept mode and mix: a different text.
+  // Retry: another sample (sampling, a new seed) of the same range, kept mode and mix, until the
+  // text differs; each retry replaces the preview.
   const texts = [res3.result.text];
-  for (let attempt = 1; attempt <= 3 && texts.at(-1) === texts[0]; attempt++) {
+  let last = res3;
+  for (let attempt = 1; attempt <= 8 && (texts.at(-1) === texts[0] || texts.at(-1) === sel3); attempt++) {
     n = count("rewrite-result");
     await palette(page, "PEMA: Retry Rewrite");
-    const r = await nth("rewrite-result", n);
+    last = await nth("rewrite-result", n);
     const q = traceEvents().filter((e) => e.event === "rewrite-request").at(-1);
     if (q.params.mode !== "fixed" || q.params.options?.lambdaFixed !== 0.9 || q.params.options?.temperature !== 0.8 || typeof q.params.options?.seed !== "number") {
       throw new Error(`e2e: Retry sent ${JSON.stringify(q.params)}`);
     }
-    texts.push(r.result.text);
-    log(`retry ${attempt}: ${JSON.stringify(r.result.text)}`);
-    await palette(page, "PEMA: Discard Rewrite");
-    await waitFor("the retry's preview to close", () => page.locator(".tab", { hasText: "pema rewrite" }).count().then((c) => c === 0), 15_000);
+    if (q.originalText !== sel3) throw new Error(`e2e: Retry rewrote ${JSON.stringify(q.originalText)}`);
+    texts.push(last.result.text);
+    log(`retry ${attempt}: ${JSON.stringify(last.result.text)}`);
   }
-  if (texts.at(-1) === texts[0]) throw new Error(`e2e: three retries gave the same text: ${JSON.stringify(texts)}`);
+  if (texts.at(-1) === texts[0]) throw new Error(`e2e: eight retries gave the same text: ${JSON.stringify(texts)}`);
+
+  // Accept one line of the rewrite in preview: that line changes, the other stays as it was.
+  const new3 = last.result.text.split("\n");
+  if (new3.length !== 2) throw new Error(`e2e: a 2-line selection came back with ${new3.length} lines`);
+  const changedK = [0, 1].filter((k) => new3[k] !== lines3[k]);
+  if (changedK.length === 0) throw new Error(`e2e: no retry changed a line: ${JSON.stringify(texts)}`);
+  // The diff editor has the focus, its cursor on the selection's first line.
+  await page.locator(".tab.active", { hasText: "pema rewrite" }).waitFor({ timeout: 15_000 });
+  await palette(page, "PEMA: Accept Line of Rewrite");
+  const acc = await nth("accepted-line", 0, 30_000);
+  if (!changedK.includes(acc.line)) throw new Error(`e2e: accepted line ${acc.line}, which did not change`);
+  const want3 = [...lines3];
+  want3[acc.line] = new3[acc.line];
+  if (acc.documentText !== want3.join("\n")) {
+    throw new Error(`e2e: after accepting line ${acc.line} the document is\n${acc.documentText}\nwant\n${want3.join("\n")}`);
+  }
+  log(`accepted line ${acc.line + 1} of the rewrite only (${changedK.length} changed); the other lines are as they were`);
+  if (changedK.length === 2) await palette(page, "PEMA: Discard Rewrite");
+  await waitFor("no rewrite pending", () => page.locator(".tab", { hasText: "pema rewrite" }).count().then((c) => c === 0), 15_000);
 
   // Rewrite (Lighter) of line 4: the other preset.
   await openFile(page, "notes.md");
@@ -404,11 +416,10 @@ try {
   await palette(page, "PEMA: Discard Rewrite");
   await waitFor("the preview to close", () => page.locator(".tab", { hasText: "pema rewrite" }).count().then((c) => c === 0), 15_000);
 
-  // Compare: the plain model and the style, side by side.
-  await page.waitForSelector(".tab.active", { hasText: "notes.md" });
-  await focusEditor(page);
+  // Compare: the plain model and the style, side by side (draft.md, line 2).
+  await openFile(page, "draft.md");
   await page.keyboard.press("Control+Home");
-  for (let i = 0; i < 3; i++) await page.keyboard.press("ArrowDown");
+  await page.keyboard.press("ArrowDown");
   await page.keyboard.press("Home");
   await page.keyboard.press("Shift+End");
   await palette(page, "PEMA: Compare With the Plain Model");
@@ -438,8 +449,12 @@ try {
   await waitFor("pema serve to listen", () => serveErr.includes("listening on"), 60_000, 100);
   const started0 = count("started");
   const first0 = count("first-status");
+  // As a user edits settings.json and reloads the window (code-server does not see the file
+  // change on its own).
   setSettings({ "pema.connect.address": address, "pema.connect.tokenFile": path.join(serveCache, "pema", "serve.token") });
-  const st = await nth("started", started0, 60_000);
+  await page.reload();
+  await page.waitForSelector(".monaco-workbench", { timeout: 120_000 });
+  const st = await nth("started", started0, 90_000);
   if (!st.server.includes(address)) throw new Error(`e2e: the client started ${st.server}, not a connection to ${address}`);
   const fst = await nth("first-status", first0, 60_000);
   if (!fst.server.includes(address) || typeof fst.model !== "string" || !fst.workspaces?.includes(WORKSPACE)) {
@@ -450,7 +465,9 @@ try {
   fs.writeFileSync(badToken, "not-the-daemons-token-0123456789\n");
   const failed0 = count("start-failed");
   setSettings({ "pema.connect.tokenFile": badToken });
-  const refused = await nth("start-failed", failed0, 60_000);
+  await page.reload();
+  await page.waitForSelector(".monaco-workbench", { timeout: 120_000 });
+  const refused = await nth("start-failed", failed0, 90_000);
   if (!/needs its token/.test(refused.message)) throw new Error(`e2e: a wrong token gave ${refused.message}`);
   log(`a wrong token is refused: ${refused.message}`);
   await page.locator(".statusbar-item", { hasText: "pema: not running" }).first().waitFor({ timeout: 15_000 });
