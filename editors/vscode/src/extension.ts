@@ -22,8 +22,6 @@ import {
 } from "vscode-languageclient/node";
 import {
   DaemonStatus,
-  MODES,
-  Mode,
   PartialRewrite,
   PartialText,
   ProgressState,
@@ -67,6 +65,7 @@ import {
   acceptLine,
   endOf,
   compareRequests,
+  requestChoice,
 } from "./logic";
 
 const PREVIEW_SCHEME = "pema-preview";
@@ -505,8 +504,7 @@ async function rewriteRange(doc: vscode.TextDocument, range: vscode.Range, how: 
     selectedText: s.originalText,
     synced,
     fsPath: doc.uri.scheme === "file" ? doc.uri.fsPath : undefined,
-    mode: how.mode ?? ((MODES as readonly string[]).includes(settings.mode ?? "") ? (settings.mode as Mode) : undefined),
-    options: how.options,
+    ...requestChoice(settings, how),
     partialResultToken: token,
   });
   trace("rewrite-request", { id, params, originalText: s.originalText });
@@ -684,7 +682,8 @@ async function compareSelection(): Promise<void> {
   const range = new vscode.Range(editor.selection.start, editor.selection.end);
   const selected = doc.getText(range);
   const settings = readSettings();
-  const mode = (MODES as readonly string[]).includes(settings.mode ?? "") ? (settings.mode as Mode) : undefined;
+  const style = requestChoice(settings, {});
+  const mode = style.mode;
   const synced = vscode.languages.match(scopedSelector(settings.languages, roots), doc) > 0;
   const texts: string[] = [];
   const runs = compareRequests(mode);
@@ -700,6 +699,7 @@ async function compareSelection(): Promise<void> {
           synced,
           fsPath: doc.uri.fsPath,
           mode: run.mode,
+          options: run.mode === "plain" ? undefined : style.options,
         });
         try {
           const r = (await c.sendRequest(REWRITE_METHOD, params, cancel)) as RewriteResult;

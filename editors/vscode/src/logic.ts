@@ -141,12 +141,11 @@ export function serverEnv(
   return env;
 }
 
-/** Settings whose change needs the daemon restarted (they are read at start). */
+/** Settings whose change needs the daemon restarted (they are read at start). `pema.mode` and
+ *  `pema.lambdaMax` are not among them: every rewrite sends them (`requestChoice`). */
 export const RESTART_SETTINGS = [
   "pema.serverPath",
   "pema.modelPath",
-  "pema.mode",
-  "pema.lambdaMax",
   "pema.languages",
   "pema.logLevel",
   "pema.connect.address",
@@ -246,6 +245,18 @@ export const PRESETS: Record<"lighter" | "stronger", RewriteChoice> = {
   lighter: { mode: "fixed", options: { lambdaFixed: 0.3 } },
   stronger: { mode: "fixed", options: { lambdaFixed: 0.9 } },
 };
+
+/** What a rewrite request carries: the command's own mode and options (a preset, a retry)
+ *  first, then the settings as they are now (`pema.mode`, `pema.lambdaMax`), so that a change
+ *  of either applies to the next rewrite without restarting the daemon. */
+export function requestChoice(s: Settings, how: RewriteChoice): RewriteChoice {
+  const mode = how.mode ?? ((MODES as readonly string[]).includes(s.mode ?? "") ? (s.mode as Mode) : undefined);
+  const options: Record<string, number> = {};
+  const init = settingsToInitOptions(s);
+  if (init.lambdaMax !== undefined) options.lambdaMax = init.lambdaMax;
+  Object.assign(options, how.options ?? {});
+  return Object.keys(options).length ? { mode, options } : { mode };
+}
 
 /** The sampling temperature of "Retry Rewrite" (greedy decoding would give the same text). */
 export const RETRY_TEMPERATURE = 0.8;

@@ -655,6 +655,13 @@ function M.rewrite(opts)
     opts.mode = preset.mode
     opts.options = vim.tbl_extend('force', preset.options, opts.options or {})
   end
+  -- The config as it is now (setup() may have changed mode or lambda_max since the daemon
+  -- started): sent with every request, so no restart is needed.
+  local c = M.config or M.defaults
+  opts.mode = opts.mode or c.mode
+  if c.lambda_max and not (opts.options and opts.options.lambdaMax) then
+    opts.options = vim.tbl_extend('force', { lambdaMax = c.lambda_max }, opts.options or {})
+  end
   local bufnr = api.nvim_get_current_buf()
   local client = vim.lsp.get_clients({ bufnr = bufnr, name = NAME })[1]
   if not client then

@@ -28,6 +28,8 @@ import {
   acceptLine,
   endOf,
   compareRequests,
+  requestChoice,
+  RESTART_SETTINGS,
 } from "../../src/logic";
 
 describe("resolveServerBinary", () => {
@@ -416,5 +418,25 @@ describe("compare and the log level", () => {
     assert.equal(serverEnv({ logLevel: "error" }, {}).PEMA_LOG, "error");
     assert.equal(serverEnv({ logLevel: "loud" }, { PEMA_LOG: "info" }).PEMA_LOG, "info");
     assert.equal(serverEnv({}, {}).PEMA_LOG, undefined);
+  });
+});
+
+describe("mode and λ per request", () => {
+  it("sends the settings' mode and λ_max with every rewrite, a preset's or retry's own first", () => {
+    assert.deepEqual(requestChoice({ mode: "default" }, {}), { mode: undefined });
+    assert.deepEqual(requestChoice({ mode: "gu", lambdaMax: 0.7 }, {}), { mode: "gu", options: { lambdaMax: 0.7 } });
+    assert.deepEqual(requestChoice({ mode: "gu", lambdaMax: 0.7 }, PRESETS.lighter), {
+      mode: "fixed",
+      options: { lambdaMax: 0.7, lambdaFixed: 0.3 },
+    });
+    assert.deepEqual(requestChoice({ mode: "plain" }, retryChoice(undefined, 5)), {
+      mode: "plain",
+      options: { temperature: RETRY_TEMPERATURE, seed: 5 },
+    });
+  });
+
+  it("does not restart the daemon for mode and λ, which apply to the next rewrite", () => {
+    assert.ok(!RESTART_SETTINGS.includes("pema.mode") && !RESTART_SETTINGS.includes("pema.lambdaMax"));
+    assert.ok(RESTART_SETTINGS.includes("pema.logLevel") && RESTART_SETTINGS.includes("pema.connect.address"));
   });
 });
