@@ -257,6 +257,81 @@ fn a_rewrite_between_two_memory_batches_keeps_both_caches() {
     }
 }
 
+/// A memory batch whose interrupt flag is up stops mid-decode (a rewrite is waiting), keeps
+/// nothing of the batch and neither kept sequence is lost; run again, it gives the states an
+/// uninterrupted run gives. A flag raised from another thread while the batch runs stops it too.
+#[test]
+fn an_interrupted_memory_batch_keeps_nothing_and_runs_again() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let model = common::model();
+    let prefix = "Rewrite the text in the house style:\nThe lamp was lit at dusk.\nRewritten: \
+                  At dusk the lamp was lit.\nRewrite the text in the house style:\n";
+    let seq = |t: &str| model.tokenize(&format!("{prefix}{t}")).unwrap();
+    let batch = [
+        seq("The keeper climbed the stairs.\nRewritten: Up the stairs he climbed."),
+        seq("Ships no longer needed him.\nRewritten: No ship needed him now."),
+    ];
+    let shared = pema::model::common_prefix(&batch[0], &batch[1]);
+    let reqs: Vec<HiddenRequest> = batch
+        .iter()
+        .map(|t| HiddenRequest {
+            tokens: t,
+            from: shared,
+        })
+        .collect();
+    let prompt = model
+        .tokenize("Rewrite the text in the house style:\nThe door was old.\nRewritten:")
+        .unwrap();
+    let mut fresh = model.session(SessionOptions::default()).unwrap();
+    let mut want = vec![];
+    fresh
+        .hidden_states(&reqs, |_, _, h| want.push(h.to_vec()))
+        .unwrap();
+
+    let flag = std::sync::Arc::new(AtomicBool::new(true));
+    let mut s = model.session(SessionOptions::default()).unwrap();
+    s.set_interrupt(Some(flag.clone()));
+    s.start(&prompt).unwrap(); // generation is never interrupted
+    let mut got = vec![];
+    let e = s
+        .hidden_states(&reqs, |_, _, h| got.push(h.to_vec()))
+        .unwrap_err();
+    assert!(e.is::<pema::model::Interrupted>(), "{e:#}");
+    assert!(got.is_empty(), "an interrupted batch gives no states");
+    assert_eq!(s.kept_tokens(), (prompt.len(), shared), "both homes kept");
+
+    // Raised from another thread while the batch runs: stopped, or done if it was quicker.
+    flag.store(false, Ordering::SeqCst);
+    let raiser = {
+        let flag = flag.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            flag.store(true, Ordering::SeqCst);
+        })
+    };
+    let r = s.hidden_states(&reqs, |_, _, h| got.push(h.to_vec()));
+    raiser.join().unwrap();
+    match r {
+        Err(e) => {
+            assert!(e.is::<pema::model::Interrupted>(), "{e:#}");
+            assert!(got.is_empty());
+        }
+        Ok(()) => got.clear(),
+    }
+
+    flag.store(false, Ordering::SeqCst);
+    s.hidden_states(&reqs, |_, _, h| got.push(h.to_vec()))
+        .unwrap();
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        assert!(common::cosine(g, w) > 0.999, "cosine {}", common::cosine(g, w));
+    }
+    let step = s.start(&prompt).unwrap();
+    let mut again = model.session(SessionOptions::default()).unwrap();
+    let want_step = again.start(&prompt).unwrap();
+    common::assert_is_state_at(&step.hidden, &[&want_step.hidden[..]], 0, "kept prompt");
+}
+
 /// A memory batch leaves llama.cpp's output buffer at one row of the vocabulary per token; the
 /// session then makes its context anew (the daemon does so after background work), and the new
 /// context computes the same steps.

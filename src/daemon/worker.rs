@@ -1,7 +1,7 @@
 //! The inference worker: one thread that owns the llama.cpp context. Rewrites and background
 //! work (paraphrasing, memory building) reach it through one queue; rewrites always go first,
-//! and background work yields to a waiting rewrite between two model batches, or mid-paraphrase
-//! between two tokens.
+//! and background work yields to a waiting rewrite: a memory batch stops mid-decode (and runs
+//! again after the rewrite), a paraphrase between two tokens.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,8 +52,9 @@ struct Queues {
 struct Inbox {
     queues: Mutex<Queues>,
     wake: Condvar,
-    /// True while a rewrite waits: background work checks it between tokens and batches.
-    rewrite_waiting: AtomicBool,
+    /// True while a rewrite waits: background work checks it between tokens, and llama.cpp
+    /// between the graph nodes of a memory batch (the session's interrupt flag).
+    rewrite_waiting: Arc<AtomicBool>,
 }
 
 /// What background work uses to give way to rewrites.
@@ -109,9 +110,10 @@ impl Worker {
         let shared = Arc::new(Inbox {
             queues: Mutex::new(Queues::default()),
             wake: Condvar::new(),
-            rewrite_waiting: AtomicBool::new(false),
+            rewrite_waiting: Arc::new(AtomicBool::new(false)),
         });
         let s = shared.clone();
+        let interrupt = shared.rewrite_waiting.clone();
         let model = model.clone();
         // The context is made on the thread that uses it (llama.cpp's batch is not Send).
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -119,6 +121,7 @@ impl Worker {
             .name("pema-worker".into())
             .spawn(move || match model.session(options) {
                 Ok(mut session) => {
+                    session.set_interrupt(Some(interrupt));
                     let _ = ready_tx.send(Ok(()));
                     run(&mut session, s)
                 }

@@ -85,6 +85,8 @@ pub struct BuildReport {
     pub examples: usize,
     /// Tokens of the prompt that every pair shares (computed once a batch, not once a pair).
     pub shared_prefix_tokens: usize,
+    /// Model batches stopped mid-decode for a waiting rewrite and run again afterwards.
+    pub batches_interrupted: usize,
     /// Things the user should know that did not stop the build (a previous memory replaced
     /// or unreadable, so every pair recomputed).
     pub warnings: Vec<String>,
@@ -328,10 +330,22 @@ pub fn build_pairs(
             })
             .collect();
         let keys = &mut todo_keys[range.clone()];
-        session.hidden_states(&reqs, |s, _pos, h| match opts.key_type {
-            KeyType::F16 => keys[s].extend(h.iter().flat_map(|&x| f16::from_f32(x).to_le_bytes())),
-            KeyType::F32 => keys[s].extend(h.iter().flat_map(|&x| x.to_le_bytes())),
-        })?;
+        // A batch interrupted for a waiting rewrite kept nothing: serve the rewrite, run it again.
+        loop {
+            let r = session.hidden_states(&reqs, |s, _pos, h| match opts.key_type {
+                KeyType::F16 => {
+                    keys[s].extend(h.iter().flat_map(|&x| f16::from_f32(x).to_le_bytes()))
+                }
+                KeyType::F32 => keys[s].extend(h.iter().flat_map(|&x| x.to_le_bytes())),
+            });
+            match r {
+                Err(e) if e.is::<crate::model::Interrupted>() => {
+                    report.batches_interrupted += 1;
+                    between_batches(session)?;
+                }
+                r => break r?,
+            }
+        }
         prog.tokens_done += reqs.iter().map(|r| r.tokens.len() - shared).sum::<usize>();
         prog.pairs_done += reqs.len();
         progress(prog);

@@ -8,7 +8,8 @@
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::path::Path;
 use std::ptr::NonNull;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use llama_cpp_sys_2 as sys;
@@ -175,6 +176,31 @@ unsafe extern "C" fn eval_callback(t: *mut sys::ggml_tensor, ask: bool, user: *m
     }
 }
 
+/// What the abort callback reads: while armed with a flag, ggml stops the graph at its next
+/// node once the flag is true (llama.cpp then drops the batch's cells from the cache).
+#[derive(Default)]
+struct AbortState {
+    flag: Option<Arc<AtomicBool>>,
+}
+
+unsafe extern "C" fn abort_callback(user: *mut c_void) -> bool {
+    let state = &*(user as *const AbortState);
+    state.flag.as_ref().is_some_and(|f| f.load(Ordering::Relaxed))
+}
+
+/// A decode stopped by its interrupt flag ([`LlamaContext::set_interrupt`]): nothing of the
+/// batch was kept, and the same batch can be decoded again.
+#[derive(Debug)]
+pub struct Interrupted;
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the decode was interrupted (a rewrite is waiting)")
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
 #[derive(Clone, Copy, Debug)]
 pub struct ContextParams {
     pub n_ctx: u32,
@@ -188,6 +214,7 @@ pub struct ContextParams {
 pub struct LlamaContext {
     ptr: NonNull<sys::llama_context>,
     callback: Box<CallbackState>,
+    abort: Box<AbortState>,
     n_batch: usize,
     n_seq_max: usize,
     n_vocab: usize,
@@ -227,6 +254,9 @@ impl LlamaContext {
         params.no_perf = true;
         params.cb_eval = Some(eval_callback);
         params.cb_eval_user_data = (&mut *callback) as *mut CallbackState as *mut c_void;
+        let mut abort = Box::<AbortState>::default();
+        params.abort_callback = Some(abort_callback);
+        params.abort_callback_data = (&mut *abort) as *mut AbortState as *mut c_void;
         let ptr = unsafe { sys::llama_init_from_model(model.ptr.as_ptr(), params) };
         let ptr = NonNull::new(ptr).ok_or_else(|| {
             anyhow!(
@@ -238,6 +268,7 @@ impl LlamaContext {
         Ok(Self {
             ptr,
             callback,
+            abort,
             n_batch: p.n_batch as usize,
             n_seq_max: p.n_seq_max as usize,
             n_vocab: model.n_vocab(),
@@ -300,6 +331,11 @@ impl LlamaContext {
         self.callback.stop_after_norm = on;
     }
 
+    /// Decodes from now on stop when `flag` turns true ([`Interrupted`]); None: never.
+    pub fn set_interrupt(&mut self, flag: Option<Arc<AtomicBool>>) {
+        self.abort.flag = flag;
+    }
+
     pub fn decode(&mut self, batch: &Batch) -> Result<()> {
         // With embeddings on (and no pooling) llama.cpp outputs every token of the batch.
         let outputs = if self.embeddings {
@@ -312,7 +348,7 @@ impl LlamaContext {
         match rc {
             0 => Ok(()),
             1 => bail!("llama.cpp found no room in the KV cache for this batch"),
-            2 => bail!("llama.cpp decode was aborted"),
+            2 => Err(Interrupted.into()),
             rc => bail!("llama.cpp decode failed (code {rc})"),
         }
     }

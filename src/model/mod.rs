@@ -18,7 +18,7 @@ use candle_core::quantized::gguf_file;
 use crate::logspace::argmax;
 
 pub use head::LmHead;
-pub use llama::Token;
+pub use llama::{Interrupted, Token};
 pub use locate::{default_model_path, resolve_model, INSTALL_DEFAULT_MODEL};
 pub use session::{common_prefix, HiddenRequest, Session, SessionOptions, Step, MIN_SHARED_PREFIX};
 
@@ -222,6 +222,7 @@ impl Model {
             cached: Vec::new(),
             stash: Vec::new(),
             memory_batch: opts.memory_batch.clamp(1, opts.n_batch),
+            interrupt: None,
         })
     }
 }

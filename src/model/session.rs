@@ -3,6 +3,7 @@
 //! and serves token-by-token generation with hidden states and logits.
 
 use super::*;
+use std::sync::atomic::AtomicBool;
 
 /// The sizes of a new [`Session`]'s llama.cpp context.
 #[derive(Clone, Copy, Debug)]
@@ -82,6 +83,8 @@ pub struct Session {
     pub(super) cached: Vec<Token>,
     pub(super) stash: Vec<Token>,
     pub(super) memory_batch: usize,
+    /// Stops a memory batch mid-decode when it turns true (a rewrite is waiting).
+    pub(super) interrupt: Option<Arc<AtomicBool>>,
 }
 
 /// Which kept sequence a prefix goes in.
@@ -128,6 +131,14 @@ impl Session {
         self.cached.clear();
         self.stash.clear();
         Ok(true)
+    }
+
+    /// A flag that stops a batch of [`Session::hidden_states`] mid-decode when it turns true:
+    /// the call then fails with [`crate::model::Interrupted`], keeps nothing of the batch
+    /// (the shared prefix stays cached) and may be made again. Set by the daemon's worker, so
+    /// that a rewrite waits for no memory batch.
+    pub fn set_interrupt(&mut self, flag: Option<Arc<AtomicBool>>) {
+        self.interrupt = flag;
     }
 
     /// The most tokens one decode takes: the longest suffix a batch of pairs may hold.
@@ -328,7 +339,11 @@ impl Session {
                 self.batch.push(t, p, id, p >= req.from);
             }
         }
-        self.ctx.decode(&self.batch)?;
+        // Only this decode is interruptible: the prefix above and other sessions' work are not.
+        self.ctx.set_interrupt(self.interrupt.clone());
+        let r = self.ctx.decode(&self.batch);
+        self.ctx.set_interrupt(None);
+        r?;
         let mut row = 0;
         for (s, req) in seqs.iter().enumerate() {
             for p in shared..req.tokens.len() {

@@ -87,6 +87,7 @@ pub struct LastBuild {
     pub tokens_per_second: f64,
     pub examples: usize,
     pub shared_prefix_tokens: usize,
+    pub batches_interrupted: usize,
     pub warnings: Vec<String>,
 }
 
@@ -420,6 +421,7 @@ fn last_build(b: BuildReport) -> LastBuild {
         tokens_per_second: b.tokens_per_second,
         examples: b.examples,
         shared_prefix_tokens: b.shared_prefix_tokens,
+        batches_interrupted: b.batches_interrupted,
         warnings: b.warnings,
     }
 }
