@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Rewrites while the daemon works (BENCHMARKS.md, "Rewrites during background work"): the same
-rewrites through `pema serve` while a new workspace's memory builds and its adapter trains, and
-again once the daemon is idle, in the same run; time to first token and tokens/s, as ratios.
+rewrites through `pema serve` while a new workspace's memory builds, then while its adapter
+trains, and again once the daemon is idle, in the same run; time to first token and tokens/s,
+as ratios.
 
   python3 scripts/bench_busy.py [--pairs FILE] [--train N] [--sources FILE] [--limit N]
 
@@ -82,6 +83,15 @@ def main():
         k += 1
         time.sleep(0.5)
     busy_phase = [d for d in during if d]
+    # Training: on its own thread, sharing the cores with the worker.
+    while status_of(c, busy)["adapter"]["state"] not in ("training", "ready"):
+        time.sleep(0.05)
+    train_runs, training = [], 0
+    while len(train_runs) < a.limit and status_of(c, busy)["adapter"]["state"] == "training":
+        train_runs.append(rewrite(c, served, sources[k % len(sources)], f"t{k}"))
+        training += status_of(c, busy)["adapter"]["state"] == "training"
+        k += 1
+        time.sleep(0.5)
     while status_of(c, busy)["adapter"]["state"] != "ready":
         time.sleep(0.5)
     learned = time.perf_counter() - t0
@@ -98,6 +108,7 @@ def main():
         return ttft, tps
 
     (bt, bs), (it, is_) = summary(busy_runs), summary(idle_runs)
+    tt, ts = summary(train_runs) if train_runs else (float("nan"), float("nan"))
     print(json.dumps({
         "machine": f"{os.cpu_count()} cores",
         "busy_workspace_pairs": a.train,
@@ -110,6 +121,11 @@ def main():
         "busy_tokens_per_s": round(bs, 1),
         "idle_tokens_per_s": round(is_, 1),
         "tokens_per_s_ratio_idle_over_busy": round(is_ / bs, 2),
+        "rewrites_during_training": f"{len(train_runs)} ({training} still training when they ended)",
+        "training_ttft_median_ms": round(1000 * tt, 1),
+        "ttft_ratio_training_over_idle": round(tt / it, 2),
+        "training_tokens_per_s": round(ts, 1),
+        "tokens_per_s_ratio_idle_over_training": round(is_ / ts, 2),
         "busy_workspace_learned_s": round(learned, 1),
         "peak_rss_mib": round(peak),
         "idle_rss_mib": round(idle_rss),

@@ -139,15 +139,27 @@ fn gu_learns_an_invented_word_substitution_the_plain_model_cannot_know() {
     let dir = tempfile::tempdir().unwrap();
     let (train, test) = colour_pairs();
     let memory = build_with(&train, dir.path(), Template::default(), 0);
+    // The daemon's hook that lets rewrites go first: called between steps and evaluations.
+    let pauses = std::sync::atomic::AtomicUsize::new(0);
+    let pause = || {
+        pauses.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    };
     let a = trained(
         &memory,
         &TrainOptions {
             residual: false,
+            pause: Some(&pause),
             ..Default::default()
         },
     );
     let t = &a.info().training;
     println!("training: {t:?}");
+    let pauses = pauses.into_inner();
+    assert!(
+        pauses > t.epochs,
+        "pause ran {pauses} times in {} epochs",
+        t.epochs
+    );
     assert_eq!(a.template().unwrap(), Template::default());
 
     let mut s = common::session();

@@ -324,7 +324,11 @@ fn an_interrupted_memory_batch_keeps_nothing_and_runs_again() {
         .unwrap();
     assert_eq!(got.len(), want.len());
     for (g, w) in got.iter().zip(&want) {
-        assert!(common::cosine(g, w) > 0.999, "cosine {}", common::cosine(g, w));
+        assert!(
+            common::cosine(g, w) > 0.999,
+            "cosine {}",
+            common::cosine(g, w)
+        );
     }
     let step = s.start(&prompt).unwrap();
     let mut again = model.session(SessionOptions::default()).unwrap();

@@ -94,7 +94,8 @@ struct Row {
 }
 
 /// Scores every candidate schedule on the memory's held-out pairs (the reference mixture;
-/// `adapter_top_k` is only stored with the choice) and stores the best in the adapter.
+/// `adapter_top_k` is only stored with the choice) and stores the best in the adapter. `pause`
+/// runs before each pair (see [`super::TrainOptions::pause`]).
 /// Returns every score (best first).
 pub fn choose_decoding(
     adapter: &mut Adapter,
@@ -102,6 +103,7 @@ pub fn choose_decoding(
     head: &LmHead,
     held_out: &[bool],
     adapter_top_k: usize,
+    pause: &dyn Fn(),
 ) -> Result<Vec<DecodingScore>> {
     adapter.prepare(head)?;
     let vocab_pos: std::collections::HashMap<u32, usize> = adapter
@@ -117,6 +119,7 @@ pub fn choose_decoding(
         if rows.len() >= MAX_ROWS {
             break;
         }
+        pause();
         let (first, n) = (g.first_row as usize, g.rows as usize);
         let keys = memory.keys_f32(first..first + n);
         let x = Tensor::from_slice(&keys, (n, d), &Device::Cpu)?;

@@ -69,6 +69,9 @@ pub struct TrainOptions<'a> {
     pub seed: u64,
     /// Set to stop training between steps; it then fails with [`crate::Cancelled`].
     pub cancel: Option<&'a AtomicBool>,
+    /// Called before every step and every chunk of an evaluation: it may block while something
+    /// more urgent uses the cores (the daemon: a rewrite the user waits for).
+    pub pause: Option<&'a (dyn Fn() + Sync)>,
     /// Warm start from this adapter (same model, template and rank).
     pub warm_start: Option<&'a Adapter>,
     /// The adapter's logits add to the model's own (`W·(h + B_pd·A·h)`): it learns a correction
@@ -94,6 +97,7 @@ impl Default for TrainOptions<'_> {
             device: Device::Cpu,
             seed: 0x9e3779b97f4a7c15,
             cancel: None,
+            pause: None,
             warm_start: None,
             residual: true,
             adapter_top_k: super::decoding::ADAPTER_TOP_K,
@@ -340,9 +344,15 @@ pub fn train(
     let joint = |mse: &Tensor, ce: &Tensor| -> Result<Tensor> {
         Ok(((mse * opts.kappa)? + (ce * (1.0 - opts.kappa))?)?)
     };
+    let pause = || {
+        if let Some(p) = opts.pause {
+            p()
+        }
+    };
     let evaluate = |data: &Data| -> Result<(f32, f32)> {
         let (mut loss, mut ce) = (0f64, 0f64);
         for start in (0..data.n).step_by(4096) {
+            pause();
             let len = (data.n - start).min(4096);
             let (m, c) = losses(
                 &data.x.narrow(0, start, len)?,
@@ -380,6 +390,7 @@ pub fn train(
         order.shuffle(&mut rng);
         let mut sum = 0f64;
         for (s, idx) in order.chunks(opts.batch_size).enumerate() {
+            pause();
             if opts.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
                 return Err(crate::Cancelled("training cancelled; no adapter was written").into());
             }
@@ -471,7 +482,14 @@ pub fn train(
         proj: None,
         w_c: None,
     };
-    super::choose_decoding(&mut adapter, memory, head, &held, opts.adapter_top_k)?;
+    super::choose_decoding(
+        &mut adapter,
+        memory,
+        head,
+        &held,
+        opts.adapter_top_k,
+        &pause,
+    )?;
     adapter.learn_kept_names(memory, opts.held_out_percent);
     Ok(adapter)
 }

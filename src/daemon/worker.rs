@@ -4,7 +4,7 @@
 //! again after the rewrite), a paraphrase between two tokens.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use anyhow::Result;
@@ -55,6 +55,9 @@ struct Inbox {
     /// True while a rewrite waits: background work checks it between tokens, and llama.cpp
     /// between the graph nodes of a memory batch (the session's interrupt flag).
     rewrite_waiting: Arc<AtomicBool>,
+    /// Rewrites queued or running: training (on its own thread, on the same cores) waits
+    /// while there are any.
+    rewrites_open: Arc<AtomicUsize>,
 }
 
 /// What background work uses to give way to rewrites.
@@ -80,7 +83,10 @@ impl Yield {
                 job
             };
             match job {
-                Some(j) => run_rewrite(session, j),
+                Some(j) => {
+                    run_rewrite(session, j);
+                    self.shared.rewrites_open.fetch_sub(1, Ordering::SeqCst);
+                }
                 None => return,
             }
         }
@@ -111,6 +117,7 @@ impl Worker {
             queues: Mutex::new(Queues::default()),
             wake: Condvar::new(),
             rewrite_waiting: Arc::new(AtomicBool::new(false)),
+            rewrites_open: Arc::new(AtomicUsize::new(0)),
         });
         let s = shared.clone();
         let interrupt = shared.rewrite_waiting.clone();
@@ -141,6 +148,7 @@ impl Worker {
     pub fn rewrite(&self, job: RewriteJob) {
         let mut q = self.shared.queues.lock().unwrap();
         q.rewrites.push_back(job);
+        self.shared.rewrites_open.fetch_add(1, Ordering::SeqCst);
         self.shared.rewrite_waiting.store(true, Ordering::SeqCst);
         self.shared.wake.notify_one();
     }
@@ -150,6 +158,11 @@ impl Worker {
         let mut q = self.shared.queues.lock().unwrap();
         q.background.push_back((what, job));
         self.shared.wake.notify_one();
+    }
+
+    /// How many rewrites are queued or running now (shared: it changes as they come and go).
+    pub fn rewrites_open(&self) -> Arc<AtomicUsize> {
+        self.shared.rewrites_open.clone()
     }
 
     pub fn status(&self) -> QueueStatus {
@@ -203,7 +216,10 @@ fn run(session: &mut Session, shared: Arc<Inbox>) {
             }
         };
         match next {
-            Next::Rewrite(j) => run_rewrite(session, j),
+            Next::Rewrite(j) => {
+                run_rewrite(session, j);
+                shared.rewrites_open.fetch_sub(1, Ordering::SeqCst);
+            }
             Next::Background(j) => {
                 // A panic in background work must not take the worker (and every later rewrite)
                 // down with it.

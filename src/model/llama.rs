@@ -185,7 +185,10 @@ struct AbortState {
 
 unsafe extern "C" fn abort_callback(user: *mut c_void) -> bool {
     let state = &*(user as *const AbortState);
-    state.flag.as_ref().is_some_and(|f| f.load(Ordering::Relaxed))
+    state
+        .flag
+        .as_ref()
+        .is_some_and(|f| f.load(Ordering::Relaxed))
 }
 
 /// A decode stopped by its interrupt flag ([`LlamaContext::set_interrupt`]): nothing of the

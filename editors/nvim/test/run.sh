@@ -78,7 +78,7 @@ cleanup() {
   for p in /proc/[0-9]*; do
     pid="${p#/proc/}"
     case "$(readlink "$p/exe" 2>/dev/null)" in "$(readlink -f "$PEMA_BIN")"*) ;; *) continue ;; esac
-    if tr '\0' '\n' <"$p/environ" 2>/dev/null | grep -qxF "XDG_CACHE_HOME=$XDG_CACHE_HOME"; then
+    if tr '\0' '\n' <"$p/environ" 2>/dev/null | grep -q "^XDG_CACHE_HOME=$XDG_CACHE_HOME"; then
       kill "$pid" 2>/dev/null || true
     fi
   done

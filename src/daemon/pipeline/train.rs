@@ -50,6 +50,7 @@ impl Pipeline {
         let shared = self.shared.clone();
         let tx = self.tx.clone();
         let events = self.events.clone();
+        let rewrites_open = self.worker.rewrites_open();
         let spawned = std::thread::Builder::new()
             .name("pema-train".into())
             .spawn(move || {
@@ -71,25 +72,41 @@ impl Pipeline {
                             if warm.is_some() { ", warm start" } else { "" }
                         ),
                     );
+                    // Training shares the cores with the worker: a rewrite the user waits for
+                    // goes first, so training waits while one is queued or running.
+                    let wait_for_rewrites = || {
+                        while rewrites_open.load(Ordering::Relaxed) > 0
+                            && !cancel.load(Ordering::Relaxed)
+                        {
+                            std::thread::sleep(std::time::Duration::from_millis(5));
+                        }
+                    };
                     let opts = TrainOptions {
                         rank: rank.min(memory.hidden_size()),
                         cancel: Some(&cancel),
+                        pause: Some(&wait_for_rewrites),
                         warm_start: warm.as_deref(),
                         device,
                         ..Default::default()
                     };
                     let head = model.head()?;
-                    let mut a = adapter::train(&memory, &head, model.info(), &opts, |p| {
-                        let done = p.epoch * p.steps_per_epoch.max(1) + p.step;
-                        let all = p.max_epochs * p.steps_per_epoch.max(1);
-                        progress.report((100 * done / all.max(1)) as u32, || {
-                            format!(
-                                "epoch {}, held-out loss {:.3}",
-                                p.epoch + 1,
-                                p.held_out_loss
-                            )
-                        });
-                    })?;
+                    let mut train = || {
+                        adapter::train(&memory, &head, model.info(), &opts, |p| {
+                            let done = p.epoch * p.steps_per_epoch.max(1) + p.step;
+                            let all = p.max_epochs * p.steps_per_epoch.max(1);
+                            progress.report((100 * done / all.max(1)) as u32, || {
+                                format!(
+                                    "epoch {}, held-out loss {:.3}",
+                                    p.epoch + 1,
+                                    p.held_out_loss
+                                )
+                            });
+                        })
+                    };
+                    let mut a = match training_pool() {
+                        Some(pool) => pool.install(train),
+                        None => train(),
+                    }?;
                     a.save(&dir.join(state::ADAPTER_FILE))?;
                     a.prepare(&head)?;
                     progress.finish(format!(
@@ -133,6 +150,33 @@ impl Pipeline {
                 self.error(format!("training failed: {e:#}"));
             }
         }
+    }
+}
+
+/// Training's threads: candle computes on the current rayon pool, and this one's threads run at
+/// the lowest CPU priority, so that when a rewrite needs the cores (the worker's llama.cpp
+/// threads, at normal priority) the kernel gives them to it and training takes what is left.
+/// None (training on the global pool) if the pool cannot be made.
+fn training_pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .thread_name(|i| format!("pema-train-{i}"))
+            .start_handler(|_| lower_priority())
+            .build()
+            .map_err(|e| tracing::warn!("no thread pool for training: {e}"))
+            .ok()
+    })
+    .as_ref()
+}
+
+/// Sets the calling thread's nice value to 19 (Linux: nice is per thread).
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority only changes the scheduling priority of the calling thread (who = 0);
+    // it touches no memory.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 19);
     }
 }
 
