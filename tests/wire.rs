@@ -81,6 +81,7 @@ const WORKSPACE: &[&str] = &[
     "memory.lastBuild.tokensPerSecond",
     "memory.lastBuild.examples",
     "memory.lastBuild.sharedPrefixTokens",
+    "memory.lastBuild.batchesInterrupted",
     "memory.lastBuild.warnings",
     "adapter",
     "adapter.state",
