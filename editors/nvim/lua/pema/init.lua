@@ -1121,12 +1121,20 @@ function M.format_files(r)
   return L
 end
 
---- :PemaFiles — which files the current file's workspace learns from, and why not the others.
-function M.files()
-  local bufnr = api.nvim_get_current_buf()
+--- The daemon attached to `bufnr`, or nil after saying how to get one.
+local function client_or_say(bufnr)
   local client = M.get_client(bufnr)
   if not client then
     notify('no pema daemon is running: open a file in a folder with a .pema.toml, or :PemaLearn', vim.log.levels.ERROR)
+  end
+  return client
+end
+
+--- :PemaFiles — which files the current file's workspace learns from, and why not the others.
+function M.files()
+  local bufnr = api.nvim_get_current_buf()
+  local client = client_or_say(bufnr)
+  if not client then
     return
   end
   local root = M.find_root(bufnr)
@@ -1175,9 +1183,8 @@ end
 --- @param limit integer? default 10 (at most 50)
 function M.examples(limit)
   local bufnr = api.nvim_get_current_buf()
-  local client = M.get_client(bufnr)
+  local client = client_or_say(bufnr)
   if not client then
-    notify('no pema daemon is running: open a file in a folder with a .pema.toml, or :PemaLearn', vim.log.levels.ERROR)
     return
   end
   local root = M.find_root(bufnr)
@@ -1221,9 +1228,8 @@ end
 function M.compare(opts)
   opts = opts or {}
   local bufnr = api.nvim_get_current_buf()
-  local client = M.get_client(bufnr)
+  local client = client_or_say(bufnr)
   if not client then
-    notify('no pema daemon is running: open a file in a folder with a .pema.toml, or :PemaLearn', vim.log.levels.ERROR)
     return
   end
   local line1 = opts.line1 or api.nvim_win_get_cursor(0)[1]
