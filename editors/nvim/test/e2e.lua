@@ -440,27 +440,38 @@ local function wait_done(sess)
   check(okw and sess.done, 'the rewrite did not finish: %s', table.concat(errors, '; '))
   return sess.text
 end
-local before = api.nvim_buf_get_lines(buf, 0, -1, true)
-check(#before >= 5, 'notes.md has %d lines', #before)
-api.nvim_set_current_win(s.src_win)
+-- Two plain sentences in drafts/ (excluded from learning): the memory does not hold them, so a
+-- sample can differ from the greedy text (on the learned notes it need not).
+local draft = vim.fs.joinpath(ws, 'drafts', 'draft.md')
+vim.fn.mkdir(vim.fs.dirname(draft), 'p')
+vim.fn.writefile({
+  'I will take away everything from the face of the earth, says the Lord.',
+  'For, when the law of God is turned away from them, they are not bound by it.',
+}, draft)
+vim.cmd.edit(vim.fn.fnameescape(draft))
+local dbuf = api.nvim_get_current_buf()
+check(vim.wait(20000, function()
+  return vim.lsp.get_clients({ bufnr = dbuf, name = 'pema' })[1] ~= nil
+end, 50), 'no pema client attached to drafts/draft.md')
+local before = api.nvim_buf_get_lines(dbuf, 0, -1, true)
 local sampled = { temperature = 0.9, seed = 11 }
-local rs = pema.rewrite({ line1 = 3, line2 = 4, mode = 'gu', options = sampled })
+local rs = pema.rewrite({ line1 = 1, line2 = 2, mode = 'fixed', options = vim.tbl_extend('force', sampled, { lambdaFixed = 0.9 }) })
 local texts = { wait_done(rs) }
 local function differing_line()
   local new = vim.split(pema._pending.text, '\n', { plain = true })
   check(#new == 2, 'a 2-line rewrite has %d lines: %q', #new, pema._pending.text)
   for n = 1, 2 do
-    if new[n] ~= before[2 + n] then
+    if new[n] ~= before[n] then
       return n, new
     end
   end
   return nil, new
 end
 local differs, new
-for attempt = 1, 8 do
+for attempt = 1, 12 do
   local rr = pema.retry()
   check(rr ~= nil and rr ~= rs, ':PemaRetry started no new rewrite')
-  check(rr.options.temperature == 0.8 and rr.options.seed ~= nil, 'retry options %s', vim.inspect(rr.options))
+  check(rr.options.temperature == 0.8 and rr.options.topP == 0.6 and rr.options.seed ~= nil, 'retry options %s', vim.inspect(rr.options))
   texts[#texts + 1] = wait_done(rr)
   rs = rr
   log('retry %d: %q', attempt, texts[#texts])
@@ -473,19 +484,15 @@ check(texts[#texts] ~= texts[1], 'retry gave the same text every time: %s', vim.
 check(differs ~= nil, 'no rewritten line differs from its source line: %s', vim.inspect(texts))
 local keep = 3 - differs
 vim.cmd('PemaAcceptHunk ' .. differs)
-local after = api.nvim_buf_get_lines(buf, 0, -1, true)
-check(after[2 + differs] == new[differs], 'hunk %d: line %q, want %q', differs, after[2 + differs], new[differs])
-check(after[2 + keep] == before[2 + keep], 'the other line changed: %q, was %q', after[2 + keep], before[2 + keep])
-for i, l in ipairs(before) do
-  if i ~= 2 + differs then
-    check(after[i] == l, 'line %d changed after accepting one hunk', i)
-  end
-end
-log('accepted hunk %d only: %q; line %d kept: %q', differs, new[differs], 2 + keep, after[2 + keep])
+local after = api.nvim_buf_get_lines(dbuf, 0, -1, true)
+check(after[differs] == new[differs], 'hunk %d: line %q, want %q', differs, after[differs], new[differs])
+check(after[keep] == before[keep], 'the other line changed: %q, was %q', after[keep], before[keep])
+check(#after == #before, 'accepting one hunk changed the number of lines')
+log('accepted hunk %d only: %q; line %d kept: %q', differs, new[differs], keep, after[keep])
 if pema._pending then
   vim.cmd('PemaDiscard')
 end
-check(vim.deep_equal(api.nvim_buf_get_lines(buf, 0, -1, true), after), 'discarding the rest changed the buffer')
+check(vim.deep_equal(api.nvim_buf_get_lines(dbuf, 0, -1, true), after), 'discarding the rest changed the buffer')
 
 ---------------------------------------------------------------------------------------------------
 -- 6. Opt a folder in: :PemaLearn writes .pema.toml after "Yes", the running client takes the

@@ -258,14 +258,23 @@ export function requestChoice(s: Settings, how: RewriteChoice): RewriteChoice {
   return Object.keys(options).length ? { mode, options } : { mode };
 }
 
-/** The sampling temperature of "Retry Rewrite" (greedy decoding would give the same text). */
+/** The sampling of "Retry Rewrite" (greedy decoding would give the same text): temperature 0.8
+ *  over the smallest set of tokens holding 60% of the probability. Measured (BENCHMARKS.md,
+ *  "Retry samples"): without the top-p cut, 9 of 30 samples lost the source's meaning; with it, 1
+ *  (as greedy), and 25 of 30 still differ from the greedy text. */
 export const RETRY_TEMPERATURE = 0.8;
+export const RETRY_TOP_P = 0.6;
 
 /** Another sample of a rewrite: its mode and options kept, with sampling and a new seed. */
 export function retryChoice(prev: RewriteChoice | undefined, seed: number): RewriteChoice {
   return {
     mode: prev?.mode,
-    options: { ...(prev?.options ?? {}), temperature: RETRY_TEMPERATURE, seed: Math.floor(Math.abs(seed)) },
+    options: {
+      ...(prev?.options ?? {}),
+      temperature: RETRY_TEMPERATURE,
+      topP: RETRY_TOP_P,
+      seed: Math.floor(Math.abs(seed)),
+    },
   };
 }
 

@@ -366,19 +366,19 @@ try {
   // text differs; each retry replaces the preview.
   const texts = [res3.result.text];
   let last = res3;
-  for (let attempt = 1; attempt <= 8 && (texts.at(-1) === texts[0] || texts.at(-1) === sel3); attempt++) {
+  for (let attempt = 1; attempt <= 12 && (texts.at(-1) === texts[0] || texts.at(-1) === sel3); attempt++) {
     n = count("rewrite-result");
     await palette(page, "PEMA: Retry Rewrite");
     last = await nth("rewrite-result", n);
     const q = traceEvents().filter((e) => e.event === "rewrite-request").at(-1);
-    if (q.params.mode !== "fixed" || q.params.options?.lambdaFixed !== 0.9 || q.params.options?.temperature !== 0.8 || typeof q.params.options?.seed !== "number") {
+    if (q.params.mode !== "fixed" || q.params.options?.lambdaFixed !== 0.9 || q.params.options?.temperature !== 0.8 || q.params.options?.topP !== 0.6 || typeof q.params.options?.seed !== "number") {
       throw new Error(`e2e: Retry sent ${JSON.stringify(q.params)}`);
     }
     if (q.originalText !== sel3) throw new Error(`e2e: Retry rewrote ${JSON.stringify(q.originalText)}`);
     texts.push(last.result.text);
     log(`retry ${attempt}: ${JSON.stringify(last.result.text)}`);
   }
-  if (texts.at(-1) === texts[0]) throw new Error(`e2e: eight retries gave the same text: ${JSON.stringify(texts)}`);
+  if (texts.at(-1) === texts[0]) throw new Error(`e2e: twelve retries gave the same text: ${JSON.stringify(texts)}`);
 
   // Accept one line of the rewrite in preview: that line changes, the other stays as it was.
   const new3 = last.result.text.split("\n");

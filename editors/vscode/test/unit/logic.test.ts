@@ -17,6 +17,7 @@ import {
   ProgressState,
   PRESETS,
   RETRY_TEMPERATURE,
+  RETRY_TOP_P,
   StatusChange,
   applyStatusChange,
   formatExamples,
@@ -324,9 +325,16 @@ describe("strength presets and retry", () => {
 
   it("retries with sampling and a new seed, keeping the mode and mix", () => {
     const r = retryChoice(PRESETS.lighter, 1234.7);
-    assert.deepEqual(r, { mode: "fixed", options: { lambdaFixed: 0.3, temperature: RETRY_TEMPERATURE, seed: 1234 } });
+    assert.deepEqual(r, {
+      mode: "fixed",
+      options: { lambdaFixed: 0.3, temperature: RETRY_TEMPERATURE, topP: RETRY_TOP_P, seed: 1234 },
+    });
+    assert.ok(RETRY_TOP_P > 0 && RETRY_TOP_P <= 1, "a top-p the daemon accepts");
     assert.ok(RETRY_TEMPERATURE >= 0.05 && RETRY_TEMPERATURE <= 5, "a temperature the daemon accepts");
-    assert.deepEqual(retryChoice(undefined, 7), { mode: undefined, options: { temperature: RETRY_TEMPERATURE, seed: 7 } });
+    assert.deepEqual(retryChoice(undefined, 7), {
+      mode: undefined,
+      options: { temperature: RETRY_TEMPERATURE, topP: RETRY_TOP_P, seed: 7 },
+    });
     // the preset itself is not changed
     assert.deepEqual(PRESETS.lighter.options, { lambdaFixed: 0.3 });
   });
@@ -431,7 +439,7 @@ describe("mode and λ per request", () => {
     });
     assert.deepEqual(requestChoice({ mode: "plain" }, retryChoice(undefined, 5)), {
       mode: "plain",
-      options: { temperature: RETRY_TEMPERATURE, seed: 5 },
+      options: { temperature: RETRY_TEMPERATURE, topP: RETRY_TOP_P, seed: 5 },
     });
   });
 
