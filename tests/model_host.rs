@@ -193,12 +193,15 @@ fn a_prompt_that_shares_the_previous_start_gives_the_same_step() {
     );
 }
 
-/// A rewrite between two batches of a memory build: the build's shared prefix and the
-/// rewrite's prompt are kept apart, so neither is computed again, and both give what a fresh
-/// session gives.
-#[test]
-fn a_rewrite_between_two_memory_batches_keeps_both_caches() {
-    let model = common::model();
+/// Two memory batches of two pairs each behind the same worked example, the length of what all
+/// four share, and a rewrite's prompt.
+fn two_batches_and_a_prompt(
+    model: &pema::model::Model,
+) -> (
+    [[Vec<pema::model::Token>; 2]; 2],
+    usize,
+    Vec<pema::model::Token>,
+) {
     let prefix = "Rewrite the text in the house style:\nThe lamp was lit at dusk.\nRewritten: \
                   At dusk the lamp was lit.\nRewrite the text in the house style:\n";
     let seq = |t: &str| model.tokenize(&format!("{prefix}{t}")).unwrap();
@@ -221,6 +224,16 @@ fn a_rewrite_between_two_memory_batches_keeps_both_caches() {
     let prompt = model
         .tokenize("Rewrite the text in the house style:\nThe door was old.\nRewritten:")
         .unwrap();
+    (batches, shared, prompt)
+}
+
+/// A rewrite between two batches of a memory build: the build's shared prefix and the
+/// rewrite's prompt are kept apart, so neither is computed again, and both give what a fresh
+/// session gives.
+#[test]
+fn a_rewrite_between_two_memory_batches_keeps_both_caches() {
+    let model = common::model();
+    let (batches, shared, prompt) = two_batches_and_a_prompt(&model);
     let states = |s: &mut pema::model::Session, batch: &[Vec<pema::model::Token>]| {
         let reqs: Vec<HiddenRequest> = batch
             .iter()
@@ -264,24 +277,14 @@ fn a_rewrite_between_two_memory_batches_keeps_both_caches() {
 fn an_interrupted_memory_batch_keeps_nothing_and_runs_again() {
     use std::sync::atomic::{AtomicBool, Ordering};
     let model = common::model();
-    let prefix = "Rewrite the text in the house style:\nThe lamp was lit at dusk.\nRewritten: \
-                  At dusk the lamp was lit.\nRewrite the text in the house style:\n";
-    let seq = |t: &str| model.tokenize(&format!("{prefix}{t}")).unwrap();
-    let batch = [
-        seq("The keeper climbed the stairs.\nRewritten: Up the stairs he climbed."),
-        seq("Ships no longer needed him.\nRewritten: No ship needed him now."),
-    ];
-    let shared = pema::model::common_prefix(&batch[0], &batch[1]);
-    let reqs: Vec<HiddenRequest> = batch
+    let (batches, shared, prompt) = two_batches_and_a_prompt(&model);
+    let reqs: Vec<HiddenRequest> = batches[0]
         .iter()
         .map(|t| HiddenRequest {
             tokens: t,
             from: shared,
         })
         .collect();
-    let prompt = model
-        .tokenize("Rewrite the text in the house style:\nThe door was old.\nRewritten:")
-        .unwrap();
     let mut fresh = model.session(SessionOptions::default()).unwrap();
     let mut want = vec![];
     fresh

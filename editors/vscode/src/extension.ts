@@ -683,10 +683,9 @@ async function compareSelection(): Promise<void> {
   const selected = doc.getText(range);
   const settings = readSettings();
   const style = requestChoice(settings, {});
-  const mode = style.mode;
   const synced = vscode.languages.match(scopedSelector(settings.languages, roots), doc) > 0;
   const texts: string[] = [];
-  const runs = compareRequests(mode);
+  const runs = compareRequests(style.mode);
   const done = await vscode.window.withProgress(
     { location: vscode.ProgressLocation.Notification, title: "pema: comparing", cancellable: true },
     async (report, cancel) => {

@@ -647,6 +647,18 @@ M.presets = {
   stronger = { mode = 'fixed', options = { lambdaFixed = 0.9 } },
 }
 
+--- What a rewrite request carries: the given mode and options (a preset's, a retry's) first,
+--- then the config as it is now (setup() may have changed mode or lambda_max since the daemon
+--- started), so that no restart is needed.
+--- @return string? mode, table? options
+local function request_choice(mode, options)
+  local c = M.config or M.defaults
+  if c.lambda_max and not (options and options.lambdaMax) then
+    options = vim.tbl_extend('force', { lambdaMax = c.lambda_max }, options or {})
+  end
+  return mode or c.mode, options
+end
+
 --- Rewrite a range of the current buffer in its workspace's style.
 --- @param opts { line1: integer?, line2: integer?, bytes: integer[]?, mode: string?, options: table? }?
 function M.rewrite(opts)
@@ -656,13 +668,7 @@ function M.rewrite(opts)
     opts.mode = preset.mode
     opts.options = vim.tbl_extend('force', preset.options, opts.options or {})
   end
-  -- The config as it is now (setup() may have changed mode or lambda_max since the daemon
-  -- started): sent with every request, so no restart is needed.
-  local c = M.config or M.defaults
-  opts.mode = opts.mode or c.mode
-  if c.lambda_max and not (opts.options and opts.options.lambdaMax) then
-    opts.options = vim.tbl_extend('force', { lambdaMax = c.lambda_max }, opts.options or {})
-  end
+  opts.mode, opts.options = request_choice(opts.mode, opts.options)
   local bufnr = api.nvim_get_current_buf()
   local client = vim.lsp.get_clients({ bufnr = bufnr, name = NAME })[1]
   if not client then
@@ -1238,8 +1244,8 @@ function M.compare(opts)
   local sr, sc, er, ec = byte_range(bufnr, line1, opts.line2 or line1)
   local range = lsp_range(bufnr, sr, sc, er, ec, client.offset_encoding or 'utf-16')
   local source = table.concat(api.nvim_buf_get_text(bufnr, sr, sc, er, ec, {}), '\n')
-  local mode = (M.config or M.defaults).mode
-  local runs = { { label = 'plain', mode = 'plain' }, { label = 'pema', mode = mode } }
+  local mode, options = request_choice(nil, nil)
+  local runs = { { label = 'plain', mode = 'plain' }, { label = 'pema', mode = mode, options = options } }
   local function run(i)
     if i > #runs then
       float(M.format_compare(source, runs), ' pema: plain model ↔ style ', 'pema-compare')
@@ -1250,7 +1256,7 @@ function M.compare(opts)
       })
       return
     end
-    local params = { uri = vim.uri_from_bufnr(bufnr), range = range, mode = runs[i].mode }
+    local params = { uri = vim.uri_from_bufnr(bufnr), range = range, mode = runs[i].mode, options = runs[i].options }
     client:request('pema/rewrite', params, function(err, result)
       if err then
         notify('compare: ' .. tostring(err.message), vim.log.levels.ERROR)
