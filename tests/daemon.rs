@@ -111,15 +111,27 @@ fn lsp_over_stdio_learns_the_workspace_and_rewrites() {
         json!(["pema.rewrite"])
     );
 
-    eprintln!("== Progress: paraphrasing");
-    // Progress: paraphrasing, memory and training each begin, report and end.
-    c.wait_for(0, LONG, |m| {
-        m["method"] == "$/progress"
-            && m["params"]["token"]
-                .as_str()
-                .is_some_and(|t| t.starts_with("pema/training/"))
-            && m["params"]["value"]["kind"] == "end"
-    });
+    eprintln!("== Progress: memory, the first training, then paraphrasing");
+    // Progress: paraphrasing, memory and training each begin, report and end. The first adapter
+    // trains on the memory as it stands (units standing for themselves) before any paraphrase.
+    let ended = |c: &mut Rpc, task: &str| {
+        let prefix = format!("pema/{task}/");
+        c.wait_for(0, LONG, |m| {
+            m["method"] == "$/progress"
+                && m["params"]["token"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with(&prefix))
+                && m["params"]["value"]["kind"] == "end"
+        })
+    };
+    let first_training = ended(&mut c, "training");
+    assert!(
+        progress_of(&c.seen[..first_training], "paraphrase").is_empty(),
+        "paraphrasing began before the first adapter was trained"
+    );
+    // An adapter serves while the paraphrases are still being made.
+    c.wait_status(LONG, |w| w["adapter"]["available"] == true);
+    ended(&mut c, "paraphrase");
     for task in ["paraphrase", "memory", "training"] {
         let k = kinds(&progress_of(&c.seen, task));
         assert_eq!(

@@ -66,8 +66,25 @@ pub struct PairSet {
     /// The pairs files' pairs and one pseudo-pair per paraphrased unit (with
     /// `pending_units = "identity"`, one unit → unit pair per pending unit too), in file order.
     pub pairs: Vec<Pair>,
-    /// Units whose paraphrase is not ready, in file order.
+    /// Units whose paraphrase is not ready and that are within `paraphrase_limit`, in the
+    /// order they are paraphrased.
     pub pending: Vec<String>,
+}
+
+/// The units to paraphrase next, at most `allowed`: the ones whose text hashes lowest, so that a
+/// limited share still spreads over every file and the same units are picked on every refresh.
+fn paraphrase_order(waiting: Vec<&String>, allowed: usize) -> Vec<String> {
+    let mut keyed: Vec<([u8; 32], &String)> = waiting
+        .into_iter()
+        .map(|u| (*blake3::hash(u.as_bytes()).as_bytes(), u))
+        .collect();
+    keyed.sort_unstable();
+    keyed.dedup_by(|a, b| a.1 == b.1);
+    keyed
+        .into_iter()
+        .take(allowed)
+        .map(|(_, u)| u.clone())
+        .collect()
 }
 
 /// An open workspace: its settings and what pema took from each of its files (units, pairs),
@@ -267,20 +284,27 @@ impl Workspace {
             pairs: vec![],
             pending: vec![],
         };
+        let identity = self.config.pending_units == PendingUnits::Identity;
+        let mut waiting = vec![];
         for e in self.files.values() {
             out.pairs.extend(e.pairs.iter().cloned());
             for u in &e.units {
                 match cache.get(u) {
                     Some(p) => out.pairs.push(paraphrase::pseudo_pair(u, p)),
                     None => {
-                        out.pending.push(u.clone());
-                        if self.config.pending_units == PendingUnits::Identity {
+                        waiting.push(u);
+                        if identity {
                             out.pairs.push(paraphrase::pseudo_pair(u, u));
                         }
                     }
                 }
             }
         }
+        let paraphrased = self.units().filter(|u| cache.get(u).is_some()).count();
+        out.pending = paraphrase_order(
+            waiting,
+            self.config.paraphrase_limit.saturating_sub(paraphrased),
+        );
         out
     }
 
@@ -410,4 +434,48 @@ fn config_stamp(root: &Path) -> Option<SystemTime> {
     std::fs::symlink_metadata(root.join(config::FILE_NAME))
         .and_then(|m| m.modified())
         .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Past `paraphrase_limit`, units stand for themselves and are never queued; the queued ones
+    /// are the same on every refresh and shrink as paraphrases arrive.
+    #[test]
+    fn paraphrasing_stops_at_the_limit_and_picks_the_same_units() {
+        let root = tempfile::tempdir().unwrap();
+        let cache_dir = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join(".pema.toml"), "paraphrase_limit = 4\n").unwrap();
+        let text: Vec<String> = (0..10)
+            .map(|i| format!("Sentence number {i} of the plain notes is here."))
+            .collect();
+        std::fs::write(root.path().join("a.md"), text[..5].join(" ")).unwrap();
+        std::fs::write(root.path().join("b.md"), text[5..].join(" ")).unwrap();
+        let mut ws = Workspace::open(root.path()).unwrap();
+        ws.refresh().unwrap();
+        assert_eq!(ws.units().count(), 10);
+        let (mut cache, _) = ParaphraseCache::load(cache_dir.path(), "test");
+        let first = ws.pairs(&cache);
+        assert_eq!(first.pending.len(), 4, "{:?}", first.pending);
+        assert_eq!(
+            first.pairs.len(),
+            10,
+            "every unit stands for itself meanwhile"
+        );
+        assert_eq!(ws.pairs(&cache).pending, first.pending);
+        for u in &first.pending[..2] {
+            cache.insert(u, format!("plain {u}"));
+        }
+        let second = ws.pairs(&cache);
+        assert_eq!(second.pending, first.pending[2..]);
+        assert_eq!(
+            second
+                .pairs
+                .iter()
+                .filter(|p| p.source.starts_with("plain "))
+                .count(),
+            2
+        );
+    }
 }

@@ -371,6 +371,16 @@ impl Pipeline {
             }
         }
         if !set.pending.is_empty() {
+            // A workspace with no adapter yet gets one trained on the memory as it stands (units
+            // standing for themselves) before any paraphrasing: its first style-adapted rewrite
+            // comes in minutes, not after every unit is paraphrased. Paraphrasing waits for that
+            // training, which would otherwise share the cores with it.
+            if identity && self.first_adapter_due() {
+                if self.training.is_none() && self.should_train() {
+                    self.start_training();
+                }
+                return;
+            }
             self.start_paraphrase(set.pending);
             return;
         }

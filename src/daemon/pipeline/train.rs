@@ -25,6 +25,16 @@ impl Pipeline {
         !fresh && (self.memory_changed.is_none() || self.quiet_left() == Some(Duration::ZERO))
     }
 
+    /// No adapter serves this workspace yet and its memory can train one (not one whose training
+    /// failed): the first adapter comes before paraphrasing.
+    pub(super) fn first_adapter_due(&self) -> bool {
+        let Some(digest) = &self.memory_digest else {
+            return false;
+        };
+        self.shared.serving.read().unwrap().adapter.is_none()
+            && self.failed_digest.as_ref() != Some(digest)
+    }
+
     /// Time left before the memory counts as quiet (zero once it does).
     pub(super) fn quiet_left(&self) -> Option<Duration> {
         let quiet = Duration::from_secs_f64(self.ws.config().retrain_after_seconds.max(0.0));
