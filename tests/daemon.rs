@@ -919,6 +919,19 @@ fn examples_and_status_changes_of_a_learning_workspace() {
         "{} changes in {elapsed:.1} s",
         changes.len()
     );
+    // The client that opened the workspace follows its first memory build from its begin (the
+    // build starts as soon as the workspace has loaded, before `pema/openWorkspace` answers).
+    let memory: Vec<&str> = a.seen[..=built]
+        .iter()
+        .filter(|m| {
+            (m["method"] == "pema/progress" || m["method"] == "$/progress")
+                && m["params"]["token"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("pema/memory/"))
+        })
+        .filter_map(|m| m["params"]["value"]["kind"].as_str())
+        .collect();
+    assert_eq!(memory.first(), Some(&"begin"), "{memory:?}");
     // A pseudo-pair's target is a unit of the prose (a paragraph's lines joined by spaces).
     let words = |t: &str| t.split_whitespace().collect::<Vec<_>>().join(" ");
     let prose: Vec<String> = ["style/sayings.md", "letters.txt"]

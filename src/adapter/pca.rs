@@ -6,10 +6,22 @@ use candle_core::{DType, Device, Tensor};
 use linfa_linalg::eigh::{EigSort, EighInto};
 use ndarray::Array2;
 
+/// Rows of the keys per step of the covariance sum.
+const PCA_CHUNK: usize = 4096;
+
 /// The top-`r` principal directions of the rows of `x` (n × d), as a d × r tensor.
 pub fn principal_directions(x: &Tensor, r: usize, device: &Device) -> Result<Tensor> {
     let (n, d) = x.dims2()?;
-    let gram = (x.t()?.matmul(x)? / n as f64)?
+    // Summed over chunks widened to f32 one at a time: x may be f16, and the transpose of the
+    // whole of it would be a second copy of the keys.
+    let mut gram = Tensor::zeros((d, d), DType::F32, x.device())?;
+    for start in (0..n).step_by(PCA_CHUNK) {
+        let c = x
+            .narrow(0, start, PCA_CHUNK.min(n - start))?
+            .to_dtype(DType::F32)?;
+        gram = (gram + c.t()?.matmul(&c)?)?;
+    }
+    let gram = (gram / n as f64)?
         .to_device(&Device::Cpu)?
         .to_dtype(DType::F64)?;
     let g: Vec<f64> = gram.flatten_all()?.to_vec1()?;
@@ -47,5 +59,31 @@ mod tests {
             .unwrap();
         let cos = (u[0] * 0.6 + u[1] * 0.8).abs();
         assert!(cos > 0.9999, "{u:?}");
+    }
+
+    /// f16 keys (widened a chunk at a time, over several chunks) give the directions of the same
+    /// keys in f32.
+    #[test]
+    fn f16_keys_in_chunks_match_f32_keys() {
+        let (n, d) = (2 * PCA_CHUNK + 123, 4);
+        let v: Vec<f32> = (0..n * d)
+            .map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * (1 + i % d) as f32)
+            .collect();
+        let x16: Vec<half::f16> = v.iter().map(|&x| half::f16::from_f32(x)).collect();
+        let exact: Vec<f32> = x16.iter().map(|x| x.to_f32()).collect();
+        let dirs = |x: Tensor| -> Vec<f32> {
+            principal_directions(&x, 2, &Device::Cpu)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap()
+        };
+        let a = dirs(Tensor::from_vec(x16, (n, d), &Device::Cpu).unwrap());
+        let b = dirs(Tensor::from_vec(exact, (n, d), &Device::Cpu).unwrap());
+        for j in 0..2 {
+            let cos: f32 = (0..d).map(|i| a[i * 2 + j] * b[i * 2 + j]).sum();
+            assert!(cos.abs() > 0.99999, "direction {j}: {a:?} vs {b:?}");
+        }
     }
 }

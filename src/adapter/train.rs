@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{bail, Context as _, Result};
-use candle_core::{Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -154,10 +154,25 @@ pub struct TrainReport {
     pub seconds: f64,
 }
 
+/// Training or held-out rows. `x` keeps the memory's key type: f16 keys stay f16 (half the
+/// RAM of f32, and exact) and are widened a batch at a time, so that a large memory's training
+/// holds one compact copy of its keys.
 struct Data {
     x: Tensor,
     y: Tensor,
     n: usize,
+}
+
+impl Data {
+    /// Rows `start..start + len` as f32.
+    fn x_rows(&self, start: usize, len: usize) -> Result<Tensor> {
+        Ok(self.x.narrow(0, start, len)?.to_dtype(DType::F32)?)
+    }
+
+    /// The rows `idx` as f32.
+    fn x_select(&self, idx: &Tensor) -> Result<Tensor> {
+        Ok(self.x.index_select(idx, 0)?.to_dtype(DType::F32)?)
+    }
 }
 
 fn rows_of(memory: &Memory, held: &[bool], want_held: bool) -> Vec<std::ops::Range<usize>> {
@@ -177,22 +192,40 @@ fn load_rows(
     device: &Device,
 ) -> Result<Data> {
     let d = memory.hidden_size();
-    let mut x = Vec::new();
-    let mut y = Vec::new();
+    let n: usize = ranges.iter().map(|r| r.len()).sum();
+    let non_finite = |r: &std::ops::Range<usize>| {
+        anyhow::anyhow!(
+            "the memory {} holds non-finite hidden states (rows {r:?}); rebuild it",
+            memory.path().display()
+        )
+    };
+    let mut y = Vec::with_capacity(n);
     for r in ranges {
-        let keys = memory.keys_f32(r.clone());
-        if keys.iter().any(|v| !v.is_finite()) {
-            bail!(
-                "the memory {} holds non-finite hidden states (rows {r:?}); rebuild it",
-                memory.path().display()
-            );
-        }
-        x.extend(keys);
         y.extend(memory.tokens()[r.clone()].iter().map(|&t| slot[t as usize]));
     }
-    let n = y.len();
+    let x = if memory.keys_f16(0..0).is_some() {
+        let mut x: Vec<half::f16> = Vec::with_capacity(n * d);
+        for r in ranges {
+            let keys = memory.keys_f16(r.clone()).expect("f16 keys");
+            if keys.iter().any(|v| !v.is_finite()) {
+                return Err(non_finite(r));
+            }
+            x.extend_from_slice(keys);
+        }
+        Tensor::from_vec(x, (n, d), device)?
+    } else {
+        let mut x: Vec<f32> = Vec::with_capacity(n * d);
+        for r in ranges {
+            let keys = memory.keys_f32(r.clone());
+            if keys.iter().any(|v| !v.is_finite()) {
+                return Err(non_finite(r));
+            }
+            x.extend(keys);
+        }
+        Tensor::from_vec(x, (n, d), device)?
+    };
     Ok(Data {
-        x: Tensor::from_vec(x, (n, d), device)?,
+        x,
         y: Tensor::from_vec(y, n, device)?,
         n,
     })
@@ -355,7 +388,7 @@ pub fn train(
             pause();
             let len = (data.n - start).min(4096);
             let (m, c) = losses(
-                &data.x.narrow(0, start, len)?,
+                &data.x_rows(start, len)?,
                 &data.y.narrow(0, start, len)?,
                 None,
             )?;
@@ -411,7 +444,7 @@ pub fn train(
                 .transpose()?;
             let idx = Tensor::from_slice(idx, idx.len(), dev)?;
             let (m, c) = losses(
-                &train.x.index_select(&idx, 0)?,
+                &train.x_select(&idx)?,
                 &train.y.index_select(&idx, 0)?,
                 mask.as_ref(),
             )?;

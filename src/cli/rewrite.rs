@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result};
 use clap::Args;
 
 use pema::adapter::Adapter;
-use pema::decode::{self, Mode, RewriteOptions, TextEvent};
+use pema::decode::{self, HeldLine, Mode, RewriteOptions, TextEvent};
 
 use super::{load_model, print_json, rewrite_defaults, GenerationArgs, ModeArg, ModelChoice};
 
@@ -190,31 +190,25 @@ pub(super) fn run(model: &ModelChoice, a: RewriteArgs) -> Result<()> {
         }
         let mut out = std::io::stdout();
         // A line that may be made again (it dropped a name) is printed once it is final.
-        let hold = opts.mode != Mode::Plain && opts.keep_names;
-        let mut line = String::new();
+        let mut held = HeldLine::new(opts.mode != Mode::Plain && opts.keep_names);
         let r = rewrite(&opts, &mut |e| {
             if a.json {
                 return;
             }
             match e {
-                TextEvent::Text(piece) if hold => {
-                    line.push_str(piece);
-                    if let Some(end) = line.rfind('\n') {
-                        let _ = write!(out, "{}", &line[..=end]);
-                        line.drain(..=end);
+                TextEvent::Text(piece) => {
+                    if let Some(s) = held.push(piece) {
+                        let _ = write!(out, "{s}");
                     }
                 }
-                TextEvent::Text(piece) => {
-                    let _ = write!(out, "{piece}");
-                }
-                TextEvent::Retract(n) => line.truncate(line.len().saturating_sub(n)),
+                TextEvent::Retract(n) => held.retract(n),
             }
             let _ = out.flush();
         })?;
         if a.json {
             print_json(&r)?;
         } else {
-            println!("{line}");
+            println!("{}", held.finish().unwrap_or_default());
         }
     }
     Ok(())

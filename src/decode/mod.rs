@@ -2,6 +2,7 @@
 //! Unrolling (docs/method.md §4).
 
 mod guard;
+mod held;
 mod mixture;
 mod rewrite;
 
@@ -14,6 +15,7 @@ use rand::{Rng, SeedableRng};
 pub use crate::logspace::{log_add_exp, log_softmax};
 pub use crate::schedule::{Mode, Schedule};
 pub use guard::{RepeatGuard, WordGuard};
+pub use held::HeldLine;
 pub use mixture::{mix_guided, mix_into, top_k_indices};
 pub use rewrite::{rewrite_text, TextEvent};
 

@@ -146,6 +146,14 @@ impl Memory {
             .to_string()
     }
 
+    /// Keys of `rows` as the file holds them, when that is f16 (row-major, not copied).
+    pub fn keys_f16(&self, rows: std::ops::Range<usize>) -> Option<&[half::f16]> {
+        let d = self.hidden_size();
+        self.file
+            .keys_f16()
+            .map(|k| &k[rows.start * d..rows.end * d])
+    }
+
     /// Keys of `rows`, as f32, row-major.
     pub fn keys_f32(&self, rows: std::ops::Range<usize>) -> Vec<f32> {
         let d = self.hidden_size();

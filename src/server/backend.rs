@@ -105,16 +105,20 @@ impl Backend {
     ) -> Result<PathBuf> {
         let d = daemon.clone();
         let p = path.to_path_buf();
-        let root = tokio::task::spawn_blocking(move || {
+        let roots = self.roots.clone();
+        let (root, first_use) = tokio::task::spawn_blocking(move || {
             let root = d.open_workspace(&p)?;
+            // One of this connection's roots before it has loaded, so that the progress of its
+            // first tasks (which begin once it has) reaches this client.
+            let first_use = roots.lock().unwrap().insert(root.clone());
             // This client gets the workspace as loaded from disk; others are not held up.
             d.wait_loaded(&root, std::time::Duration::from_secs(60));
-            Ok(root)
+            Ok((root, first_use))
         })
         .await
         .map_err(|e| to_rpc(RequestError::Failed(anyhow::anyhow!("{e}"))))?
         .map_err(to_rpc)?;
-        if !self.roots.lock().unwrap().insert(root.clone()) {
+        if !first_use {
             // Already open on this connection: one use, not two.
             daemon.close_workspace(&root);
         } else if self.announcing.load(Ordering::SeqCst) {

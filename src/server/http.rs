@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 
 use super::auth;
 use crate::daemon::{Daemon, RequestError, RewriteEvent, RewriteRequest};
-use crate::decode::{Mode, StopReason};
+use crate::decode::{HeldLine, Mode, StopReason};
 
 /// The model id of the plain base model (no workspace's style).
 pub const PLAIN_MODEL: &str = "pema/plain";
@@ -475,42 +475,6 @@ async fn completions(State(h): State<Arc<Http>>, headers: HeaderMap, body: Bytes
     }
 }
 
-/// The text of a streamed rewrite not sent yet: with `hold`, the line being generated, which
-/// may still be taken back; without, nothing.
-struct HeldLine {
-    hold: bool,
-    line: String,
-}
-
-impl HeldLine {
-    fn new(hold: bool) -> Self {
-        Self {
-            hold,
-            line: String::new(),
-        }
-    }
-
-    /// What of `piece` can be sent now: all of it, or the lines it completes.
-    fn push(&mut self, piece: String) -> Option<String> {
-        if !self.hold {
-            return Some(piece);
-        }
-        self.line.push_str(&piece);
-        let end = self.line.rfind('\n')? + 1;
-        let rest = self.line.split_off(end);
-        Some(std::mem::replace(&mut self.line, rest))
-    }
-
-    fn retract(&mut self, n: usize) {
-        self.line.truncate(self.line.len().saturating_sub(n));
-    }
-
-    /// The last line, once the rewrite is done.
-    fn finish(&mut self) -> Option<String> {
-        Some(std::mem::take(&mut self.line)).filter(|l| !l.is_empty())
-    }
-}
-
 #[derive(Clone, Copy)]
 enum Kind {
     Chat,
@@ -609,7 +573,7 @@ async fn respond(
         }
         let result = loop {
             let piece = match stream.next().await {
-                RewriteEvent::Text(piece) => held.push(piece),
+                RewriteEvent::Text(piece) => held.push(&piece),
                 RewriteEvent::Retract(n) => {
                     held.retract(n);
                     None
