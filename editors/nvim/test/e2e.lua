@@ -413,7 +413,8 @@ vim.wait(20000, function()
 end, 50)
 check(ex_lines ~= nil, ':PemaExamples opened no window')
 do
-  local known = table.concat(original, '\n')
+  -- A unit is a sentence of a paragraph whose lines are joined by spaces.
+  local known = table.concat(original, ' ')
   for _, l in ipairs(vim.fn.readfile(vim.fs.joinpath(ws, 'examples.pairs.jsonl'))) do
     known = known .. '\n' .. vim.json.decode(l).target
   end

@@ -208,8 +208,9 @@ describe("pema lsp, driven like the extension drives it", { timeout: (READY_TIME
     );
     for (const e of r.examples) {
       assert.equal(typeof e.pseudo, "boolean");
-      // a pseudo-pair's target is a sentence of notes.md; a pair is a line of the pairs file
-      if (e.pseudo) assert.ok(notesText.includes(e.target), JSON.stringify(e));
+      // a pseudo-pair's target is a sentence of notes.md (a paragraph's lines joined by spaces);
+      // a pair is a line of the pairs file
+      if (e.pseudo) assert.ok(notesText.replace(/\s+/g, " ").includes(e.target), JSON.stringify(e));
       else assert.ok(pairs.has(`${e.source}\u0000${e.target}`), JSON.stringify(e));
     }
     const page = formatExamples(ws.dir, r);
