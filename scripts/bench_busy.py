@@ -44,6 +44,20 @@ def rewrite(c, ws, text, k):
     return (firsts[0] - start if firsts else total), r["tokens"], total
 
 
+def serving(cache, served, source):
+    """`pema serve` with the workspace `served` open and its adapter ready (one rewrite of
+    `source` done, so that the timed ones find a warm cache): the process and a client."""
+    p, addr = serve(cache)
+    c = Client(addr)
+    c.call("initialize", {"capabilities": {"window": {"workDoneProgress": True}}, "initializationOptions": {"token": token(cache)}})
+    c.send({"jsonrpc": "2.0", "method": "initialized", "params": {}})
+    c.call("pema/openWorkspace", {"path": served})
+    while status_of(c, served)["adapter"]["state"] != "ready":
+        time.sleep(0.2)
+    rewrite(c, served, source, "warm")
+    return p, c
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--pairs", default=os.path.join(ROOT, "examples/bible_bbe_asv/train.jsonl"))
@@ -59,14 +73,7 @@ def main():
     with open(a.sources) as f:
         sources = [json.loads(l)["source"] for l in f if l.strip()][: a.limit]
 
-    p, addr = serve(cache)
-    c = Client(addr)
-    c.call("initialize", {"capabilities": {"window": {"workDoneProgress": True}}, "initializationOptions": {"token": token(cache)}})
-    c.send({"jsonrpc": "2.0", "method": "initialized", "params": {}})
-    c.call("pema/openWorkspace", {"path": served})
-    while status_of(c, served)["adapter"]["state"] != "ready":
-        time.sleep(0.2)
-    rewrite(c, served, sources[0], "warm")
+    p, c = serving(cache, served, sources[0])
 
     # Busy: the second workspace builds its memory (and then trains) while we rewrite.
     c.call("pema/openWorkspace", {"path": busy})

@@ -17,8 +17,8 @@ of a 300-pair workspace whose adapter is ready before the timing starts. Standar
 import argparse, json, os, statistics, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_busy import rewrite, status_of, workspace  # noqa: E402
-from bench_daemon import ROOT, Client, rss_mib, serve, token  # noqa: E402
+from bench_busy import rewrite, serving, status_of, workspace  # noqa: E402
+from bench_daemon import ROOT, rss_mib  # noqa: E402
 
 
 def make_folder(targets, mb, out):
@@ -67,14 +67,7 @@ def main():
         sources = [json.loads(l)["source"] for l in f if l.strip()][:10]
     cache = tempfile.mkdtemp(prefix="pema-scale-cache-")
     served = workspace(a.corpus, 0, 300)
-    p, addr = serve(cache)
-    c = Client(addr)
-    c.call("initialize", {"capabilities": {"window": {"workDoneProgress": True}}, "initializationOptions": {"token": token(cache)}})
-    c.send({"jsonrpc": "2.0", "method": "initialized", "params": {}})
-    c.call("pema/openWorkspace", {"path": served})
-    while status_of(c, served)["adapter"]["state"] != "ready":
-        time.sleep(0.5)
-    rewrite(c, served, sources[0], "warm")
+    p, c = serving(cache, served, sources[0])
     base_rss = rss_mib(p.pid)
     k = 0
     rows = []
