@@ -129,7 +129,7 @@ fn lsp_over_stdio_learns_the_workspace_and_rewrites() {
         progress_of(&c.seen[..first_training], "paraphrase").is_empty(),
         "paraphrasing began before the first adapter was trained"
     );
-    // An adapter serves while the paraphrases are still being made.
+    // That adapter serves; the paraphrases then come in, to their end.
     c.wait_status(LONG, |w| w["adapter"]["available"] == true);
     ended(&mut c, "paraphrase");
     for task in ["paraphrase", "memory", "training"] {

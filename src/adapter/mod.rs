@@ -17,7 +17,7 @@ use candle_core::{DType, Device, Tensor};
 
 pub use crate::fidelity::KeptNames;
 pub use decoding::{choose_decoding, Decoding, DecodingScore, ADAPTER_TOP_K};
-pub use train::{train, TrainOptions, TrainProgress, TrainReport, VocabMode};
+pub use train::{train, TrainOptions, TrainProgress, TrainReport, VocabMode, MIN_PAIRS};
 
 /// The adapter's rank unless a flag or a workspace's `.pema.toml` says otherwise.
 pub const DEFAULT_RANK: usize = 128;

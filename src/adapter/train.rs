@@ -13,7 +13,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
 use super::{candidate_rows, pca, Adapter, AdapterInfo};
-use crate::memory::{Memory, DEFAULT_HELD_OUT_PERCENT};
+use crate::memory::{KeyType, Memory, DEFAULT_HELD_OUT_PERCENT};
 use crate::model::{LmHead, ModelInfo};
 
 /// Which tokens the adapter's softmax runs over.
@@ -157,6 +157,9 @@ pub struct TrainReport {
 /// Training or held-out rows. `x` keeps the memory's key type: f16 keys stay f16 (half the
 /// RAM of f32, and exact) and are widened a batch at a time, so that a large memory's training
 /// holds one compact copy of its keys.
+/// Fewest pairs a memory needs for training: one is held out to validate.
+pub const MIN_PAIRS: usize = 2;
+
 struct Data {
     x: Tensor,
     y: Tensor,
@@ -185,6 +188,25 @@ fn rows_of(memory: &Memory, held: &[bool], want_held: bool) -> Vec<std::ops::Ran
         .collect()
 }
 
+/// The keys of `ranges`, one after another (`len` values in all), or the first range that holds
+/// a value that is not `finite`.
+fn gather<T: Copy, S: AsRef<[T]>>(
+    ranges: &[std::ops::Range<usize>],
+    len: usize,
+    keys: impl Fn(std::ops::Range<usize>) -> S,
+    finite: impl Fn(&T) -> bool,
+) -> std::result::Result<Vec<T>, std::ops::Range<usize>> {
+    let mut x = Vec::with_capacity(len);
+    for r in ranges {
+        let k = keys(r.clone());
+        if !k.as_ref().iter().all(&finite) {
+            return Err(r.clone());
+        }
+        x.extend_from_slice(k.as_ref());
+    }
+    Ok(x)
+}
+
 fn load_rows(
     memory: &Memory,
     ranges: &[std::ops::Range<usize>],
@@ -193,7 +215,7 @@ fn load_rows(
 ) -> Result<Data> {
     let d = memory.hidden_size();
     let n: usize = ranges.iter().map(|r| r.len()).sum();
-    let non_finite = |r: &std::ops::Range<usize>| {
+    let non_finite = |r: std::ops::Range<usize>| {
         anyhow::anyhow!(
             "the memory {} holds non-finite hidden states (rows {r:?}); rebuild it",
             memory.path().display()
@@ -203,26 +225,17 @@ fn load_rows(
     for r in ranges {
         y.extend(memory.tokens()[r.clone()].iter().map(|&t| slot[t as usize]));
     }
-    let x = if memory.keys_f16(0..0).is_some() {
-        let mut x: Vec<half::f16> = Vec::with_capacity(n * d);
-        for r in ranges {
-            let keys = memory.keys_f16(r.clone()).expect("f16 keys");
-            if keys.iter().any(|v| !v.is_finite()) {
-                return Err(non_finite(r));
-            }
-            x.extend_from_slice(keys);
+    let x = match memory.key_type() {
+        KeyType::F16 => {
+            let keys = |r| memory.keys_f16(r).expect("an f16 memory's keys");
+            let x = gather(ranges, n * d, keys, |v| v.is_finite()).map_err(non_finite)?;
+            Tensor::from_vec(x, (n, d), device)?
         }
-        Tensor::from_vec(x, (n, d), device)?
-    } else {
-        let mut x: Vec<f32> = Vec::with_capacity(n * d);
-        for r in ranges {
-            let keys = memory.keys_f32(r.clone());
-            if keys.iter().any(|v| !v.is_finite()) {
-                return Err(non_finite(r));
-            }
-            x.extend(keys);
+        KeyType::F32 => {
+            let x = gather(ranges, n * d, |r| memory.keys_f32(r), |v| v.is_finite())
+                .map_err(non_finite)?;
+            Tensor::from_vec(x, (n, d), device)?
         }
-        Tensor::from_vec(x, (n, d), device)?
     };
     Ok(Data {
         x,
@@ -274,7 +287,7 @@ pub fn train(
             memory.path().display()
         );
     }
-    if memory.groups().len() < 2 {
+    if memory.groups().len() < MIN_PAIRS {
         bail!("training needs at least 2 pairs (one is held out to validate); the memory has 1");
     }
     if memory.model_identity() != model.identity {

@@ -74,7 +74,7 @@ pub struct WorkspaceStatus {
     pub units: usize,
     /// Units paraphrased since the daemon started (the rest came from the cache).
     pub units_paraphrased: usize,
-    /// Units whose paraphrase is not ready yet.
+    /// Units whose paraphrase is not ready yet (of those within `paraphrase_limit`).
     pub units_pending: usize,
     /// Pairs the next memory build takes: those of the pairs files, one per paraphrased unit
     /// and, with `pending_units = "identity"`, one per unit still pending.

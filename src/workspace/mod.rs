@@ -286,11 +286,15 @@ impl Workspace {
         };
         let identity = self.config.pending_units == PendingUnits::Identity;
         let mut waiting = vec![];
+        let mut paraphrased = 0;
         for e in self.files.values() {
             out.pairs.extend(e.pairs.iter().cloned());
             for u in &e.units {
                 match cache.get(u) {
-                    Some(p) => out.pairs.push(paraphrase::pseudo_pair(u, p)),
+                    Some(p) => {
+                        paraphrased += 1;
+                        out.pairs.push(paraphrase::pseudo_pair(u, p));
+                    }
                     None => {
                         waiting.push(u);
                         if identity {
@@ -300,7 +304,6 @@ impl Workspace {
                 }
             }
         }
-        let paraphrased = self.units().filter(|u| cache.get(u).is_some()).count();
         out.pending = paraphrase_order(
             waiting,
             self.config.paraphrase_limit.saturating_sub(paraphrased),

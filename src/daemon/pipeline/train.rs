@@ -25,13 +25,14 @@ impl Pipeline {
         !fresh && (self.memory_changed.is_none() || self.quiet_left() == Some(Duration::ZERO))
     }
 
-    /// No adapter serves this workspace yet and its memory can train one (not one whose training
-    /// failed): the first adapter comes before paraphrasing.
+    /// No adapter serves this workspace yet and its memory can train one (enough pairs, not one
+    /// whose training failed): the first adapter comes before paraphrasing.
     pub(super) fn first_adapter_due(&self) -> bool {
         let Some(digest) = &self.memory_digest else {
             return false;
         };
-        self.shared.serving.read().unwrap().adapter.is_none()
+        self.shared.status.lock().unwrap().memory.pairs >= adapter::MIN_PAIRS
+            && self.shared.serving.read().unwrap().adapter.is_none()
             && self.failed_digest.as_ref() != Some(digest)
     }
 
