@@ -14,7 +14,7 @@ itself, which is what the daemon trains its first adapter on; paraphrasing is bo
 (at most `paraphrase_limit` units, 1.4 s each on two cores) and left out here. The rewrites are
 of a 300-pair workspace whose adapter is ready before the timing starts. Standard library only.
 """
-import argparse, json, os, statistics, sys, tempfile, time
+import argparse, json, os, statistics, sys, tempfile, threading, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_busy import rewrite, serving, status_of, workspace  # noqa: E402
@@ -51,6 +51,25 @@ def summary(runs):
     return statistics.median(r[0] for r in runs), sum(r[1] for r in runs) / sum(r[2] for r in runs)
 
 
+class AnonPeak:
+    """The peak of the daemon's anonymous RSS (its own heap; the rest of VmRSS is mapped files:
+    the model and the memory, pages the kernel can drop), sampled every 0.1 s."""
+
+    def __init__(self, pid):
+        self.peak, self.pid, self.done = 0.0, pid, threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.done.wait(0.1):
+            self.peak = max(self.peak, rss_mib(self.pid, "RssAnon") or 0.0)
+
+    def stop(self):
+        self.done.set()
+        self.thread.join()
+        return self.peak
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--mb", default="1,3,10", help="folder sizes in MB, comma-separated")
@@ -76,6 +95,7 @@ def main():
         size, files = make_folder(targets, mb, ws)
         with open(f"/proc/{p.pid}/clear_refs", "w") as f:
             f.write("5")  # peak RSS counts from here
+        anon = AnonPeak(p.pid)
         n0 = len(c.msgs)
         t0 = time.perf_counter()
         c.call("pema/openWorkspace", {"path": ws})
@@ -96,6 +116,7 @@ def main():
             time.sleep(a.every)
         learned = time.perf_counter() - t0
         peak = rss_mib(p.pid, "VmHWM")
+        peak_anon = anon.stop()
         msgs = c.msgs[n0:]
 
         def at(task, kind):
@@ -123,6 +144,7 @@ def main():
             "training_s": round(at("training", "end") - at("training", "begin"), 1),
             "open_to_ready_s": round(learned, 1),
             "peak_rss_mib": round(peak),
+            "peak_anon_rss_mib": round(peak_anon),
             "idle_rss_mib_after": round(idle_rss),
             "rewrites_build_training_idle": [len(build_runs), len(train_runs), len(idle_runs)],
             "ttft_ms_build_training_idle": [round(1000 * x, 1) for x in (bt, tt, it)],

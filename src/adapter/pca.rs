@@ -9,16 +9,19 @@ use ndarray::Array2;
 /// Rows of the keys per step of the covariance sum.
 const PCA_CHUNK: usize = 4096;
 
-/// The top-`r` principal directions of the rows of `x` (n × d), as a d × r tensor.
-pub fn principal_directions(x: &Tensor, r: usize, device: &Device) -> Result<Tensor> {
-    let (n, d) = x.dims2()?;
-    // Summed over chunks widened to f32 one at a time: x may be f16, and the transpose of the
-    // whole of it would be a second copy of the keys.
-    let mut gram = Tensor::zeros((d, d), DType::F32, x.device())?;
+/// The top-`r` principal directions of `n` rows of `d` keys, as a d × r tensor. `rows(start,
+/// len)` gives rows `start..start + len` as f32: the keys are summed a chunk at a time, never
+/// held whole (or transposed whole) here.
+pub fn principal_directions(
+    n: usize,
+    d: usize,
+    rows: impl Fn(usize, usize) -> Result<Tensor>,
+    r: usize,
+    device: &Device,
+) -> Result<Tensor> {
+    let mut gram = Tensor::zeros((d, d), DType::F32, device)?;
     for start in (0..n).step_by(PCA_CHUNK) {
-        let c = x
-            .narrow(0, start, PCA_CHUNK.min(n - start))?
-            .to_dtype(DType::F32)?;
+        let c = rows(start, PCA_CHUNK.min(n - start))?.to_dtype(DType::F32)?;
         gram = (gram + c.t()?.matmul(&c)?)?;
     }
     let gram = (gram / n as f64)?
@@ -41,6 +44,11 @@ pub fn principal_directions(x: &Tensor, r: usize, device: &Device) -> Result<Ten
 mod tests {
     use super::*;
 
+    fn directions(x: &Tensor, r: usize) -> Result<Tensor> {
+        let (n, d) = x.dims2()?;
+        principal_directions(n, d, |s, l| Ok(x.narrow(0, s, l)?), r, &Device::Cpu)
+    }
+
     #[test]
     fn recovers_the_dominant_direction() {
         // Points along (3, 4)/5 with a little noise in the orthogonal direction.
@@ -51,7 +59,7 @@ mod tests {
             v.extend([0.6 * t - 0.8 * e, 0.8 * t + 0.6 * e]);
         }
         let x = Tensor::from_vec(v, (200, 2), &Device::Cpu).unwrap();
-        let u = principal_directions(&x, 1, &Device::Cpu)
+        let u = directions(&x, 1)
             .unwrap()
             .flatten_all()
             .unwrap()
@@ -72,7 +80,7 @@ mod tests {
         let x16: Vec<half::f16> = v.iter().map(|&x| half::f16::from_f32(x)).collect();
         let exact: Vec<f32> = x16.iter().map(|x| x.to_f32()).collect();
         let dirs = |x: Tensor| -> Vec<f32> {
-            principal_directions(&x, 2, &Device::Cpu)
+            directions(&x, 2)
                 .unwrap()
                 .flatten_all()
                 .unwrap()

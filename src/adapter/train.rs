@@ -7,13 +7,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{bail, Context as _, Result};
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
 use super::{candidate_rows, pca, Adapter, AdapterInfo};
-use crate::memory::{KeyType, Memory, DEFAULT_HELD_OUT_PERCENT};
+use crate::memory::{Memory, DEFAULT_HELD_OUT_PERCENT};
 use crate::model::{LmHead, ModelInfo};
 
 /// Which tokens the adapter's softmax runs over.
@@ -154,27 +154,37 @@ pub struct TrainReport {
     pub seconds: f64,
 }
 
-/// Training or held-out rows. `x` keeps the memory's key type: f16 keys stay f16 (half the
-/// RAM of f32, and exact) and are widened a batch at a time, so that a large memory's training
-/// holds one compact copy of its keys.
 /// Fewest pairs a memory needs for training: one is held out to validate.
 pub const MIN_PAIRS: usize = 2;
 
-struct Data {
-    x: Tensor,
+/// Training or held-out rows. Their keys are read from the memory's map a batch at a time and
+/// widened to f32 there, so that training holds no copy of the keys and its RAM does not grow
+/// with the memory (the map's pages are the page cache's, which the kernel can drop).
+struct Data<'m> {
+    memory: &'m Memory,
+    /// The memory row of each row.
+    rows: Vec<usize>,
     y: Tensor,
     n: usize,
+    device: Device,
 }
 
-impl Data {
+impl Data<'_> {
+    fn x_of(&self, rows: impl ExactSizeIterator<Item = usize>) -> Result<Tensor> {
+        let (len, d) = (rows.len(), self.memory.hidden_size());
+        let mut x = Vec::with_capacity(len * d);
+        self.memory.gather_keys_f32(rows, &mut x);
+        Ok(Tensor::from_vec(x, (len, d), &self.device)?)
+    }
+
     /// Rows `start..start + len` as f32.
     fn x_rows(&self, start: usize, len: usize) -> Result<Tensor> {
-        Ok(self.x.narrow(0, start, len)?.to_dtype(DType::F32)?)
+        self.x_of(self.rows[start..start + len].iter().copied())
     }
 
     /// The rows `idx` as f32.
-    fn x_select(&self, idx: &Tensor) -> Result<Tensor> {
-        Ok(self.x.index_select(idx, 0)?.to_dtype(DType::F32)?)
+    fn x_select(&self, idx: &[u32]) -> Result<Tensor> {
+        self.x_of(idx.iter().map(|&i| self.rows[i as usize]))
     }
 }
 
@@ -188,59 +198,29 @@ fn rows_of(memory: &Memory, held: &[bool], want_held: bool) -> Vec<std::ops::Ran
         .collect()
 }
 
-/// The keys of `ranges`, one after another (`len` values in all), or the first range that holds
-/// a value that is not `finite`.
-fn gather<T: Copy, S: AsRef<[T]>>(
-    ranges: &[std::ops::Range<usize>],
-    len: usize,
-    keys: impl Fn(std::ops::Range<usize>) -> S,
-    finite: impl Fn(&T) -> bool,
-) -> std::result::Result<Vec<T>, std::ops::Range<usize>> {
-    let mut x = Vec::with_capacity(len);
-    for r in ranges {
-        let k = keys(r.clone());
-        if !k.as_ref().iter().all(&finite) {
-            return Err(r.clone());
-        }
-        x.extend_from_slice(k.as_ref());
-    }
-    Ok(x)
-}
-
-fn load_rows(
-    memory: &Memory,
+fn load_rows<'m>(
+    memory: &'m Memory,
     ranges: &[std::ops::Range<usize>],
     slot: &[u32],
     device: &Device,
-) -> Result<Data> {
-    let d = memory.hidden_size();
-    let n: usize = ranges.iter().map(|r| r.len()).sum();
-    let non_finite = |r: std::ops::Range<usize>| {
-        anyhow::anyhow!(
+) -> Result<Data<'m>> {
+    if let Some(r) = ranges.iter().find(|r| !memory.keys_finite((*r).clone())) {
+        bail!(
             "the memory {} holds non-finite hidden states (rows {r:?}); rebuild it",
             memory.path().display()
-        )
-    };
-    let mut y = Vec::with_capacity(n);
-    for r in ranges {
-        y.extend(memory.tokens()[r.clone()].iter().map(|&t| slot[t as usize]));
+        );
     }
-    let x = match memory.key_type() {
-        KeyType::F16 => {
-            let keys = |r| memory.keys_f16(r).expect("an f16 memory's keys");
-            let x = gather(ranges, n * d, keys, |v| v.is_finite()).map_err(non_finite)?;
-            Tensor::from_vec(x, (n, d), device)?
-        }
-        KeyType::F32 => {
-            let x = gather(ranges, n * d, |r| memory.keys_f32(r), |v| v.is_finite())
-                .map_err(non_finite)?;
-            Tensor::from_vec(x, (n, d), device)?
-        }
-    };
+    let rows: Vec<usize> = ranges.iter().flat_map(|r| r.clone()).collect();
+    let y: Vec<u32> = rows
+        .iter()
+        .map(|&r| slot[memory.tokens()[r] as usize])
+        .collect();
     Ok(Data {
-        x,
-        y: Tensor::from_vec(y, n, device)?,
-        n,
+        memory,
+        n: rows.len(),
+        y: Tensor::from_vec(y, rows.len(), device)?,
+        rows,
+        device: device.clone(),
     })
 }
 
@@ -347,7 +327,7 @@ pub fn train(
             w.b_rct.to_device(dev)?,
         ),
         _ => {
-            let u = pca::principal_directions(&train.x, r, dev)?;
+            let u = pca::principal_directions(train.n, d, |s, l| train.x_rows(s, l), r, dev)?;
             let b_pd = if opts.residual {
                 u.zeros_like()?
             } else {
@@ -395,11 +375,14 @@ pub fn train(
             p()
         }
     };
+    // Rows per chunk of an evaluation: the chunk's logits (rows × |C|) and the copies the loss
+    // makes of them stay a few tens of MiB however large the candidate vocabulary grows.
+    let eval_rows = ((1usize << 21) / vocab.len().max(1)).clamp(64, 4096);
     let evaluate = |data: &Data| -> Result<(f32, f32)> {
         let (mut loss, mut ce) = (0f64, 0f64);
-        for start in (0..data.n).step_by(4096) {
+        for start in (0..data.n).step_by(eval_rows) {
             pause();
-            let len = (data.n - start).min(4096);
+            let len = (data.n - start).min(eval_rows);
             let (m, c) = losses(
                 &data.x_rows(start, len)?,
                 &data.y.narrow(0, start, len)?,
@@ -455,12 +438,9 @@ pub fn train(
                     Tensor::from_vec(m, (idx.len(), d), dev)
                 })
                 .transpose()?;
+            let x = train.x_select(idx)?;
             let idx = Tensor::from_slice(idx, idx.len(), dev)?;
-            let (m, c) = losses(
-                &train.x_select(&idx)?,
-                &train.y.index_select(&idx, 0)?,
-                mask.as_ref(),
-            )?;
+            let (m, c) = losses(&x, &train.y.index_select(&idx, 0)?, mask.as_ref())?;
             let loss = joint(&m, &c)?;
             let v = loss.to_scalar::<f32>()?;
             if !v.is_finite() {

@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{bail, Context as _, Result};
 use half::f16;
 
-use super::format::{self, GroupData, Header, KeyType, MappedMemory};
+use super::format::{self, Header, KeyType, MappedMemory};
 use super::pairs::{read_pairs_file, Pair, PairsRead, SkippedLine};
 use super::template::Template;
 use crate::model::{HiddenRequest, Session, Token};
@@ -191,6 +191,9 @@ pub fn build_pairs(
 
     // The memory already there, opened (and checksummed) once: its template keeps the worked
     // examples stable, its rows are reused below.
+    // A build killed mid-way left its partly written file: the next one, whatever it writes,
+    // clears it.
+    crate::fsutil::remove_stale_temporaries(&opts.out, format::FILE_NAME);
     let existing = {
         let path = opts.out.join(format::FILE_NAME);
         path.exists().then(|| MappedMemory::open(&path))
@@ -302,13 +305,65 @@ pub fn build_pairs(
         todo_values.push(values);
     }
 
+    // The file's layout is known now: its keys are written as the batches finish, so that a
+    // build holds one batch of keys in RAM whatever the memory's size.
+    let mut index = Vec::with_capacity(keep.len());
+    let mut next_new = 0;
+    for (hash, prev) in &keep {
+        index.push(match prev {
+            Some(g) => {
+                let g = previous.as_ref().unwrap().groups[*g];
+                format::IndexEntry {
+                    hash: *hash,
+                    rows: g.rows,
+                    prompt_tokens: g.prompt_tokens,
+                }
+            }
+            None => {
+                next_new += 1;
+                format::IndexEntry {
+                    hash: *hash,
+                    rows: todo_values[next_new - 1].len() as u32,
+                    prompt_tokens: todo[next_new - 1].prompt_len as u32,
+                }
+            }
+        });
+    }
+    report.pairs_computed = todo.len();
+    report.pairs_reused = keep.len() - todo.len();
+    if let Some(m) = &previous {
+        report.pairs_removed = m.groups.len() - report.pairs_reused;
+    }
+    let unchanged = previous.as_ref().is_some_and(|m| {
+        todo.is_empty()
+            && m.groups.len() == keep.len()
+            && m.groups.iter().zip(&keep).all(|(a, b)| a.hash == b.0)
+    });
+    let mut writer = if unchanged {
+        None
+    } else {
+        Some(format::Writer::create(&opts.out, &header, &index)?)
+    };
+    // Keys of the pairs before the next computed one: taken from the previous memory.
+    let mut written = 0; // pairs of `keep` whose keys are written
+    let copy_reused = |writer: &mut format::Writer, written: &mut usize| -> Result<()> {
+        while let Some((_, Some(g))) = keep.get(*written) {
+            let g = previous.as_ref().unwrap().groups[*g];
+            let first = g.first_row as usize;
+            writer.keys(
+                previous
+                    .as_ref()
+                    .unwrap()
+                    .key_bytes(first..first + g.rows as usize),
+            )?;
+            *written += 1;
+        }
+        Ok(())
+    };
+
     // Run the model over the new pairs, a packed batch at a time.
     let d = info.n_embd;
     let row_bytes = d * opts.key_type.size();
-    let mut todo_keys: Vec<Vec<u8>> = todo_values
-        .iter()
-        .map(|v| Vec::with_capacity(v.len() * row_bytes))
-        .collect();
     let mut prog = BuildProgress {
         tokens_total: todo.iter().map(|p| p.tokens.len() - shared).sum(),
         pairs_total: todo.len(),
@@ -329,7 +384,10 @@ pub fn build_pairs(
                 from: p.prompt_len - 1,
             })
             .collect();
-        let keys = &mut todo_keys[range.clone()];
+        let mut keys: Vec<Vec<u8>> = todo_values[range.clone()]
+            .iter()
+            .map(|v| Vec::with_capacity(v.len() * row_bytes))
+            .collect();
         // A batch interrupted for a waiting rewrite kept nothing: serve the rewrite, run it again.
         loop {
             let r = session.hidden_states(&reqs, |s, _pos, h| match opts.key_type {
@@ -341,10 +399,18 @@ pub fn build_pairs(
             match r {
                 Err(e) if e.is::<crate::model::Interrupted>() => {
                     report.batches_interrupted += 1;
+                    keys.iter_mut().for_each(Vec::clear);
                     between_batches(session)?;
                 }
                 r => break r?,
             }
+        }
+        let writer = writer.as_mut().expect("a build that computes pairs writes");
+        for (k, values) in keys.iter().zip(&todo_values[range.clone()]) {
+            debug_assert_eq!(k.len(), values.len() * row_bytes);
+            copy_reused(writer, &mut written)?;
+            writer.keys(k)?;
+            written += 1;
         }
         prog.tokens_done += reqs.iter().map(|r| r.tokens.len() - shared).sum::<usize>();
         prog.pairs_done += reqs.len();
@@ -352,61 +418,35 @@ pub fn build_pairs(
         between_batches(session)?;
     }
     report.tokens_processed = prog.tokens_done;
-
-    // Assemble in input order and write atomically.
-    let mut groups = Vec::with_capacity(keep.len());
-    let mut next_new = 0;
-    for (hash, prev) in &keep {
-        match prev {
-            Some(g) => {
-                let m = previous.as_ref().unwrap();
-                let g = m.groups[*g];
-                let rows = g.first_row as usize..g.first_row as usize + g.rows as usize;
-                groups.push(GroupData {
-                    hash: *hash,
-                    prompt_tokens: g.prompt_tokens,
-                    keys: m.key_bytes(rows.clone()),
-                    tokens: &m.tokens()[rows],
-                });
-                report.pairs_reused += 1;
-            }
-            None => {
-                let i = next_new;
-                next_new += 1;
-                debug_assert_eq!(todo_keys[i].len(), todo_values[i].len() * row_bytes);
-                groups.push(GroupData {
-                    hash: *hash,
-                    prompt_tokens: todo[i].prompt_len as u32,
-                    keys: &todo_keys[i],
-                    tokens: &todo_values[i],
-                });
-                report.pairs_computed += 1;
-            }
-        }
-    }
-    if let Some(m) = &previous {
-        report.pairs_removed = m.groups.len() - report.pairs_reused;
-    }
     if opts.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
         return Err(
             crate::Cancelled("memory build cancelled; the previous memory is unchanged").into(),
         );
     }
-    let unchanged = previous.as_ref().is_some_and(|m| {
-        report.pairs_computed == 0
-            && m.groups.len() == groups.len()
-            && m.groups.iter().zip(&groups).all(|(a, b)| a.hash == b.hash)
-    });
-    report.path = if unchanged {
+    report.path = match writer {
         // Nothing to write: the file on disk is already this memory.
-        opts.out.join(format::FILE_NAME)
-    } else {
-        format::write(&opts.out, &header, &groups)?
+        None => opts.out.join(format::FILE_NAME),
+        Some(mut writer) => {
+            copy_reused(&mut writer, &mut written)?;
+            let mut next_new = 0;
+            let tokens = keep.iter().map(|(_, prev)| match prev {
+                Some(g) => {
+                    let m = previous.as_ref().unwrap();
+                    let g = m.groups[*g];
+                    &m.tokens()[g.first_row as usize..(g.first_row + g.rows as u64) as usize]
+                }
+                None => {
+                    next_new += 1;
+                    &todo_values[next_new - 1][..]
+                }
+            });
+            writer.finish(tokens)?
+        }
     };
     // The held-out pairs' text, so that training can try rewriting them (the memory itself
     // keeps only hidden states and target tokens).
     let by_hash: HashMap<[u8; 16], &Pair> = pairs.iter().map(|p| (p.hash(), p)).collect();
-    let hashes: Vec<[u8; 16]> = groups.iter().map(|g| g.hash).collect();
+    let hashes: Vec<[u8; 16]> = keep.iter().map(|g| g.0).collect();
     let held: Vec<Pair> = hashes
         .iter()
         .zip(super::split::held_out(
@@ -418,8 +458,8 @@ pub fn build_pairs(
         .take(super::MAX_HELD_OUT_TEXTS)
         .collect();
     super::pairs::write_held_out(&opts.out, &held)?;
-    report.pairs = groups.len();
-    report.entries = groups.iter().map(|g| g.tokens.len()).sum();
+    report.pairs = index.len();
+    report.entries = index.iter().map(|g| g.rows as usize).sum();
     report.seconds = started.elapsed().as_secs_f64();
     report.tokens_per_second = report.tokens_processed as f64 / report.seconds.max(1e-9);
     Ok(report)

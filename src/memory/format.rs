@@ -148,82 +148,178 @@ impl<W: Write> Hashing<W> {
 /// Writes a memory atomically: to a temporary file in `dir`, synced, then renamed over
 /// `dir/memory.pema`. A crash at any point leaves the previous file whole.
 pub fn write(dir: &Path, header: &Header, groups: &[GroupData<'_>]) -> Result<PathBuf> {
-    crate::fsutil::create_private_dir(dir)
-        .with_context(|| format!("cannot create {}", dir.display()))?;
     let row_bytes = header.hidden * header.key_type.size();
-    let n_entries: u64 = groups.iter().map(|g| g.tokens.len() as u64).sum();
+    if groups
+        .iter()
+        .any(|g| g.keys.len() != g.tokens.len() * row_bytes)
+    {
+        bail!("internal error: group keys and tokens disagree");
+    }
+    let index: Vec<IndexEntry> = groups
+        .iter()
+        .map(|g| IndexEntry {
+            hash: g.hash,
+            rows: g.tokens.len() as u32,
+            prompt_tokens: g.prompt_tokens,
+        })
+        .collect();
+    let mut w = Writer::create(dir, header, &index)?;
     for g in groups {
-        if g.keys.len() != g.tokens.len() * row_bytes {
-            bail!("internal error: group keys and tokens disagree");
-        }
+        w.keys(g.keys)?;
     }
-    let name = header.model_name.as_bytes();
-    let template = header.template.as_bytes();
-    let index_off = align((FIXED_HEADER + name.len() + template.len()) as u64);
-    let keys_off = align(index_off + (groups.len() * INDEX_ROW) as u64);
-    let tokens_off = align(keys_off + n_entries * row_bytes as u64);
-    let file_len = tokens_off + n_entries * 4 + 32;
+    w.finish(groups.iter().map(|g| g.tokens))
+}
 
-    crate::fsutil::remove_stale_temporaries(dir, FILE_NAME);
-    let dest = dir.join(FILE_NAME);
-    let tmp = crate::fsutil::temp_path(&dest);
-    let result = (|| -> Result<()> {
-        let file = crate::fsutil::create_temp(&tmp)?;
-        let mut w = Hashing {
-            inner: BufWriter::with_capacity(1 << 20, file),
-            hasher: blake3::Hasher::new(),
-            written: 0,
-        };
-        w.write_all(MAGIC)?;
-        w.write_all(&FORMAT_VERSION.to_le_bytes())?;
-        w.write_all(&header.key_type.code().to_le_bytes())?;
-        w.write_all(&(header.hidden as u32).to_le_bytes())?;
-        w.write_all(&0u32.to_le_bytes())?;
-        for v in [
-            n_entries,
-            groups.len() as u64,
-            index_off,
-            keys_off,
+/// A pair's entry in the index of a memory being written: the layout is fixed before any key is.
+#[derive(Clone, Copy, Debug)]
+pub struct IndexEntry {
+    /// The pair's content hash ([`super::Pair::hash`]).
+    pub hash: [u8; 16],
+    /// The pair's rows: one per target token, the end marker included.
+    pub rows: u32,
+    /// Tokens before the target: BOS and the prompt, worked examples included.
+    pub prompt_tokens: u32,
+}
+
+/// A memory written front to back while its keys are computed, so that a build holds a batch
+/// of keys in RAM and never the whole memory. Written to a temporary file that
+/// [`Writer::finish`] syncs and renames over `dir/memory.pema`; dropped unfinished (an error, a
+/// cancelled build), it removes the temporary file and the previous memory stays as it was.
+pub struct Writer {
+    w: Hashing<BufWriter<File>>,
+    dir: PathBuf,
+    tmp: PathBuf,
+    row_bytes: usize,
+    /// Key bytes still to come, and the index's rows, which [`Writer::finish`] checks the
+    /// tokens against.
+    keys_left: u64,
+    rows: Vec<u32>,
+    tokens_off: u64,
+    finished: bool,
+}
+
+impl Writer {
+    /// Starts a memory of the pairs in `index`, in that order: writes the header and the index.
+    pub fn create(dir: &Path, header: &Header, index: &[IndexEntry]) -> Result<Self> {
+        crate::fsutil::create_private_dir(dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let row_bytes = header.hidden * header.key_type.size();
+        let n_entries: u64 = index.iter().map(|g| g.rows as u64).sum();
+        let name = header.model_name.as_bytes();
+        let template = header.template.as_bytes();
+        let index_off = align((FIXED_HEADER + name.len() + template.len()) as u64);
+        let keys_off = align(index_off + (index.len() * INDEX_ROW) as u64);
+        let tokens_off = align(keys_off + n_entries * row_bytes as u64);
+        let file_len = tokens_off + n_entries * 4 + 32;
+
+        crate::fsutil::remove_stale_temporaries(dir, FILE_NAME);
+        let tmp = crate::fsutil::temp_path(&dir.join(FILE_NAME));
+        let file = crate::fsutil::create_temp(&tmp)
+            .with_context(|| format!("writing memory in {}", dir.display()))?;
+        let mut me = Self {
+            w: Hashing {
+                inner: BufWriter::with_capacity(1 << 20, file),
+                hasher: blake3::Hasher::new(),
+                written: 0,
+            },
+            dir: dir.to_path_buf(),
+            tmp,
+            row_bytes,
+            keys_left: n_entries * row_bytes as u64,
+            rows: index.iter().map(|g| g.rows).collect(),
             tokens_off,
-            file_len,
-        ] {
-            w.write_all(&v.to_le_bytes())?;
-        }
-        w.write_all(&header.template_digest)?;
-        w.write_all(&header.model_identity)?;
-        w.write_all(&(name.len() as u32).to_le_bytes())?;
-        w.write_all(&(template.len() as u32).to_le_bytes())?;
-        w.write_all(name)?;
-        w.write_all(template)?;
-        w.pad_to(index_off)?;
-        let mut row = 0u64;
-        for g in groups {
-            w.write_all(&g.hash)?;
-            w.write_all(&row.to_le_bytes())?;
-            w.write_all(&(g.tokens.len() as u32).to_le_bytes())?;
-            w.write_all(&g.prompt_tokens.to_le_bytes())?;
-            row += g.tokens.len() as u64;
-        }
-        w.pad_to(keys_off)?;
-        for g in groups {
-            w.write_all(g.keys)?;
-        }
-        w.pad_to(tokens_off)?;
-        for g in groups {
-            w.write_all(bytemuck::cast_slice(g.tokens))?;
-        }
-        let digest = w.hasher.finalize();
-        let mut file = w.inner.into_inner().map_err(|e| e.into_error())?;
-        file.write_all(digest.as_bytes())?;
-        file.sync_all()?;
-        Ok(())
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e.context(format!("writing memory in {}", dir.display())));
+            finished: false,
+        };
+        let w = &mut me.w;
+        let head = (|| -> std::io::Result<()> {
+            w.write_all(MAGIC)?;
+            w.write_all(&FORMAT_VERSION.to_le_bytes())?;
+            w.write_all(&header.key_type.code().to_le_bytes())?;
+            w.write_all(&(header.hidden as u32).to_le_bytes())?;
+            w.write_all(&0u32.to_le_bytes())?;
+            for v in [
+                n_entries,
+                index.len() as u64,
+                index_off,
+                keys_off,
+                tokens_off,
+                file_len,
+            ] {
+                w.write_all(&v.to_le_bytes())?;
+            }
+            w.write_all(&header.template_digest)?;
+            w.write_all(&header.model_identity)?;
+            w.write_all(&(name.len() as u32).to_le_bytes())?;
+            w.write_all(&(template.len() as u32).to_le_bytes())?;
+            w.write_all(name)?;
+            w.write_all(template)?;
+            w.pad_to(index_off)?;
+            let mut row = 0u64;
+            for g in index {
+                w.write_all(&g.hash)?;
+                w.write_all(&row.to_le_bytes())?;
+                w.write_all(&g.rows.to_le_bytes())?;
+                w.write_all(&g.prompt_tokens.to_le_bytes())?;
+                row += g.rows as u64;
+            }
+            w.pad_to(keys_off)
+        })();
+        head.with_context(|| format!("writing memory in {}", dir.display()))?;
+        Ok(me)
     }
-    crate::fsutil::commit(&tmp, &dest)?;
-    Ok(dest)
+
+    /// Appends keys (whole rows, in the header's key type), continuing the previous ones: the
+    /// rows of the index's pairs in its order.
+    pub fn keys(&mut self, bytes: &[u8]) -> Result<()> {
+        if !bytes.len().is_multiple_of(self.row_bytes) || bytes.len() as u64 > self.keys_left {
+            bail!("internal error: more keys than the memory's index has rows");
+        }
+        self.keys_left -= bytes.len() as u64;
+        self.w
+            .write_all(bytes)
+            .with_context(|| format!("writing memory in {}", self.dir.display()))
+    }
+
+    /// Writes the target tokens (one slice per pair, in the index's order) and the checksum,
+    /// syncs the file and renames it over `dir/memory.pema`.
+    pub fn finish<'t>(mut self, tokens: impl IntoIterator<Item = &'t [u32]>) -> Result<PathBuf> {
+        if self.keys_left != 0 {
+            bail!("internal error: a memory was finished before all its keys were written");
+        }
+        let mut pairs = 0;
+        let tail = (|| -> Result<()> {
+            self.w.pad_to(self.tokens_off)?;
+            for t in tokens {
+                if self.rows.get(pairs) != Some(&(t.len() as u32)) {
+                    bail!("internal error: group keys and tokens disagree");
+                }
+                pairs += 1;
+                self.w.write_all(bytemuck::cast_slice(t))?;
+            }
+            if pairs != self.rows.len() {
+                bail!("internal error: group keys and tokens disagree");
+            }
+            let digest = self.w.hasher.finalize();
+            self.w.flush()?;
+            let file = self.w.inner.get_mut();
+            file.write_all(digest.as_bytes())?;
+            file.sync_all()?;
+            Ok(())
+        })();
+        tail.with_context(|| format!("writing memory in {}", self.dir.display()))?;
+        self.finished = true;
+        let dest = self.dir.join(FILE_NAME);
+        crate::fsutil::commit(&self.tmp, &dest)?;
+        Ok(dest)
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 /// An open memory: the file, mapped, checked and indexed.

@@ -154,6 +154,42 @@ impl Memory {
             .map(|k| &k[rows.start * d..rows.end * d])
     }
 
+    /// Appends the keys of `rows`, in that order, to `out` as f32 (row-major): a batch of
+    /// training read straight from the map, with no copy of the whole memory.
+    pub fn gather_keys_f32(&self, rows: impl IntoIterator<Item = usize>, out: &mut Vec<f32>) {
+        use half::slice::HalfFloatSliceExt as _;
+        let d = self.hidden_size();
+        match (self.file.keys_f16(), self.file.keys_f32()) {
+            (Some(k), _) => {
+                for r in rows {
+                    let at = out.len();
+                    out.resize(at + d, 0.0);
+                    k[r * d..(r + 1) * d].convert_to_f32_slice(&mut out[at..]);
+                }
+            }
+            (_, Some(k)) => {
+                for r in rows {
+                    out.extend_from_slice(&k[r * d..(r + 1) * d]);
+                }
+            }
+            _ => unreachable!("a memory has one key type"),
+        }
+    }
+
+    /// Whether every key of `rows` is finite (a damaged memory's may not be).
+    pub fn keys_finite(&self, rows: std::ops::Range<usize>) -> bool {
+        let d = self.hidden_size();
+        match (self.file.keys_f16(), self.file.keys_f32()) {
+            (Some(k), _) => k[rows.start * d..rows.end * d]
+                .iter()
+                .all(|x| x.is_finite()),
+            (_, Some(k)) => k[rows.start * d..rows.end * d]
+                .iter()
+                .all(|x| x.is_finite()),
+            _ => unreachable!("a memory has one key type"),
+        }
+    }
+
     /// Keys of `rows`, as f32, row-major.
     pub fn keys_f32(&self, rows: std::ops::Range<usize>) -> Vec<f32> {
         let d = self.hidden_size();
