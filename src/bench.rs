@@ -174,6 +174,15 @@ pub struct GenerationBench {
     pub baseline_first_token_ms_median: f64,
     /// `first_token_ms_median` / `baseline_first_token_ms_median`.
     pub first_token_ratio: f64,
+    /// The rewrite as a user gets it (`decode::rewrite_text`: stops honoured, and a line that
+    /// dropped a name made again): tokens kept per second of the whole rewrite, plain model.
+    pub whole_plain_tokens_per_second: f64,
+    /// The same, in the adapter's default mode: a line made again costs its discarded tokens.
+    pub whole_default_tokens_per_second: f64,
+    /// `whole_default_tokens_per_second` / `whole_plain_tokens_per_second`.
+    pub whole_ratio: f64,
+    /// Lines the default mode made again, all sources together.
+    pub remade_lines: usize,
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -266,6 +275,41 @@ pub fn generation(
             out.push(r.seconds * 1e3);
         }
     }
+    // Whole rewrites, as `pema rewrite` and the daemon make them, interleaved the same way.
+    let (mut whole_plain, mut whole_default, mut remade) = ((0usize, 0f64), (0usize, 0f64), 0);
+    for (i, pair) in pairs.iter().enumerate() {
+        let plain_opts = RewriteOptions {
+            mode: Mode::Plain,
+            ..default
+        };
+        let mut runs = [
+            (plain_opts, &mut whole_plain),
+            (default, &mut whole_default),
+        ];
+        if i % 2 == 1 {
+            runs.reverse();
+        }
+        for (o, acc) in runs {
+            let r = crate::decode::rewrite_text(
+                &mut session,
+                Some(adapter),
+                &template,
+                &pair.source,
+                &o,
+                |_| {},
+                None,
+            )?;
+            acc.0 += r.tokens;
+            acc.1 += r.seconds;
+            if o.mode != Mode::Plain {
+                remade += r.remade_lines;
+            }
+        }
+    }
+    let (wp, wd) = (
+        whole_plain.0 as f64 / whole_plain.1,
+        whole_default.0 as f64 / whole_default.1,
+    );
     let (pt, dt) = (plain.0 as f64 / plain.1, dflt.0 as f64 / dflt.1);
     let (t, tb) = (median(&mut ttft), median(&mut ttft_base));
     Ok(GenerationBench {
@@ -280,6 +324,10 @@ pub fn generation(
         first_token_ms_median: t,
         baseline_first_token_ms_median: tb,
         first_token_ratio: t / tb,
+        whole_plain_tokens_per_second: wp,
+        whole_default_tokens_per_second: wd,
+        whole_ratio: wd / wp,
+        remade_lines: remade,
     })
 }
 

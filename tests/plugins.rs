@@ -1,6 +1,7 @@
-//! The integrations of plugins/ from the Rust side, quick ones only (plain mode, no training):
-//! the OpenAI-compatible HTTP endpoint of the real `pema serve --http` over a raw HTTP/1.1
-//! connection, and the `pema rewrite --workspace` pipe through the same daemon. The full suites
+//! The integrations of plugins/ from the Rust side: the OpenAI-compatible HTTP endpoint of the
+//! real `pema serve --http` over a raw HTTP/1.1 connection (plain rewrites, and a streamed one
+//! with the adapter the daemon trains on a 20-pair workspace), and the `pema rewrite
+//! --workspace` pipe through the same daemon. The full suites
 //! (the `openai` package, the MCP SDK, Neovim) are in plugins/ (`bash plugins/test.sh`).
 
 mod common;
@@ -56,6 +57,22 @@ fn serve_http(
     )
 }
 
+/// The body of a `Transfer-Encoding: chunked` response, its chunks joined.
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    loop {
+        let (size, rest) = body.split_once("\r\n").expect("a chunk size line");
+        let n = usize::from_str_radix(size.split(';').next().unwrap().trim(), 16).unwrap();
+        if n == 0 {
+            return out;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..]
+            .strip_prefix("\r\n")
+            .expect("a chunk ends in CRLF");
+    }
+}
+
 /// One HTTP/1.1 request; (status, body).
 fn http(addr: &str, method: &str, path: &str, token: &str, body: &Value) -> (u16, String) {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
@@ -70,10 +87,15 @@ fn http(addr: &str, method: &str, path: &str, token: &str, body: &Value) -> (u16
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     let status = out[9..12].parse().unwrap();
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
     (status, body)
 }
 
@@ -186,6 +208,47 @@ fn http_endpoint_and_pipe_through_the_real_daemon() {
     );
     let out = String::from_utf8(out.stdout).unwrap();
     assert_eq!(out, format!("{got}\n\n  {got}\n"));
+
+    // The workspace's own adapter, streamed: once the daemon has trained on the 20 pairs, the
+    // pieces of a streamed completion with the workspace's model add up to the daemon's default
+    // rewrite (a line made again is held back, never sent and taken back).
+    c.wait_status(std::time::Duration::from_secs(900), |w| {
+        w["adapter"]["available"] == json!(true)
+    });
+    let text = "And he said to them, Go into the town, and you will see a man there.";
+    let want = c
+        .call(
+            "pema/rewrite",
+            json!({"text": text, "workspace": ws.path()}),
+        )
+        .unwrap();
+    assert_ne!(want["mode"], "plain", "{want}");
+    let (status, body) = http(
+        &http_at,
+        "POST",
+        "/v1/chat/completions",
+        &token,
+        &json!({"model": name, "stream": true, "messages": [{"role": "user", "content": text}]}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (mut streamed, mut pieces, mut done) = (String::new(), 0, false);
+    for line in body.lines() {
+        let Some(data) = line.strip_prefix("data: ") else {
+            continue;
+        };
+        assert!(!done, "nothing after [DONE]: {body}");
+        if data == "[DONE]" {
+            done = true;
+            continue;
+        }
+        let chunk: Value = serde_json::from_str(data).unwrap();
+        if let Some(t) = chunk["choices"][0]["delta"]["content"].as_str() {
+            streamed.push_str(t);
+            pieces += 1;
+        }
+    }
+    assert!(done && pieces > 0, "{body}");
+    assert_eq!(streamed, want["text"].as_str().unwrap(), "{body}");
 
     child.kill().unwrap();
     child.wait().unwrap();

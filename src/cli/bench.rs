@@ -78,9 +78,10 @@ pub(super) fn run(model: &ModelChoice, c: BenchCommand) -> Result<()> {
                 return print_json(&r);
             }
             println!(
-                "{} sources, {} threads\nplain:   {} tokens, {:.1} tok/s\ndefault: {} tokens, {:.1} tok/s\nratio: {:.3}\ntime to first token (median): {:.0} ms, zero-shot baseline {:.0} ms, ratio {:.2}",
+                "{} sources, {} threads\nplain:   {} tokens, {:.1} tok/s\ndefault: {} tokens, {:.1} tok/s\nratio: {:.3}\ntime to first token (median): {:.0} ms, zero-shot baseline {:.0} ms, ratio {:.2}\nwhole rewrites (lines made again included): plain {:.1} tok/s, default {:.1} tok/s, ratio {:.3}; {} lines made again",
                 r.sources, r.threads, r.plain_tokens, r.plain_tokens_per_second, r.default_tokens, r.default_tokens_per_second, r.ratio,
-                r.first_token_ms_median, r.baseline_first_token_ms_median, r.first_token_ratio
+                r.first_token_ms_median, r.baseline_first_token_ms_median, r.first_token_ratio,
+                r.whole_plain_tokens_per_second, r.whole_default_tokens_per_second, r.whole_ratio, r.remade_lines
             );
             Ok(())
         }

@@ -681,6 +681,41 @@ mod tests {
         assert!(refused > 3000, "{refused}");
     }
 
+    /// A build streams its keys into the file: a writer dropped before it finishes (an error, a
+    /// cancelled build) leaves the previous memory as it was and no temporary file; one given
+    /// more keys than its index has rows, or finished short of them, refuses.
+    #[test]
+    fn an_unfinished_writer_leaves_the_previous_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_sample(dir.path());
+        let before = std::fs::read(&path).unwrap();
+        let index = [IndexEntry {
+            hash: [3; 16],
+            rows: 1,
+            prompt_tokens: 2,
+        }];
+        let row = keys(&[0.5, 0.5, 0.5, 0.5]);
+
+        let mut w = Writer::create(dir.path(), &header(), &index).unwrap();
+        w.keys(&row).unwrap();
+        assert!(w.keys(&row).is_err(), "a second row for a one-row index");
+        drop(w);
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+
+        let w = Writer::create(dir.path(), &header(), &index).unwrap();
+        assert!(w.finish([&[7u32][..]]).is_err(), "finished before its keys");
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+
+        let mut w = Writer::create(dir.path(), &header(), &index).unwrap();
+        w.keys(&row).unwrap();
+        w.finish([&[7u32][..]]).unwrap();
+        let m = MappedMemory::open(&path).unwrap();
+        assert_eq!((m.n_entries, m.tokens()), (1, &[7u32][..]));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
     #[test]
     fn tokens_outside_the_vocabulary_are_refused() {
         let dir = tempfile::tempdir().unwrap();
