@@ -165,11 +165,14 @@ struct Data<'m> {
     /// The memory row of each row.
     rows: Vec<usize>,
     y: Tensor,
-    n: usize,
     device: Device,
 }
 
 impl Data<'_> {
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+
     fn x_of(&self, rows: impl ExactSizeIterator<Item = usize>) -> Result<Tensor> {
         let (len, d) = (rows.len(), self.memory.hidden_size());
         let mut x = Vec::with_capacity(len * d);
@@ -217,7 +220,6 @@ fn load_rows<'m>(
         .collect();
     Ok(Data {
         memory,
-        n: rows.len(),
         y: Tensor::from_vec(y, rows.len(), device)?,
         rows,
         device: device.clone(),
@@ -327,7 +329,7 @@ pub fn train(
             w.b_rct.to_device(dev)?,
         ),
         _ => {
-            let u = pca::principal_directions(train.n, d, |s, l| train.x_rows(s, l), r, dev)?;
+            let u = pca::principal_directions(train.len(), d, |s, l| train.x_rows(s, l), r, dev)?;
             let b_pd = if opts.residual {
                 u.zeros_like()?
             } else {
@@ -380,9 +382,9 @@ pub fn train(
     let eval_rows = ((1usize << 21) / vocab.len().max(1)).clamp(64, 4096);
     let evaluate = |data: &Data| -> Result<(f32, f32)> {
         let (mut loss, mut ce) = (0f64, 0f64);
-        for start in (0..data.n).step_by(eval_rows) {
+        for start in (0..data.len()).step_by(eval_rows) {
             pause();
-            let len = (data.n - start).min(eval_rows);
+            let len = (data.len() - start).min(eval_rows);
             let (m, c) = losses(
                 &data.x_rows(start, len)?,
                 &data.y.narrow(0, start, len)?,
@@ -391,12 +393,15 @@ pub fn train(
             loss += joint(&m, &c)?.to_scalar::<f32>()? as f64 * len as f64;
             ce += c.to_scalar::<f32>()? as f64 * len as f64;
         }
-        Ok(((loss / data.n as f64) as f32, (ce / data.n as f64) as f32))
+        Ok((
+            (loss / data.len() as f64) as f32,
+            (ce / data.len() as f64) as f32,
+        ))
     };
 
     let mut report = TrainReport {
-        train_entries: train.n,
-        held_out_entries: valid.n,
+        train_entries: train.len(),
+        held_out_entries: valid.len(),
         vocab_size: vocab.len(),
         ..Default::default()
     };
@@ -405,7 +410,7 @@ pub fn train(
     let mut best = (start_loss, 0usize, a0.clone(), b_pd0.clone());
     let mut last = start_loss;
     let mut rises = 0;
-    let steps = train.n.div_ceil(opts.batch_size);
+    let steps = train.len().div_ceil(opts.batch_size);
     let mut prog = TrainProgress {
         max_epochs: opts.max_epochs,
         steps_per_epoch: steps,
@@ -413,7 +418,7 @@ pub fn train(
         ..Default::default()
     };
     let mut rng = rand::rngs::StdRng::seed_from_u64(opts.seed);
-    let mut order: Vec<u32> = (0..train.n as u32).collect();
+    let mut order: Vec<u32> = (0..train.len() as u32).collect();
     report.stopped_by = "max_epochs".into();
     for epoch in 1..=opts.max_epochs {
         order.shuffle(&mut rng);

@@ -92,6 +92,15 @@ pub struct BuildReport {
     pub warnings: Vec<String>,
 }
 
+/// Where a pair of the new memory gets its rows.
+#[derive(Clone, Copy)]
+enum Rows {
+    /// From this group of the previous memory.
+    Reused(usize),
+    /// From the model: the pair's index among those computed.
+    New(usize),
+}
+
 /// A pair ready for the model.
 struct Prepared {
     tokens: Vec<Token>,
@@ -273,7 +282,7 @@ pub fn build_pairs(
         .unwrap_or(0);
     report.shared_prefix_tokens = shared;
     let (n_ctx, n_batch) = (session.n_ctx(), session.n_batch());
-    let mut keep = Vec::with_capacity(pairs.len()); // (hash, Some(previous group) | None)
+    let mut keep: Vec<([u8; 16], Rows)> = Vec::with_capacity(pairs.len());
     let mut todo: Vec<Prepared> = Vec::new();
     let mut todo_values: Vec<Vec<u32>> = Vec::new();
     let cap = opts.max_entries.unwrap_or(usize::MAX);
@@ -288,7 +297,7 @@ pub fn build_pairs(
                 continue;
             }
             entries += rows;
-            keep.push((hash, Some(g)));
+            keep.push((hash, Rows::Reused(g)));
             continue;
         };
         if tokens.len() > n_ctx || tokens.len() - shared > n_batch {
@@ -300,35 +309,31 @@ pub fn build_pairs(
             continue;
         }
         entries += values.len();
-        keep.push((hash, None));
+        keep.push((hash, Rows::New(todo.len())));
         todo.push(Prepared { tokens, prompt_len });
         todo_values.push(values);
     }
 
     // The file's layout is known now: its keys are written as the batches finish, so that a
     // build holds one batch of keys in RAM whatever the memory's size.
-    let mut index = Vec::with_capacity(keep.len());
-    let mut next_new = 0;
-    for (hash, prev) in &keep {
-        index.push(match prev {
-            Some(g) => {
-                let g = previous.as_ref().unwrap().groups[*g];
+    let index: Vec<format::IndexEntry> = keep
+        .iter()
+        .map(|&(hash, rows)| match rows {
+            Rows::Reused(g) => {
+                let g = previous.as_ref().unwrap().groups[g];
                 format::IndexEntry {
-                    hash: *hash,
+                    hash,
                     rows: g.rows,
                     prompt_tokens: g.prompt_tokens,
                 }
             }
-            None => {
-                next_new += 1;
-                format::IndexEntry {
-                    hash: *hash,
-                    rows: todo_values[next_new - 1].len() as u32,
-                    prompt_tokens: todo[next_new - 1].prompt_len as u32,
-                }
-            }
-        });
-    }
+            Rows::New(i) => format::IndexEntry {
+                hash,
+                rows: todo_values[i].len() as u32,
+                prompt_tokens: todo[i].prompt_len as u32,
+            },
+        })
+        .collect();
     report.pairs_computed = todo.len();
     report.pairs_reused = keep.len() - todo.len();
     if let Some(m) = &previous {
@@ -347,8 +352,8 @@ pub fn build_pairs(
     // Keys of the pairs before the next computed one: taken from the previous memory.
     let mut written = 0; // pairs of `keep` whose keys are written
     let copy_reused = |writer: &mut format::Writer, written: &mut usize| -> Result<()> {
-        while let Some((_, Some(g))) = keep.get(*written) {
-            let g = previous.as_ref().unwrap().groups[*g];
+        while let Some(&(_, Rows::Reused(g))) = keep.get(*written) {
+            let g = previous.as_ref().unwrap().groups[g];
             let first = g.first_row as usize;
             writer.keys(
                 previous
@@ -428,17 +433,13 @@ pub fn build_pairs(
         None => opts.out.join(format::FILE_NAME),
         Some(mut writer) => {
             copy_reused(&mut writer, &mut written)?;
-            let mut next_new = 0;
-            let tokens = keep.iter().map(|(_, prev)| match prev {
-                Some(g) => {
+            let tokens = keep.iter().map(|&(_, rows)| match rows {
+                Rows::Reused(g) => {
                     let m = previous.as_ref().unwrap();
-                    let g = m.groups[*g];
+                    let g = m.groups[g];
                     &m.tokens()[g.first_row as usize..(g.first_row + g.rows as u64) as usize]
                 }
-                None => {
-                    next_new += 1;
-                    &todo_values[next_new - 1][..]
-                }
+                Rows::New(i) => &todo_values[i][..],
             });
             writer.finish(tokens)?
         }

@@ -146,14 +146,6 @@ impl Memory {
             .to_string()
     }
 
-    /// Keys of `rows` as the file holds them, when that is f16 (row-major, not copied).
-    pub fn keys_f16(&self, rows: std::ops::Range<usize>) -> Option<&[half::f16]> {
-        let d = self.hidden_size();
-        self.file
-            .keys_f16()
-            .map(|k| &k[rows.start * d..rows.end * d])
-    }
-
     /// Appends the keys of `rows`, in that order, to `out` as f32 (row-major): a batch of
     /// training read straight from the map, with no copy of the whole memory.
     pub fn gather_keys_f32(&self, rows: impl IntoIterator<Item = usize>, out: &mut Vec<f32>) {
@@ -192,15 +184,9 @@ impl Memory {
 
     /// Keys of `rows`, as f32, row-major.
     pub fn keys_f32(&self, rows: std::ops::Range<usize>) -> Vec<f32> {
-        let d = self.hidden_size();
-        match (self.file.keys_f16(), self.file.keys_f32()) {
-            (Some(k), _) => k[rows.start * d..rows.end * d]
-                .iter()
-                .map(|x| x.to_f32())
-                .collect(),
-            (_, Some(k)) => k[rows.start * d..rows.end * d].to_vec(),
-            _ => unreachable!("a memory has one key type"),
-        }
+        let mut out = Vec::with_capacity(rows.len() * self.hidden_size());
+        self.gather_keys_f32(rows, &mut out);
+        out
     }
 
     /// Whether each pair is held out for validation.
