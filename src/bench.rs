@@ -174,8 +174,9 @@ pub struct GenerationBench {
     pub baseline_first_token_ms_median: f64,
     /// `first_token_ms_median` / `baseline_first_token_ms_median`.
     pub first_token_ratio: f64,
-    /// The rewrite as a user gets it (`decode::rewrite_text`: stops honoured, and a line that
-    /// dropped a name made again): tokens kept per second of the whole rewrite, plain model.
+    /// The rewrite as a user gets it (`decode::rewrite_text`: stops honoured, a line that
+    /// dropped a name made again, the source and earlier attempts fed as drafts): tokens kept
+    /// per second of the whole rewrite, plain model.
     pub whole_plain_tokens_per_second: f64,
     /// The same, in the adapter's default mode: a line made again costs its discarded tokens.
     pub whole_default_tokens_per_second: f64,
@@ -183,6 +184,20 @@ pub struct GenerationBench {
     pub whole_ratio: f64,
     /// Lines the default mode made again, all sources together.
     pub remade_lines: usize,
+    /// Whole rewrites of the plain model with no drafts (one decode a token, as before drafts).
+    pub whole_plain_without_drafts_tokens_per_second: f64,
+    /// Whole rewrites of the default mode with no drafts.
+    pub whole_default_without_drafts_tokens_per_second: f64,
+    /// `whole_default_without_drafts_tokens_per_second` /
+    /// `whole_plain_without_drafts_tokens_per_second`.
+    pub whole_ratio_without_drafts: f64,
+    /// Draft tokens the default mode picked.
+    pub draft_tokens_accepted: usize,
+    /// Draft tokens it was fed but did not pick.
+    pub draft_tokens_wasted: usize,
+    /// Rewrites (of both modes) whose text differs with drafts and without: a batched decode
+    /// rounds a little differently from one token at a time, which can tip a near tie.
+    pub rewrites_differing_with_drafts: usize,
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -235,6 +250,9 @@ pub fn generation(
                     mode,
                     max_tokens: Some(GENERATED),
                     stop_at_boundary: false,
+                    // The adapter's own cost per token, drafts aside (the whole rewrites below
+                    // have them).
+                    drafts: false,
                     ..default
                 },
                 |_| {},
@@ -275,21 +293,35 @@ pub fn generation(
             out.push(r.seconds * 1e3);
         }
     }
-    // Whole rewrites, as `pema rewrite` and the daemon make them, interleaved the same way.
-    let (mut whole_plain, mut whole_default, mut remade) = ((0usize, 0f64), (0usize, 0f64), 0);
+    // Whole rewrites, as `pema rewrite` and the daemon make them, interleaved the same way;
+    // each mode with drafts and without.
+    let mut whole = [(0usize, 0f64); 4];
+    let (mut remade, mut drafted, mut differing) = (0, (0, 0), 0);
     for (i, pair) in pairs.iter().enumerate() {
-        let plain_opts = RewriteOptions {
-            mode: Mode::Plain,
-            ..default
-        };
-        let mut runs = [
-            (plain_opts, &mut whole_plain),
-            (default, &mut whole_default),
-        ];
+        let mut runs: Vec<(usize, RewriteOptions)> = [Mode::Plain, default.mode]
+            .into_iter()
+            .enumerate()
+            .flat_map(|(m, mode)| {
+                [true, false]
+                    .into_iter()
+                    .enumerate()
+                    .map(move |(d, drafts)| {
+                        (
+                            2 * m + d,
+                            RewriteOptions {
+                                mode,
+                                drafts,
+                                ..default
+                            },
+                        )
+                    })
+            })
+            .collect();
         if i % 2 == 1 {
             runs.reverse();
         }
-        for (o, acc) in runs {
+        let mut texts = [String::new(), String::new(), String::new(), String::new()];
+        for (k, o) in runs {
             let r = crate::decode::rewrite_text(
                 &mut session,
                 Some(adapter),
@@ -299,17 +331,19 @@ pub fn generation(
                 |_| {},
                 None,
             )?;
-            acc.0 += r.tokens;
-            acc.1 += r.seconds;
-            if o.mode != Mode::Plain {
+            whole[k].0 += r.tokens;
+            whole[k].1 += r.seconds;
+            if k == 2 {
                 remade += r.remade_lines;
+                drafted.0 += r.draft_tokens.0;
+                drafted.1 += r.draft_tokens.1;
             }
+            texts[k] = r.text;
         }
+        differing += usize::from(texts[0] != texts[1]) + usize::from(texts[2] != texts[3]);
     }
-    let (wp, wd) = (
-        whole_plain.0 as f64 / whole_plain.1,
-        whole_default.0 as f64 / whole_default.1,
-    );
+    let tps = |w: (usize, f64)| w.0 as f64 / w.1;
+    let (wp, wpn, wd, wdn) = (tps(whole[0]), tps(whole[1]), tps(whole[2]), tps(whole[3]));
     let (pt, dt) = (plain.0 as f64 / plain.1, dflt.0 as f64 / dflt.1);
     let (t, tb) = (median(&mut ttft), median(&mut ttft_base));
     Ok(GenerationBench {
@@ -328,6 +362,12 @@ pub fn generation(
         whole_default_tokens_per_second: wd,
         whole_ratio: wd / wp,
         remade_lines: remade,
+        whole_plain_without_drafts_tokens_per_second: wpn,
+        whole_default_without_drafts_tokens_per_second: wdn,
+        whole_ratio_without_drafts: wdn / wpn,
+        draft_tokens_accepted: drafted.0,
+        draft_tokens_wasted: drafted.1,
+        rewrites_differing_with_drafts: differing,
     })
 }
 

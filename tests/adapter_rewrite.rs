@@ -604,3 +604,55 @@ fn a_line_that_drops_a_name_is_made_again_and_its_stream_adds_up() {
         assert!(k.keeps(p, &r.text) || r.remade_lines == 2, "{}", r.text);
     }
 }
+
+#[test]
+fn a_rewrite_fed_its_own_output_as_a_draft_takes_it_and_writes_the_same() {
+    let mut s = common::session();
+    let template = Template::from_arg("rewrite").unwrap();
+    let source = "The council wrote to say the lamp would be automated in the spring.";
+    let mut prompt = Prompt::for_source(&s, &template, source).unwrap();
+    let plain = RewriteOptions {
+        mode: Mode::Plain,
+        ..RewriteOptions::default()
+    };
+    let alone = decode::generate(
+        &mut s,
+        None,
+        &prompt,
+        &RewriteOptions {
+            drafts: false,
+            ..plain
+        },
+        |_| {},
+        None,
+    )
+    .unwrap();
+    assert_eq!(alone.draft_tokens, (0, 0));
+    assert!(alone.tokens > 5, "{alone:?}");
+    // Its own tokens as the only draft: every one is picked (bar a tie that a batched decode
+    // rounds the other way), each still from its own state, and the text is the same.
+    prompt.drafts = decode::Drafts::default();
+    prompt.drafts.push(alone.output_tokens.clone());
+    let mut streamed = String::new();
+    let drafted = decode::generate(
+        &mut s,
+        None,
+        &prompt,
+        &plain,
+        |t| streamed.push_str(t),
+        None,
+    )
+    .unwrap();
+    assert_eq!(drafted.text, alone.text);
+    assert_eq!(streamed.trim(), drafted.text);
+    let (picked, not_picked) = drafted.draft_tokens;
+    println!("draft tokens picked {picked}, not picked {not_picked}");
+    assert!(picked + 2 >= alone.tokens, "{:?}", drafted.draft_tokens);
+    // A draft that is wrong from its first token costs nothing but its decode.
+    prompt.drafts = decode::Drafts::default();
+    prompt
+        .drafts
+        .push(alone.output_tokens.iter().rev().copied().collect());
+    let wrong = decode::generate(&mut s, None, &prompt, &plain, |_| {}, None).unwrap();
+    assert_eq!(wrong.text, alone.text);
+}

@@ -78,10 +78,13 @@ pub(super) fn run(model: &ModelChoice, c: BenchCommand) -> Result<()> {
                 return print_json(&r);
             }
             println!(
-                "{} sources, {} threads\nplain:   {} tokens, {:.1} tok/s\ndefault: {} tokens, {:.1} tok/s\nratio: {:.3}\ntime to first token (median): {:.0} ms, zero-shot baseline {:.0} ms, ratio {:.2}\nwhole rewrites (lines made again included): plain {:.1} tok/s, default {:.1} tok/s, ratio {:.3}; {} lines made again",
+                "{} sources, {} threads\nplain:   {} tokens, {:.1} tok/s\ndefault: {} tokens, {:.1} tok/s\nratio: {:.3}\ntime to first token (median): {:.0} ms, zero-shot baseline {:.0} ms, ratio {:.2}\nwhole rewrites (lines made again included): plain {:.1} tok/s, default {:.1} tok/s, ratio {:.3}; {} lines made again\nwithout drafts: plain {:.1} tok/s, default {:.1} tok/s, ratio {:.3}; default's draft tokens picked {}, not picked {}; {} rewrites differ with drafts and without",
                 r.sources, r.threads, r.plain_tokens, r.plain_tokens_per_second, r.default_tokens, r.default_tokens_per_second, r.ratio,
                 r.first_token_ms_median, r.baseline_first_token_ms_median, r.first_token_ratio,
-                r.whole_plain_tokens_per_second, r.whole_default_tokens_per_second, r.whole_ratio, r.remade_lines
+                r.whole_plain_tokens_per_second, r.whole_default_tokens_per_second, r.whole_ratio, r.remade_lines,
+                r.whole_plain_without_drafts_tokens_per_second,
+                r.whole_default_without_drafts_tokens_per_second, r.whole_ratio_without_drafts,
+                r.draft_tokens_accepted, r.draft_tokens_wasted, r.rewrites_differing_with_drafts
             );
             Ok(())
         }

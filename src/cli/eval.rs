@@ -7,7 +7,7 @@ use anyhow::Result;
 use clap::Args;
 
 use pema::adapter::Adapter;
-use pema::decode::Mode;
+use pema::decode::{Mode, RewriteOptions};
 use pema::eval::{self, System};
 use pema::memory::{self, Template};
 
@@ -103,7 +103,10 @@ pub(super) fn run(model: &ModelChoice, a: EvalArgs) -> Result<()> {
             shots,
             few_shot_template,
             rewrite: a.gen.options(Mode::Gu),
-            default_rewrite: adapter.default_rewrite(),
+            default_rewrite: RewriteOptions {
+                drafts: !a.gen.no_drafts,
+                ..adapter.default_rewrite()
+            },
             style,
         },
         |p| bar.set_position((p.system * p.pairs + p.pair) as u64),

@@ -184,6 +184,10 @@ struct GenerationArgs {
     top_p: f32,
     #[arg(long)]
     max_tokens: Option<usize>,
+    /// Decode one token at a time, with no drafts from the source or earlier attempts (slower;
+    /// to compare).
+    #[arg(long)]
+    no_drafts: bool,
 }
 
 impl GenerationArgs {
@@ -199,6 +203,7 @@ impl GenerationArgs {
             top_p: self.top_p,
             seed: 0,
             stop_at_boundary: true,
+            drafts: !self.no_drafts,
             ..base
         }
     }

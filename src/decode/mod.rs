@@ -1,6 +1,7 @@
 //! Rewrites: token-by-token generation from the model mixed with the adapter, with Gradual
 //! Unrolling (docs/method.md §4).
 
+mod draft;
 mod guard;
 mod held;
 mod mixture;
@@ -14,6 +15,7 @@ use rand::{Rng, SeedableRng};
 
 pub use crate::logspace::{log_add_exp, log_softmax};
 pub use crate::schedule::{Mode, Schedule};
+pub use draft::{Drafts, MAX_DRAFT};
 pub use guard::{RepeatGuard, WordGuard};
 pub use held::HeldLine;
 pub use mixture::{mix_guided, mix_into, top_k_indices};
@@ -52,6 +54,9 @@ pub struct RewriteOptions {
     /// Make a line again with less of the adapter when it dropped a name of its source that
     /// the adapter's style keeps (`fidelity`; only for an adapter that learned which).
     pub keep_names: bool,
+    /// Feed the source and a line's earlier attempts to the model as drafts, several tokens to
+    /// a decode ([`Drafts`]); off only to time what they save.
+    pub drafts: bool,
 }
 
 impl Default for RewriteOptions {
@@ -68,6 +73,7 @@ impl Default for RewriteOptions {
             seed: 0,
             stop_at_boundary: true,
             keep_names: false,
+            drafts: true,
         }
     }
 }
@@ -134,6 +140,12 @@ pub struct Rewrite {
     pub tokens_per_second: f64,
     /// Lines made again with less of the adapter because a name was dropped (`keep_names`).
     pub remade_lines: usize,
+    /// The tokens of the text, as generated (a draft for an attempt made again).
+    #[serde(skip)]
+    pub output_tokens: Vec<Token>,
+    /// Draft tokens the generation picked, and those it did not ([`Drafts`]).
+    #[serde(skip)]
+    pub draft_tokens: (usize, usize),
 }
 
 /// Where a generation starts: the prompt and the expected output length.
@@ -148,6 +160,9 @@ pub struct Prompt {
     pub source_words: usize,
     /// The source (for the word-run guard).
     pub source_text: String,
+    /// What the output may well repeat (the source, earlier attempts at the same line): fed to
+    /// the model several tokens at a time, kept as far as the picks agree ([`Drafts`]).
+    pub drafts: Drafts,
 }
 
 impl Prompt {
@@ -160,9 +175,10 @@ impl Prompt {
         Ok(Self {
             tokens,
             expected_len: source_tokens.len(),
-            source_tokens,
+            source_tokens: source_tokens.clone(),
             source_words: source.split_whitespace().count(),
             source_text: source.to_string(),
+            drafts: Drafts::from_source(source_tokens.clone()),
         })
     }
 
@@ -202,6 +218,14 @@ pub fn generate(
         },
     };
     let mut guard = RepeatGuard::new(&prompt.source_tokens);
+    let mut out: Vec<Token> = Vec::new();
+    let mut feeder = draft::Feeder::default();
+    let no_drafts = Drafts::default();
+    let drafts = if opts.drafts {
+        &prompt.drafts
+    } else {
+        &no_drafts
+    };
     let word_guard = WordGuard::new(&prompt.source_text);
     let max_words = 2 * prompt.source_words + 8;
     let end = crate::memory::end_token(session)?;
@@ -268,12 +292,13 @@ pub fn generate(
             }
         }
         guard.push(token);
+        out.push(token);
         if !opts.stop_at_boundary {
             n += 1;
             if n == max {
                 break;
             }
-            step = session.advance(token)?;
+            step = feeder.feed(session, drafts, &out, max - n)?;
             continue;
         }
         if model.is_end_of_generation(token) {
@@ -316,8 +341,7 @@ pub fn generate(
         if n == max {
             break;
         }
-
-        step = session.advance(token)?;
+        step = feeder.feed(session, drafts, &out, max - n)?;
     }
     if emitted < bytes.len() {
         on_text(&String::from_utf8_lossy(&bytes[emitted..]));
@@ -332,6 +356,8 @@ pub fn generate(
         seconds,
         tokens_per_second: n as f64 / seconds.max(1e-9),
         remade_lines: 0,
+        output_tokens: out,
+        draft_tokens: (feeder.accepted, feeder.wasted),
     })
 }
 

@@ -43,6 +43,8 @@ pub fn rewrite_text(
         seconds: 0.0,
         tokens_per_second: 0.0,
         remade_lines: 0,
+        output_tokens: Vec::new(),
+        draft_tokens: (0, 0),
     };
     let kept_names = adapter
         .and_then(|a| a.info().kept_names.as_ref())
@@ -69,7 +71,7 @@ pub fn rewrite_text(
         if !indent.is_empty() {
             on_event(TextEvent::Text(indent));
         }
-        let prompt = Prompt::for_source(session, template, body)?;
+        let mut prompt = Prompt::for_source(session, template, body)?;
         let mut opts = *options;
         let mut attempt = 0;
         let r = loop {
@@ -91,6 +93,8 @@ pub fn rewrite_text(
                 },
                 cancel,
             )?;
+            total.draft_tokens.0 += r.draft_tokens.0;
+            total.draft_tokens.1 += r.draft_tokens.1;
             match kept_names {
                 Some(k) if opts.mode != Mode::Plain && !k.keeps(body, &r.text) => {
                     // Another sentence, or a part of this one lost: less style, then none.
@@ -98,6 +102,9 @@ pub fn rewrite_text(
                         on_event(TextEvent::Retract(sent));
                     }
                     total.remade_lines += 1;
+                    // The next attempt mostly writes the same tokens up to where this one
+                    // went wrong: they are fed as a draft, several to a decode.
+                    prompt.drafts.push(r.output_tokens);
                     opts = weaker(opts, attempt);
                     attempt += 1;
                 }

@@ -478,6 +478,48 @@ impl Session {
         self.step_at(0)
     }
 
+    /// Feeds several tokens of the generation in one decode (a draft to verify): the state
+    /// after each, in order. Cheaper than as many [`Session::advance`] calls: the weights are
+    /// read once for all of them.
+    pub fn advance_many(&mut self, tokens: &[Token]) -> Result<Vec<Step>> {
+        let pos = self.cached.len();
+        if pos == 0 {
+            bail!("advance_many() before start()");
+        }
+        if tokens.is_empty() || tokens.len() > self.ctx.n_batch() {
+            bail!("a draft of {} tokens", tokens.len());
+        }
+        if pos + tokens.len() > self.n_ctx {
+            bail!(
+                "the generation reached the context size ({} tokens)",
+                self.n_ctx
+            );
+        }
+        if pos + tokens.len() + self.stash.len() > self.n_ctx {
+            self.drop_home(Home::Prefix);
+        }
+        self.batch.clear();
+        for (i, &t) in tokens.iter().enumerate() {
+            self.batch.push(t, pos + i, 0, true);
+        }
+        self.ctx.set_embeddings(true);
+        self.decode_kept(Home::Prompt, tokens)?;
+        (0..tokens.len()).map(|i| self.step_at(i)).collect()
+    }
+
+    /// Takes back the last `n` tokens fed to the generation (a draft's rejected tail).
+    pub fn rewind(&mut self, n: usize) -> Result<()> {
+        let keep = self.cached.len().saturating_sub(n);
+        if !self.ctx.seq_rm(0, keep) {
+            self.ctx.clear();
+            self.cached.clear();
+            self.stash.clear();
+            bail!("llama.cpp could not take back the last {n} tokens");
+        }
+        self.cached.truncate(keep);
+        Ok(())
+    }
+
     fn step_at(&self, row: usize) -> Result<Step> {
         Ok(Step {
             hidden: self.ctx.hidden(row)?.to_vec(),
