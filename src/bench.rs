@@ -297,37 +297,25 @@ pub fn generation(
     // each mode with drafts and without.
     let mut whole = [(0usize, 0f64); 4];
     let (mut remade, mut drafted, mut differing) = (0, (0, 0), 0);
+    // Plain and default, each with drafts and without.
+    let plain_opts = RewriteOptions {
+        mode: Mode::Plain,
+        ..default
+    };
+    let runs = [plain_opts, default].map(|o| [o, RewriteOptions { drafts: false, ..o }]);
     for (i, pair) in pairs.iter().enumerate() {
-        let mut runs: Vec<(usize, RewriteOptions)> = [Mode::Plain, default.mode]
-            .into_iter()
-            .enumerate()
-            .flat_map(|(m, mode)| {
-                [true, false]
-                    .into_iter()
-                    .enumerate()
-                    .map(move |(d, drafts)| {
-                        (
-                            2 * m + d,
-                            RewriteOptions {
-                                mode,
-                                drafts,
-                                ..default
-                            },
-                        )
-                    })
-            })
-            .collect();
+        let mut order: Vec<usize> = (0..4).collect();
         if i % 2 == 1 {
-            runs.reverse();
+            order.reverse();
         }
-        let mut texts = [String::new(), String::new(), String::new(), String::new()];
-        for (k, o) in runs {
+        let mut texts: [String; 4] = Default::default();
+        for k in order {
             let r = crate::decode::rewrite_text(
                 &mut session,
                 Some(adapter),
                 &template,
                 &pair.source,
-                &o,
+                &runs[k / 2][k % 2],
                 |_| {},
                 None,
             )?;

@@ -2,8 +2,9 @@
 //! kept only as far as the generation's own picks agree with them. A rewrite keeps much of its
 //! source, and a line made again after it dropped a name (docs/method.md §8.7) mostly repeats
 //! its earlier attempt up to where that one went wrong, and often joins it again after; those
-//! tokens then cost a share of one batched decode instead of one decode each. The output is the one token-by-token generation would give (up
-//! to the rounding of a batched decode): every token is still picked from its own state.
+//! tokens then cost a share of one batched decode instead of one decode each. The output is the
+//! one token-by-token generation would give (up to the rounding of a batched decode): every
+//! token is still picked from its own state.
 
 use std::collections::VecDeque;
 
@@ -12,8 +13,8 @@ use anyhow::Result;
 use crate::model::{Session, Step, Token};
 
 /// The most draft tokens fed in one decode. With the generation's own token that makes 16
-/// output rows, under the rows after which the daemon renews its context.
-pub const MAX_DRAFT: usize = 15;
+/// output rows, not more than the daemon lets a context keep (`SHED_ABOVE_ROWS`).
+const MAX_DRAFT: usize = 15;
 
 /// Draft tokens fed at first: a draft that is picked whole doubles it (to [`MAX_DRAFT`]), one
 /// that is not halves it, so a draft the generation has left costs little.
@@ -74,11 +75,6 @@ impl Drafts {
             }
         }
         &[]
-    }
-
-    /// Whether there is nothing to draft from.
-    pub fn is_empty(&self) -> bool {
-        self.seqs.is_empty()
     }
 }
 

@@ -15,7 +15,7 @@ use rand::{Rng, SeedableRng};
 
 pub use crate::logspace::{log_add_exp, log_softmax};
 pub use crate::schedule::{Mode, Schedule};
-pub use draft::{Drafts, MAX_DRAFT};
+pub use draft::Drafts;
 pub use guard::{RepeatGuard, WordGuard};
 pub use held::HeldLine;
 pub use mixture::{mix_guided, mix_into, top_k_indices};
@@ -140,7 +140,8 @@ pub struct Rewrite {
     pub tokens_per_second: f64,
     /// Lines made again with less of the adapter because a name was dropped (`keep_names`).
     pub remade_lines: usize,
-    /// The tokens of the text, as generated (a draft for an attempt made again).
+    /// The tokens one generation picked, its last (the one that ended it) included: the draft
+    /// for an attempt made again. Empty for a whole text (`rewrite_text`).
     #[serde(skip)]
     pub output_tokens: Vec<Token>,
     /// Draft tokens the generation picked, and those it did not ([`Drafts`]).
@@ -175,10 +176,10 @@ impl Prompt {
         Ok(Self {
             tokens,
             expected_len: source_tokens.len(),
-            source_tokens: source_tokens.clone(),
+            drafts: Drafts::from_source(source_tokens.clone()),
+            source_tokens,
             source_words: source.split_whitespace().count(),
             source_text: source.to_string(),
-            drafts: Drafts::from_source(source_tokens.clone()),
         })
     }
 
