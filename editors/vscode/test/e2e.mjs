@@ -171,10 +171,10 @@ async function openFile(page, name) {
   await page.keyboard.press("Control+P");
   await page.waitForSelector(".quick-input-widget input", { state: "visible" });
   await page.keyboard.type(name);
-  await page.waitForSelector(".quick-input-list .monaco-list-row", { hasText: name });
+  await page.locator(".quick-input-list .monaco-list-row", { hasText: name }).first().waitFor();
   await page.waitForTimeout(300);
   await page.keyboard.press("Enter");
-  await page.waitForSelector(".tab.active", { hasText: name });
+  await page.locator(".tab.active", { hasText: name }).first().waitFor();
   await focusEditor(page);
 }
 
@@ -254,7 +254,7 @@ try {
   await palette(page, "PEMA: Show What Was Learned");
   const shown = await waitFor("the examples page", () => traceEvents().find((e) => e.event === "examples"), 60_000);
   if (!(shown.count >= 1)) throw new Error(`e2e: Show What Was Learned listed ${shown.count} pairs`);
-  await page.waitForSelector(".tab.active", { hasText: "what pema learned" });
+  await page.locator(".tab.active", { hasText: "what pema learned" }).first().waitFor();
   log(`Show What Was Learned: ${shown.count} pairs (${shown.pseudo} pseudo)`);
 
   // Open notes.md with Quick Open, select its first line.
@@ -279,7 +279,7 @@ try {
   log("clicked Accept");
   const accepted = await waitFor("the accepted edit", () => traceEvents().find((e) => e.event === "accepted"), 30_000);
   if (!accepted.applied) throw new Error("e2e: the edit was not applied");
-  await page.waitForSelector(".tab.active", { hasText: "notes.md" });
+  await page.locator(".tab.active", { hasText: "notes.md" }).first().waitFor();
   await page.waitForTimeout(500);
 
   // Save, and check the file on disk.
@@ -325,7 +325,7 @@ try {
     30_000,
   );
   if (!accepted2.applied) throw new Error("e2e: the crlf.md edit was not applied");
-  await page.waitForSelector(".tab.active", { hasText: "crlf.md" });
+  await page.locator(".tab.active", { hasText: "crlf.md" }).first().waitFor();
   await page.waitForTimeout(500);
   await page.keyboard.press("Control+S");
   const want = CRLF_HEAD + result2.result.text;
@@ -425,7 +425,7 @@ try {
   await palette(page, "PEMA: Compare With the Plain Model");
   const cmp = await nth("compare", 0);
   if (typeof cmp.plain !== "string" || typeof cmp.pema !== "string" || !cmp.pema) throw new Error(`e2e: compare gave ${JSON.stringify(cmp)}`);
-  await page.waitForSelector(".tab", { hasText: "plain model ↔ pema" });
+  await page.locator(".tab", { hasText: "plain model ↔ pema" }).first().waitFor();
   log(`Compare: ${JSON.stringify(cmp.source)}: plain ${JSON.stringify(cmp.plain)} | pema ${JSON.stringify(cmp.pema)}`);
 
   // Connect to a running `pema serve` (its own cache) with its token file, instead of `pema lsp`.
