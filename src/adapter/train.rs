@@ -53,7 +53,8 @@ pub struct TrainOptions<'a> {
     pub dropout: f32,
     /// Memory rows per optimiser step.
     pub batch_size: usize,
-    /// Epochs at most; training stops earlier once the held-out loss has risen twice running.
+    /// Epochs at most; training stops earlier once two held-out checks in a row
+    /// are above the best so far.
     pub max_epochs: usize,
     /// Share of pairs, in percent, held out to validate (chosen by content hash).
     pub held_out_percent: u32,
@@ -133,7 +134,7 @@ pub struct TrainReport {
     pub epochs: usize,
     /// The epoch whose weights were kept: the lowest held-out loss (0: none beat the start).
     pub best_epoch: usize,
-    /// Why training ended: `"max_epochs"` or `"early_stop"` (two rises of the held-out loss).
+    /// Why training ended: `"max_epochs"` or `"early_stop"` (two checks above the best held-out loss).
     pub stopped_by: String,
     /// Memory rows trained on (one per target token of the training pairs).
     pub train_entries: usize,
@@ -188,6 +189,40 @@ impl Data<'_> {
     /// The rows `idx` as f32.
     fn x_select(&self, idx: &[u32]) -> Result<Tensor> {
         self.x_of(idx.iter().map(|&i| self.rows[i as usize]))
+    }
+}
+
+/// When training stops: once the held-out loss is above its best at two checks in a row.
+/// Counted from the best, not from the check before: a loss that wobbles above an early best
+/// (the Bible memory's best epoch is the first) would otherwise train on for epochs that
+/// cannot be kept.
+struct EarlyStop {
+    best: f32,
+    above: usize,
+}
+
+impl EarlyStop {
+    fn new(start: f32) -> Self {
+        Self {
+            best: start,
+            above: 0,
+        }
+    }
+
+    /// Records a check; true when it is the best so far.
+    fn is_best(&mut self, loss: f32) -> bool {
+        if loss < self.best {
+            self.best = loss;
+            self.above = 0;
+            true
+        } else {
+            self.above += 1;
+            false
+        }
+    }
+
+    fn is_over(&self) -> bool {
+        self.above >= 2
     }
 }
 
@@ -408,8 +443,7 @@ pub fn train(
     let (start_loss, start_ce) = evaluate(&valid)?;
     report.held_out_ce_start = start_ce;
     let mut best = (start_loss, 0usize, a0.clone(), b_pd0.clone());
-    let mut last = start_loss;
-    let mut rises = 0;
+    let mut stop = EarlyStop::new(start_loss);
     let steps = train.len().div_ceil(opts.batch_size);
     let mut prog = TrainProgress {
         max_epochs: opts.max_epochs,
@@ -467,7 +501,7 @@ pub fn train(
         progress(&prog);
         report.epochs = epoch;
         report.train_loss = prog.train_loss;
-        if held_loss < best.0 {
+        if stop.is_best(held_loss) {
             best = (
                 held_loss,
                 epoch,
@@ -475,9 +509,7 @@ pub fn train(
                 b_pd.as_tensor().copy()?,
             );
         }
-        rises = if held_loss > last { rises + 1 } else { 0 };
-        last = held_loss;
-        if rises >= 2 {
+        if stop.is_over() {
             report.stopped_by = "early_stop".into();
             break;
         }
@@ -523,4 +555,34 @@ pub fn train(
     )?;
     adapter.learn_kept_names(memory, opts.held_out_percent);
     Ok(adapter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EarlyStop;
+
+    #[test]
+    fn stops_at_the_second_check_in_a_row_above_the_best() {
+        // The loss falls, then wobbles above its best: up, down (still above), up. Counting
+        // rises over the check before would go on; counting from the best stops at the wobble.
+        let mut s = EarlyStop::new(3.0);
+        let mut best = vec![];
+        let mut stopped_at = None;
+        for (epoch, loss) in [2.0, 2.3, 2.1, 2.4, 2.5].into_iter().enumerate() {
+            best.push(s.is_best(loss));
+            if s.is_over() {
+                stopped_at = Some(epoch + 1);
+                break;
+            }
+        }
+        assert_eq!(best, [true, false, false]);
+        assert_eq!(stopped_at, Some(3));
+        // A new best in between starts the count again.
+        let mut s = EarlyStop::new(3.0);
+        for loss in [2.0, 2.1, 1.9, 2.0] {
+            s.is_best(loss);
+        }
+        assert!(!s.is_over());
+        assert!(!s.is_best(1.9) && s.is_over());
+    }
 }
