@@ -21,9 +21,11 @@ from bench_busy import rewrite, serving, status_of, workspace  # noqa: E402
 from bench_daemon import ROOT, rss_mib  # noqa: E402
 
 
-def make_folder(targets, mb, out):
+def make_folder(targets, mb, out, cap=None):
     with open(os.path.join(out, ".pema.toml"), "w") as f:
         f.write("paraphrase_limit = 0\n")
+        if cap:
+            f.write(f"memory_cap = {cap}\n")
     size, files, units, k = 0, 0, [], 0
     while size < mb * 1024 * 1024:
         for i, t in enumerate(targets):
@@ -51,6 +53,11 @@ def summary(runs):
     return statistics.median(r[0] for r in runs), sum(r[1] for r in runs) / sum(r[2] for r in runs)
 
 
+def daemon_tok_s(runs):
+    """Tokens per second of the daemon's own generation time (no client, no queueing)."""
+    return round(sum(r[1] for r in runs) / sum(r[3] for r in runs), 1) if runs else float("nan")
+
+
 class AnonPeak:
     """The peak of the daemon's anonymous RSS (its own heap; the rest of VmRSS is mapped files:
     the model and the memory, pages the kernel can drop), sampled every 0.1 s."""
@@ -76,6 +83,7 @@ def main():
     ap.add_argument("--corpus", default=os.path.join(ROOT, "examples/bible_bbe_asv/train.jsonl"))
     ap.add_argument("--sources", default=os.path.join(ROOT, "examples/bible_bbe_asv/dev.jsonl"))
     ap.add_argument("--limit", type=int, default=10, help="rewrites in each phase")
+    ap.add_argument("--cap", type=int, help="memory_cap of each folder (default: the daemon's)")
     ap.add_argument("--every", type=float, default=5.0, help="seconds between timed rewrites")
     a = ap.parse_args()
     if "PEMA_MODEL" not in os.environ:
@@ -92,7 +100,7 @@ def main():
     rows = []
     for mb in [float(x) for x in a.mb.split(",")]:
         ws = tempfile.mkdtemp(prefix=f"pema-scale-{mb}mb-")
-        size, files = make_folder(targets, mb, ws)
+        size, files = make_folder(targets, mb, ws, a.cap)
         with open(f"/proc/{p.pid}/clear_refs", "w") as f:
             f.write("5")  # peak RSS counts from here
         anon = AnonPeak(p.pid)
@@ -153,6 +161,8 @@ def main():
             "tok_s_build_training_idle": [round(x, 1) for x in (bs, ts, is_)],
             "tok_s_ratio_idle_over_build": round(is_ / bs, 2),
             "tok_s_ratio_idle_over_training": round(is_ / ts, 2),
+            "daemon_tok_s_build_training_idle": [daemon_tok_s(x) for x in (build_runs, train_runs, idle_runs)],
+            "build_rewrites_ttft_tokens_total_seconds": [[round(v, 3) for v in r] for r in build_runs],
         }
         rows.append(row)
         print(json.dumps(row), flush=True)
