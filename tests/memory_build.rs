@@ -319,3 +319,46 @@ fn kill_during_build_leaves_the_previous_memory_usable() {
         ]
     );
 }
+
+#[test]
+fn a_capped_build_keeps_the_first_pairs_and_serves_rewrites_while_it_tokenizes() {
+    // 70 pairs fill the cap exactly: the 130 after them are never tokenized, and the tokenizing
+    // of the 70 gives way once (after 64 pairs) before any batch runs.
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = common::bible_pairs(200);
+    assert_eq!(pairs.len(), 200);
+    let model = common::model();
+    let cap: usize = pairs[..70]
+        .iter()
+        .map(|p| model.tokenize(&format!(" {}", p.target)).unwrap().len() + 1)
+        .sum();
+    let mut s = common::session();
+    let batches_begun = std::cell::Cell::new(false);
+    let yields_before_batches = std::cell::Cell::new(0);
+    let r = memory::build_pairs(
+        &mut s,
+        pairs,
+        &BuildOptions {
+            pairs_files: vec![],
+            template: Template::default(),
+            out: dir.path().join("mem"),
+            key_type: KeyType::F16,
+            replace: false,
+            cancel: None,
+            max_entries: Some(cap),
+            shots: 0,
+        },
+        |_| batches_begun.set(true),
+        |_| {
+            if !batches_begun.get() {
+                yields_before_batches.set(yields_before_batches.get() + 1);
+            }
+            Ok(())
+        },
+    )
+    .unwrap();
+    assert_eq!((r.pairs, r.pairs_computed, r.pairs_over_cap), (70, 70, 130));
+    assert_eq!(r.entries, cap);
+    assert_eq!(Memory::open(&dir.path().join("mem")).unwrap().len(), cap);
+    assert_eq!(yields_before_batches.get(), 1);
+}

@@ -172,6 +172,9 @@ pub fn build(
     Ok(report)
 }
 
+/// Pairs tokenized between two calls of a build's `between_batches` (a few milliseconds).
+const YIELD_EVERY_PAIRS: usize = 64;
+
 /// Builds from pairs in memory. `between_batches` runs between two model batches with the
 /// session: the daemon serves waiting rewrites there, so a long build never delays one by more
 /// than a batch.
@@ -260,15 +263,44 @@ pub fn build_pairs(
         })
         .unwrap_or_default();
 
-    // Tokenize what must be computed.
+    // Tokenize what must be computed. A large folder's tens of thousands of pairs take the
+    // tokenizer seconds (each prompt holds the worked examples): waiting rewrites go first every
+    // few pairs, and tokenizing ends once the pairs so far fill the cap, since the rest would be
+    // left out anyway.
     let end = end_token(session)?;
+    let (n_ctx, n_batch) = (session.n_ctx(), session.n_batch());
+    let cap = opts.max_entries.unwrap_or(usize::MAX);
     let mut tokenized = Vec::with_capacity(pairs.len());
-    for p in &pairs {
-        tokenized.push(match reusable.get(&p.hash()) {
-            Some(_) => None,
-            None => Some(tokenize_pair(session, &template, p, end)?),
-        });
+    let mut filled = 0usize; // entries of the pairs so far, too long ones aside: at least the kept
+    for (i, p) in pairs.iter().enumerate() {
+        if filled >= cap {
+            break;
+        }
+        if i % YIELD_EVERY_PAIRS == YIELD_EVERY_PAIRS - 1 {
+            if opts.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+                return Err(crate::Cancelled(
+                    "memory build cancelled; the previous memory is unchanged",
+                )
+                .into());
+            }
+            between_batches(session)?;
+        }
+        let tok = match reusable.get(&p.hash()) {
+            Some(&g) => {
+                filled += previous.as_ref().unwrap().groups[g].rows as usize;
+                None
+            }
+            None => {
+                let t = tokenize_pair(session, &template, p, end)?;
+                if t.0.len() <= n_ctx {
+                    filled += t.2.len();
+                }
+                Some(t)
+            }
+        };
+        tokenized.push(tok);
     }
+    report.pairs_over_cap = pairs.len() - tokenized.len();
     // The prompt's start (BOS and the worked examples) is the same for every pair: the model
     // computes it once a batch, so batches are packed by what follows it.
     let mut prefix: Vec<Token> = session.model().bos().into_iter().collect();
@@ -281,11 +313,9 @@ pub fn build_pairs(
         .filter(|&n| n >= crate::model::MIN_SHARED_PREFIX)
         .unwrap_or(0);
     report.shared_prefix_tokens = shared;
-    let (n_ctx, n_batch) = (session.n_ctx(), session.n_batch());
-    let mut keep: Vec<([u8; 16], Rows)> = Vec::with_capacity(pairs.len());
+    let mut keep: Vec<([u8; 16], Rows)> = Vec::with_capacity(tokenized.len());
     let mut todo: Vec<Prepared> = Vec::new();
     let mut todo_values: Vec<Vec<u32>> = Vec::new();
-    let cap = opts.max_entries.unwrap_or(usize::MAX);
     let mut entries = 0usize;
     for (p, tok) in pairs.iter().zip(tokenized) {
         let hash = p.hash();
