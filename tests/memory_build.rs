@@ -322,8 +322,8 @@ fn kill_during_build_leaves_the_previous_memory_usable() {
 
 #[test]
 fn a_capped_build_keeps_the_first_pairs_and_serves_rewrites_while_it_tokenizes() {
-    // 70 pairs fill the cap exactly: the 130 after them are never tokenized, and the tokenizing
-    // of the 70 gives way once (after 64 pairs) before any batch runs.
+    // 70 pairs fill the cap exactly. Tokenizing gives way every 64 pairs: once before any batch
+    // runs if it stops at the cap, three times had it tokenized all 200.
     let dir = tempfile::tempdir().unwrap();
     let pairs = common::bible_pairs(200);
     assert_eq!(pairs.len(), 200);

@@ -172,6 +172,19 @@ pub fn build(
     Ok(report)
 }
 
+impl BuildOptions<'_> {
+    /// An error once the build is cancelled (checked between steps).
+    fn check_cancelled(&self) -> Result<()> {
+        if self.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+            return Err(crate::Cancelled(
+                "memory build cancelled; the previous memory is unchanged",
+            )
+            .into());
+        }
+        Ok(())
+    }
+}
+
 /// Pairs tokenized between two calls of a build's `between_batches` (a few milliseconds).
 const YIELD_EVERY_PAIRS: usize = 64;
 
@@ -271,18 +284,14 @@ pub fn build_pairs(
     let (n_ctx, n_batch) = (session.n_ctx(), session.n_batch());
     let cap = opts.max_entries.unwrap_or(usize::MAX);
     let mut tokenized = Vec::with_capacity(pairs.len());
-    let mut filled = 0usize; // entries of the pairs so far, too long ones aside: at least the kept
+    // Rows of the pairs so far that fit the context: never fewer than the loop below keeps.
+    let mut filled = 0usize;
     for (i, p) in pairs.iter().enumerate() {
         if filled >= cap {
             break;
         }
         if i % YIELD_EVERY_PAIRS == YIELD_EVERY_PAIRS - 1 {
-            if opts.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
-                return Err(crate::Cancelled(
-                    "memory build cancelled; the previous memory is unchanged",
-                )
-                .into());
-            }
+            opts.check_cancelled()?;
             between_batches(session)?;
         }
         let tok = match reusable.get(&p.hash()) {
@@ -406,12 +415,7 @@ pub fn build_pairs(
     };
     progress(prog);
     for range in session.pack(todo.iter().map(|p| p.tokens.len() - shared)) {
-        if opts.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
-            return Err(crate::Cancelled(
-                "memory build cancelled; the previous memory is unchanged",
-            )
-            .into());
-        }
+        opts.check_cancelled()?;
         let reqs: Vec<HiddenRequest> = todo[range.clone()]
             .iter()
             .map(|p| HiddenRequest {
@@ -453,11 +457,7 @@ pub fn build_pairs(
         between_batches(session)?;
     }
     report.tokens_processed = prog.tokens_done;
-    if opts.cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
-        return Err(
-            crate::Cancelled("memory build cancelled; the previous memory is unchanged").into(),
-        );
-    }
+    opts.check_cancelled()?;
     report.path = match writer {
         // Nothing to write: the file on disk is already this memory.
         None => opts.out.join(format::FILE_NAME),
