@@ -4,11 +4,12 @@
 # from the same N targets, each scored on the dev pairs with `pema eval` (copy-source, plain,
 # default), the style classifier trained on the set's real training pairs:
 #   true      the real pairs (source → target): the upper bound
-#   backpara  the base model's plain paraphrase of each target → the target (the daemon's default)
+#   backpara  the base model's plain paraphrase of each target → the target (an option)
 #   identity  target → target (what a unit whose pseudo-source is not ready gives)
+#   style     the target with its style words taken out → the target (the daemon's default)
 #   neutral   the target neutralised by the model's own expectations → the target (an option)
 #   bash scripts/backparaphrase.sh DATA_SET_DIR [N] [DEV_LIMIT] [OUT_DIR]
-# $VARIANTS picks the variants (default: all four); extra `pema paraphrase --neutralise` options
+# $VARIANTS picks the variants (default: all five); extra `pema paraphrase --neutralise` options
 # go in $PEMA_NEUTRAL_ARGS. Results: OUT_DIR/VARIANT/{build,train,eval}.json and a table.
 set -euo pipefail
 dir=${1:?usage: backparaphrase.sh DATA_SET_DIR [N] [DEV_LIMIT] [OUT_DIR]}
@@ -16,12 +17,13 @@ n=${2:-600}
 dev=${3:-80}
 out=${4:-target/backparaphrase}
 pema=${PEMA_BIN:-target/release/pema}
-variants=${VARIANTS:-true backpara identity neutral}
+variants=${VARIANTS:-true style backpara identity neutral}
 mkdir -p "$out"
 head -n "$n" "$dir/train.jsonl" > "$out/true.jsonl"
 for v in $variants; do
   case $v in
     backpara) [ -f "$out/backpara.jsonl" ] || $pema paraphrase --pairs "$out/true.jsonl" --out "$out/backpara.jsonl" ;;
+    style) $pema paraphrase --style-words --pairs "$out/true.jsonl" --out "$out/style.jsonl" ;;
     identity) $pema paraphrase --identity --pairs "$out/true.jsonl" --out "$out/identity.jsonl" ;;
     neutral) $pema paraphrase --neutralise ${PEMA_NEUTRAL_ARGS:-} --pairs "$out/true.jsonl" --out "$out/neutral.jsonl" ;;
   esac

@@ -471,6 +471,44 @@ fn neutralisation_swaps_unlikely_words_and_keeps_names() {
     assert_eq!(same, "The");
 }
 
+/// With style words given, only those are replaced (by a plain word, never by another style word),
+/// names and every other word are kept, and a unit without any comes back as it is.
+#[test]
+fn style_words_are_taken_out_and_nothing_else() {
+    use pema::workspace::neutralise::{neutralise, Settings};
+    let mut session = common::session();
+    let style: std::collections::HashSet<String> = ["unto", "thy", "thou", "thee", "hath"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    let settings = Settings {
+        markers: style.clone(),
+        ..Default::default()
+    };
+    let unit = "And the king said unto Hazael, Take a present in thy hand, and go, meet the man \
+                of God, and inquire of Jehovah by him, saying, Shall I recover of this sickness?";
+    let out = neutralise(&mut session, unit, &settings).unwrap();
+    println!("{unit}\n→ {out}");
+    let words = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
+    let (a, b) = (words(unit), words(&out));
+    assert_eq!(a.len(), b.len(), "one word for one word: {out}");
+    let changed: Vec<(&String, &String)> = a.iter().zip(&b).filter(|(x, y)| x != y).collect();
+    assert!(!changed.is_empty(), "no style word taken out: {out}");
+    for (was, now) in &changed {
+        let bare = |w: &str| w.trim_matches(|c: char| !c.is_alphabetic()).to_lowercase();
+        assert!(
+            style.contains(&bare(was)),
+            "{was} is not a style word: {out}"
+        );
+        assert!(
+            !style.contains(&bare(now)),
+            "{was} became the style word {now}: {out}"
+        );
+    }
+    let plain = "Then the king sent men to Hazael with a present.";
+    assert_eq!(neutralise(&mut session, plain, &settings).unwrap(), plain);
+}
+
 #[test]
 fn a_draft_fed_at_once_gives_the_states_of_one_token_at_a_time_and_can_be_taken_back() {
     let model = common::model();

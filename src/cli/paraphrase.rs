@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::Args;
 
 use pema::memory;
-use pema::workspace::{neutralise, paraphrase};
+use pema::workspace::{neutralise, paraphrase, style_words};
 
 use super::{load_model, progress_bar, read_pairs, ModelChoice};
 
@@ -40,6 +40,13 @@ pub(super) struct ParaphraseArgs {
     /// Neutralisation passes.
     #[arg(long, default_value_t = neutralise::Settings::default().passes)]
     passes: usize,
+    /// Neutralisation: replace only the units' style words (what the daemon does by default:
+    /// `pseudo_sources = "style-words"`).
+    #[arg(long)]
+    style_words: bool,
+    /// With `--style-words`: the units' language (`auto`, `en`, `de`, `fr`, `es`).
+    #[arg(long, default_value = "auto")]
+    language: String,
 }
 
 pub(super) fn run(model: &ModelChoice, a: ParaphraseArgs) -> Result<()> {
@@ -58,15 +65,28 @@ pub(super) fn run(model: &ModelChoice, a: ParaphraseArgs) -> Result<()> {
             units.len() as u64,
             "paraphrasing {pos}/{len} [{bar:20}] ETA {eta}",
         )?;
+        let markers = if a.style_words {
+            let s = style_words::StyleWords::make(units.iter().map(String::as_str), &a.language)?;
+            eprintln!(
+                "{} style words ({}): {}",
+                s.words.len(),
+                s.language.as_deref().unwrap_or("no reference fits"),
+                s.words.join(" ")
+            );
+            s.set()
+        } else {
+            Default::default()
+        };
+        let s = neutralise::Settings {
+            confidence: a.confidence,
+            ratio: a.ratio,
+            passes: a.passes,
+            max_rank: a.max_rank,
+            context: a.context.clone(),
+            markers,
+        };
         for u in &units {
-            let p = if a.neutralise {
-                let s = neutralise::Settings {
-                    confidence: a.confidence,
-                    ratio: a.ratio,
-                    passes: a.passes,
-                    max_rank: a.max_rank,
-                    context: a.context.clone(),
-                };
+            let p = if a.neutralise || a.style_words {
                 neutralise::neutralise(&mut session, u, &s)?
             } else {
                 paraphrase::paraphrase(&mut session, u, None)?

@@ -38,8 +38,11 @@ impl Daemon {
         let mut ws = Workspace::open(root).map_err(RequestError::Failed)?;
         ws.refresh().map_err(RequestError::Failed)?;
         // A cache made another way is not this workspace's.
-        let made_by =
-            super::pipeline::pseudo_sources_made_by(ws.config().pseudo_sources, &self.model);
+        let made_by = super::pipeline::pseudo_sources_made_by(
+            ws.config().pseudo_sources,
+            crate::workspace::StyleWords::load(ws.state_dir()).as_ref(),
+            &self.model,
+        );
         let (cache, _) = ParaphraseCache::load(ws.state_dir(), &made_by);
         let units: HashSet<&str> = ws.units().collect();
         let mut seen = HashSet::new();

@@ -42,8 +42,14 @@ pub enum PseudoSources {
     /// that choice. Measured worse than leaving prose alone on Bible prose (BENCHMARKS.md,
     /// "Learning from prose"): an option, not the default.
     Neutralise,
-    /// The model's plain paraphrase of the unit (the default).
+    /// The model's plain paraphrase of the unit. Teaches little but "copy" with the 270M model
+    /// (BENCHMARKS.md, "Back-paraphrase"): an option.
     Paraphrase,
+    /// The unit with its style words (the words it uses far more often than plain text of its
+    /// language) replaced by the model's likeliest other word (the default; BENCHMARKS.md,
+    /// "Style words").
+    #[serde(rename = "style-words")]
+    StyleWords,
 }
 
 /// A workspace's settings as `.pema.toml` gives them, defaults for what it leaves out.
@@ -70,13 +76,15 @@ pub struct WorkspaceConfig {
     /// stopwords), `en`, `de`, `fr` or `es`.
     #[schemars(extend("enum" = ["auto", "en", "de", "fr", "es"]))]
     pub language: String,
-    /// How a unit of prose gets its pseudo-source: `paraphrase` (default) or `neutralise`.
+    /// How a unit of prose gets its pseudo-source: `style-words` (default), `paraphrase` or
+    /// `neutralise`.
     pub pseudo_sources: PseudoSources,
     /// What the memory holds for a unit not paraphrased yet: `identity` (default) or `skip`.
     pub pending_units: PendingUnits,
     /// Most units given a pseudo-source (paraphrased), picked by a hash of their text so that
     /// they spread over the files; the others stand as `pending_units` says. Bounds the
-    /// background work of a large folder (about 1.4 s a unit on two cores).
+    /// background work of a large folder (on two cores, about 0.1 s a unit with style words, 1.4 s
+    /// with `paraphrase`).
     #[schemars(range(max = 10_000_000))]
     pub paraphrase_limit: usize,
     /// Largest memory, in entries (target tokens); later pairs are left out.
@@ -123,7 +131,7 @@ impl Default for WorkspaceConfig {
             unit: UnitKind::Sentence,
             headings: false,
             language: "auto".into(),
-            pseudo_sources: PseudoSources::Paraphrase,
+            pseudo_sources: PseudoSources::StyleWords,
             pending_units: PendingUnits::Identity,
             paraphrase_limit: 1_000,
             memory_cap: 500_000,

@@ -6,6 +6,7 @@ pub mod files;
 pub mod neutralise;
 pub mod paraphrase;
 pub mod state;
+pub mod style_words;
 mod table;
 pub mod units;
 
@@ -18,6 +19,7 @@ use anyhow::{bail, Context as _, Result};
 pub use config::{PendingUnits, PseudoSources, UnitKind, WorkspaceConfig};
 pub use files::FileKind;
 pub use state::ParaphraseCache;
+pub use style_words::StyleWords;
 pub use table::{FileCounts, FileTable, FilesReport, LearnedFile, TableEntry, FILES_LIMIT};
 
 use crate::memory::{self, Pair, PairsRead, SkippedLine};

@@ -6,10 +6,11 @@
 //! model would not write them, which is where a personal style shows. Names and content words are
 //! kept: the model is not confident of any one word there.
 //!
-//! Measured on Bible prose (BENCHMARKS.md, "Learning from prose"), it mostly swaps function words
-//! (the model in context expects the archaic words too), carries little style and costs more than
-//! a paraphrase (the LM head runs at every word): an option (`pseudo_sources = "neutralise"`),
-//! not the default.
+//! Measured on Bible prose (BENCHMARKS.md, "Learning from prose"), that rule mostly swaps function
+//! words (the model in context expects the archaic words too) and carries little style: an option
+//! (`pseudo_sources = "neutralise"`). Given the workspace's style words ([`super::style_words`]),
+//! only those are replaced, by the model's best word that is not one: the default
+//! (`pseudo_sources = "style-words"`), measured in BENCHMARKS.md, "Style words".
 
 use anyhow::Result;
 
@@ -35,6 +36,11 @@ pub struct Settings {
     /// Passes: the second reads the first pass's output, so a replaced word no longer primes the
     /// style of the words after it.
     pub passes: usize,
+    /// Style words (lower case; [`super::style_words`]). When given, only these are replaced, by
+    /// the model's likeliest word of the same shape that is not one of them, if it has at least
+    /// `confidence`, whatever the model expected there: reading the unit, the model expects the
+    /// style's own words too.
+    pub markers: std::collections::HashSet<String>,
 }
 
 impl Default for Settings {
@@ -45,6 +51,7 @@ impl Default for Settings {
             ratio: 0.1,
             max_rank: 10,
             passes: 2,
+            markers: Default::default(),
         }
     }
 }
@@ -134,14 +141,55 @@ fn one_pass(session: &mut Session, unit: &str, s: &Settings) -> Result<String> {
         .enumerate()
         .map(|(i, p)| piece_kind(p, i == 0))
         .collect();
-    // The model's guess for each word start after the first, from the position before it.
+    // The model's guess for each word start after the first (with style words given, each that
+    // begins one: the LM head runs only there), from the position before it.
+    let word_at = |i: usize| -> String {
+        let end = (i + 1..unit_tokens.len())
+            .find(|&e| kinds[e] != Piece::WordPart)
+            .unwrap_or(unit_tokens.len());
+        pieces[i..end].concat().trim().to_lowercase()
+    };
     let asked: Vec<usize> = (1..unit_tokens.len())
         .filter(|&i| kinds[i] == Piece::WordStart)
+        .filter(|&i| s.markers.is_empty() || s.markers.contains(&word_at(i)))
         .map(|i| start + i - 1)
         .collect();
+    if asked.is_empty() {
+        return Ok(unit.to_string());
+    }
     let mut guesses: std::collections::HashMap<usize, Guess> = Default::default();
+    // Marker mode: the model's likeliest word start of the same shape that is not a style word.
+    let mut markers: std::collections::HashMap<usize, (Token, f32)> = Default::default();
+    let spaced: Vec<bool> = pieces.iter().map(|p| p.starts_with(' ')).collect();
     session.logits_at(&tokens, &asked, |p, logits| {
-        guesses.insert(p + 1 - start, Guess::of(logits, unit_tokens[p + 1 - start]));
+        let at = p + 1 - start;
+        if s.markers.is_empty() {
+            guesses.insert(at, Guess::of(logits, unit_tokens[at]));
+            return;
+        }
+        let mut lp = logits.to_vec();
+        log_softmax(&mut lp);
+        // The best candidates are among the 64 likeliest tokens, or the model has no plain word
+        // to offer there.
+        let k = 64.min(lp.len() - 1);
+        let mut order: Vec<usize> = (0..lp.len()).collect();
+        order.select_nth_unstable_by(k, |&x, &y| lp[y].total_cmp(&lp[x]));
+        order.truncate(k);
+        order.sort_by(|&x, &y| lp[y].total_cmp(&lp[x]));
+        for t in order {
+            let text = String::from_utf8_lossy(&model.token_bytes(t as Token)).into_owned();
+            if piece_kind(&text, false) != Piece::WordStart || text.starts_with(' ') != spaced[at] {
+                continue;
+            }
+            // Neither a style word nor the written word's own first piece ("bre" of "brethren").
+            if t as Token == unit_tokens[at]
+                || s.markers.contains(text.trim().to_lowercase().as_str())
+            {
+                continue;
+            }
+            markers.insert(at, (t as Token, lp[t].exp()));
+            break;
+        }
     })?;
     let mut out = String::with_capacity(unit.len());
     let mut i = 0;
@@ -153,17 +201,24 @@ fn one_pass(session: &mut Session, unit: &str, s: &Settings) -> Result<String> {
                 end += 1;
             }
         }
-        let replacement = guesses.get(&i).and_then(|g| {
-            let best_text = String::from_utf8_lossy(&model.token_bytes(g.best)).into_owned();
-            let same_shape = best_text.starts_with(' ') == pieces[i].starts_with(' ')
-                && piece_kind(&best_text, false) == Piece::WordStart;
-            (same_shape
-                && g.best != unit_tokens[i]
-                && g.own_rank < s.max_rank
-                && g.p_best >= s.confidence
-                && g.p_own <= s.ratio * g.p_best)
-                .then_some(best_text)
-        });
+        let replacement = if !s.markers.is_empty() {
+            markers.get(&i).and_then(|(best, p)| {
+                (*p >= s.confidence)
+                    .then(|| String::from_utf8_lossy(&model.token_bytes(*best)).into_owned())
+            })
+        } else {
+            guesses.get(&i).and_then(|g| {
+                let best_text = String::from_utf8_lossy(&model.token_bytes(g.best)).into_owned();
+                let same_shape = best_text.starts_with(' ') == pieces[i].starts_with(' ')
+                    && piece_kind(&best_text, false) == Piece::WordStart;
+                (same_shape
+                    && g.best != unit_tokens[i]
+                    && g.own_rank < s.max_rank
+                    && g.p_best >= s.confidence
+                    && g.p_own <= s.ratio * g.p_best)
+                    .then_some(best_text)
+            })
+        };
         match replacement {
             Some(r) => out.push_str(&r),
             None => pieces[i..end].iter().for_each(|p| out.push_str(p)),

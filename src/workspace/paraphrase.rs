@@ -1,8 +1,9 @@
 //! Pseudo-pairs: how a folder of prose with no parallel text becomes a memory. Each unit of the
 //! user's own writing gets a plain pseudo-source, and the pair (pseudo-source → unit) teaches the
-//! adapter the way back. Two ways to make the source: back-paraphrase (the base model
-//! rewrites the unit into plain, neutral wording; here, the default) or neutralisation by the
-//! model's own expectations ([`super::neutralise`], measured worse; an option).
+//! adapter the way back. Three ways to make the source: the unit with its style words taken out
+//! ([`super::style_words`], [`super::neutralise`]; the default, the only one measured to teach a
+//! style), back-paraphrase (the base model rewrites the unit into plain, neutral wording) or
+//! neutralisation by the model's own expectations alone.
 
 use std::sync::atomic::AtomicBool;
 
@@ -11,7 +12,7 @@ use anyhow::Result;
 use crate::decode::{self, Mode, Prompt, RewriteOptions};
 use crate::memory::{Pair, Template};
 use crate::model::Session;
-use crate::workspace::{neutralise, PseudoSources};
+use crate::workspace::{neutralise, style_words, PseudoSources};
 
 /// The instruction for the plain rewrite. Not a memory template: it is only ever used to make
 /// sources, never stored beside targets.
@@ -43,15 +44,19 @@ pub fn version(how: PseudoSources) -> &'static str {
     match how {
         PseudoSources::Neutralise => neutralise::VERSION,
         PseudoSources::Paraphrase => VERSION,
+        PseudoSources::StyleWords => style_words::VERSION,
     }
 }
 
-/// The pseudo-source of one unit, made the way the workspace's settings say. `cancel` stops a
-/// paraphrase between tokens (a neutralisation is one forward pass and is not stopped).
+/// The pseudo-source of one unit, made the way the workspace's settings say (`style_words`:
+/// the workspace's, for [`PseudoSources::StyleWords`]; with none, the unit stands for itself).
+/// `cancel` stops a paraphrase between tokens (a neutralisation is two forward passes and is not
+/// stopped).
 pub fn pseudo_source(
     session: &mut Session,
     unit: &str,
     how: PseudoSources,
+    style_words: &std::collections::HashSet<String>,
     cancel: Option<&AtomicBool>,
 ) -> Result<String> {
     match how {
@@ -59,6 +64,15 @@ pub fn pseudo_source(
             neutralise::neutralise(session, unit, &neutralise::Settings::default())
         }
         PseudoSources::Paraphrase => paraphrase(session, unit, cancel),
+        PseudoSources::StyleWords if style_words.is_empty() => Ok(unit.to_string()),
+        PseudoSources::StyleWords => neutralise::neutralise(
+            session,
+            unit,
+            &neutralise::Settings {
+                markers: style_words.clone(),
+                ..Default::default()
+            },
+        ),
     }
 }
 

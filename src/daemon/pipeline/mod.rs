@@ -22,7 +22,8 @@ use crate::adapter::{self, Adapter, TrainOptions};
 use crate::memory::{self, BuildOptions, BuildReport, KeyType, Memory, Template};
 use crate::model::Model;
 use crate::workspace::{
-    paraphrase, state, FileTable, ParaphraseCache, PendingUnits, PseudoSources, Workspace,
+    paraphrase, state, FileTable, ParaphraseCache, PendingUnits, PseudoSources, StyleWords,
+    Workspace,
 };
 use pseudo::made_by;
 pub(super) use train::release_memory;
@@ -124,6 +125,8 @@ pub(crate) struct Pipeline {
     failed_digest: Option<String>,
     /// Where adapters train.
     train_device: candle_core::Device,
+    /// The workspace's style words (`pseudo_sources = "style-words"`), kept in its state folder.
+    style_words: Option<StyleWords>,
 }
 
 impl Pipeline {
@@ -144,7 +147,8 @@ impl Pipeline {
         let state_dir = ws.state_dir().to_path_buf();
         crate::fsutil::create_private_dir(&state_dir)
             .with_context(|| format!("cannot create the state folder {}", state_dir.display()))?;
-        let made_by = made_by(ws.config().pseudo_sources, &model);
+        let style_words = StyleWords::load(&state_dir);
+        let made_by = made_by(ws.config().pseudo_sources, style_words.as_ref(), &model);
         let (cache, cache_warning) = ParaphraseCache::load(&state_dir, &made_by);
         let mut status = WorkspaceStatus {
             root: ws.root().to_path_buf(),
@@ -229,6 +233,7 @@ impl Pipeline {
             memory_digest,
             failed_digest: None,
             train_device,
+            style_words,
         };
         p.publish_state();
         Ok(p)
@@ -314,6 +319,7 @@ impl Pipeline {
                     st.config_error = self.ws.config_error().map(String::from);
                     drop(st);
                     *self.shared.files.lock().unwrap() = Some(Arc::new(self.ws.file_table()));
+                    self.update_style_words();
                     // Paraphrases of units no longer in the workspace are not kept, nor those
                     // made another way than the settings now say.
                     let made_by = self.made_by();

@@ -5,7 +5,34 @@ use super::*;
 
 impl Pipeline {
     pub(super) fn made_by(&self) -> String {
-        made_by(self.ws.config().pseudo_sources, &self.model)
+        made_by(
+            self.ws.config().pseudo_sources,
+            self.style_words.as_ref(),
+            &self.model,
+        )
+    }
+
+    /// Makes the style words when the settings ask for them and there are none yet, or the units
+    /// have doubled since they were made (docs/method.md §8.5): the pseudo-sources made with the
+    /// previous list are then made again. Counting words: milliseconds a megabyte, here on the
+    /// pipeline thread.
+    pub(super) fn update_style_words(&mut self) {
+        if self.ws.config().pseudo_sources != PseudoSources::StyleWords {
+            return;
+        }
+        let units = self.ws.counts().units;
+        if !StyleWords::due(self.style_words.as_ref(), units) {
+            return;
+        }
+        match StyleWords::make(self.ws.units(), &self.ws.config().language) {
+            Ok(s) => {
+                if let Err(e) = s.save(self.ws.state_dir()) {
+                    self.error(format!("{e:#}"));
+                }
+                self.style_words = Some(s);
+            }
+            Err(e) => self.error(format!("cannot find the style words: {e:#}")),
+        }
     }
 
     pub(super) fn start_paraphrase(&mut self, pending: Vec<String>) {
@@ -28,6 +55,12 @@ impl Pipeline {
         self.paraphrase_in_flight = true;
         let batch: Vec<String> = pending.into_iter().take(PARAPHRASE_BATCH).collect();
         let how = self.ws.config().pseudo_sources;
+        let style_words = Arc::new(
+            self.style_words
+                .as_ref()
+                .map(StyleWords::set)
+                .unwrap_or_default(),
+        );
         let made_by = self.made_by();
         let cache = self.cache.clone();
         let shared = self.shared.clone();
@@ -41,6 +74,7 @@ impl Pipeline {
                 let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     let job = PseudoJob {
                         how,
+                        style_words: &style_words,
                         made_by: &made_by,
                         cache: &cache,
                     };
@@ -74,15 +108,29 @@ impl Pipeline {
     }
 }
 
-/// What made the pseudo-sources of a workspace: the way its settings say, and the model.
-pub(in crate::daemon) fn made_by(how: PseudoSources, model: &Model) -> String {
-    format!("{} {}", paraphrase::version(how), model.info().identity)
+/// What made the pseudo-sources of a workspace: the way its settings say (with the style words
+/// it used), and the model.
+pub(in crate::daemon) fn made_by(
+    how: PseudoSources,
+    style_words: Option<&StyleWords>,
+    model: &Model,
+) -> String {
+    let words = match (how, style_words) {
+        (PseudoSources::StyleWords, Some(s)) => format!(" {}", s.digest()),
+        _ => String::new(),
+    };
+    format!(
+        "{}{words} {}",
+        paraphrase::version(how),
+        model.info().identity
+    )
 }
 
 /// How a batch makes pseudo-sources, and the cache they go to (only while it still takes
 /// pseudo-sources made that way: the settings may change while the batch runs).
 struct PseudoJob<'a> {
     how: PseudoSources,
+    style_words: &'a std::collections::HashSet<String>,
     made_by: &'a str,
     cache: &'a Mutex<ParaphraseCache>,
 }
@@ -98,6 +146,7 @@ fn paraphrase_batch(
 ) {
     let PseudoJob {
         how,
+        style_words,
         made_by,
         cache,
     } = *job;
@@ -106,7 +155,7 @@ fn paraphrase_batch(
             if shared.closed.load(Ordering::SeqCst) {
                 break None;
             }
-            match paraphrase::pseudo_source(session, unit, how, Some(y.waiting())) {
+            match paraphrase::pseudo_source(session, unit, how, style_words, Some(y.waiting())) {
                 Ok(p) => break Some(p),
                 Err(e) if crate::is_cancelled(&e) => y.serve_waiting(session),
                 Err(e) => {
