@@ -943,6 +943,20 @@ fn examples_and_status_changes_of_a_learning_workspace() {
     let pseudo: Vec<&Value> = examples.iter().filter(|e| e["pseudo"] == true).collect();
     let real: Vec<&Value> = examples.iter().filter(|e| e["pseudo"] == false).collect();
     assert!(!pseudo.is_empty() && !real.is_empty(), "{x:#}");
+    // The pseudo-sources are the units with their style words taken out (the default): the
+    // words the prose over-uses, kept in the state folder, and only those differ.
+    let st = a.call("pema/status", json!({})).unwrap();
+    let state = Path::new(st["workspaces"][0]["stateDir"].as_str().unwrap()).to_path_buf();
+    let kept: Value =
+        serde_json::from_slice(&std::fs::read(state.join("style-words.json")).unwrap()).unwrap();
+    let style: Vec<&str> = kept["words"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert!(style.contains(&"unto") && style.contains(&"thou"), "{kept}");
+    let bare = |w: &str| w.trim_matches(|c: char| !c.is_alphabetic()).to_lowercase();
     for e in &pseudo {
         let target = e["target"].as_str().unwrap();
         assert!(
@@ -950,6 +964,20 @@ fn examples_and_status_changes_of_a_learning_workspace() {
             "a pseudo-pair's target is not the user's prose: {e}"
         );
         assert_ne!(e["source"], e["target"], "{e}");
+        let (src, tgt) = (e["source"].as_str().unwrap(), target);
+        assert_eq!(
+            src.split_whitespace().count(),
+            tgt.split_whitespace().count(),
+            "{e}"
+        );
+        for (s, t) in src.split_whitespace().zip(tgt.split_whitespace()) {
+            if s != t {
+                assert!(
+                    style.contains(&bare(t).as_str()),
+                    "{t} is no style word: {e}"
+                );
+            }
+        }
     }
     let pairs = std::fs::read_to_string(root.join("examples.pairs.jsonl")).unwrap();
     for e in &real {
