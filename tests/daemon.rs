@@ -111,9 +111,10 @@ fn lsp_over_stdio_learns_the_workspace_and_rewrites() {
         json!(["pema.rewrite"])
     );
 
-    eprintln!("== Progress: memory, the first training, then paraphrasing");
-    // Progress: paraphrasing, memory and training each begin, report and end. The first adapter
-    // trains on the memory as it stands (units standing for themselves) before any paraphrase.
+    eprintln!("== Progress: style words taken out, then the memory and the first training");
+    // Progress: making pseudo-sources, memory and training each begin, report and end. Taking a
+    // unit's style words out costs a tenth of its memory build, so every unit has its
+    // pseudo-source before the first build begins: the first adapter learns the style.
     let ended = |c: &mut Rpc, task: &str| {
         let prefix = format!("pema/{task}/");
         c.wait_for(0, LONG, |m| {
@@ -125,13 +126,21 @@ fn lsp_over_stdio_learns_the_workspace_and_rewrites() {
         })
     };
     let first_training = ended(&mut c, "training");
+    let paraphrased = ended(&mut c, "paraphrase");
+    let first_build = c.seen[..first_training]
+        .iter()
+        .position(|m| {
+            m["method"] == "$/progress"
+                && m["params"]["token"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("pema/memory/"))
+        })
+        .expect("a memory build before the first training");
     assert!(
-        progress_of(&c.seen[..first_training], "paraphrase").is_empty(),
-        "paraphrasing began before the first adapter was trained"
+        paraphrased < first_build,
+        "the first memory build began before the pseudo-sources were made"
     );
-    // That adapter serves; the paraphrases then come in, to their end.
     c.wait_status(LONG, |w| w["adapter"]["available"] == true);
-    ended(&mut c, "paraphrase");
     for task in ["paraphrase", "memory", "training"] {
         let k = kinds(&progress_of(&c.seen, task));
         assert_eq!(

@@ -53,8 +53,12 @@ impl Pipeline {
             });
         }
         self.paraphrase_in_flight = true;
-        let batch: Vec<String> = pending.into_iter().take(PARAPHRASE_BATCH).collect();
         let how = self.ws.config().pseudo_sources;
+        let size = match how {
+            PseudoSources::StyleWords => STYLE_WORDS_BATCH,
+            _ => PARAPHRASE_BATCH,
+        };
+        let batch: Vec<String> = pending.into_iter().take(size).collect();
         let style_words = Arc::new(
             self.style_words
                 .as_ref()
