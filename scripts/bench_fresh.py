@@ -103,9 +103,14 @@ def main():
         return None
 
     m0, m1, tr0, tr1 = at("memory", "begin"), at("memory", "end"), at("training", "begin"), at("training", "end")
+    p0, p1 = at("paraphrase", "begin"), at("paraphrase", "end")
+    # Pseudo-sources made before the first build (style words) are a stage of their own.
+    before_build = p0 is not None and p1 is not None and m0 is not None and p1 <= m0
     stages = [
         ("start and initialize (model load)", t0, t_init),
-        ("read the files, cut units", t_init, m0),
+        ("read the files, cut units", t_init, p0 if before_build else m0),
+        ("pseudo-sources (style words taken out)", p0, p1) if before_build else ("", None, None),
+        ("until the memory build begins", p1, m0) if before_build else ("", None, None),
         ("memory build", m0, m1),
         ("quiet period before training", m1, tr0),
         ("training", tr0, tr1),

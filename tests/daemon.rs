@@ -113,7 +113,7 @@ fn lsp_over_stdio_learns_the_workspace_and_rewrites() {
 
     eprintln!("== Progress: style words taken out, then the memory and the first training");
     // Progress: making pseudo-sources, memory and training each begin, report and end. Taking a
-    // unit's style words out costs a tenth of its memory build, so every unit has its
+    // unit's style words out costs about half of its memory build, so every unit has its
     // pseudo-source before the first build begins: the first adapter learns the style.
     let ended = |c: &mut Rpc, task: &str| {
         let prefix = format!("pema/{task}/");

@@ -361,7 +361,7 @@ impl Pipeline {
             self.paraphrasing = None;
             self.paraphrase_total = 0;
         }
-        // A unit's style words are taken out in a tenth of what the memory build then spends on
+        // A unit's style words are taken out in about half of what the memory build then spends on
         // it: its pseudo-source is made before it enters the memory. A paraphrase costs more than
         // the build, so meanwhile its unit stands for itself (`pending_units = "identity"`).
         let cheap = self.ws.config().pseudo_sources == PseudoSources::StyleWords;
