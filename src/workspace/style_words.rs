@@ -39,6 +39,8 @@ const MIN_COVERAGE: f64 = 0.5;
 pub struct StyleWords {
     format: String,
     version: String,
+    /// The `language` setting it was made under (`auto`, `en`, …): another setting, another list.
+    pub setting: String,
     /// The reference's language (`en`, `de`), or none when no reference fits the units.
     pub language: Option<String>,
     /// Units the list was made from.
@@ -61,9 +63,10 @@ impl StyleWords {
             .context("saving the style words")
     }
 
-    /// Whether a list of `units` units should be made, given the one kept (if any).
-    pub fn due(kept: Option<&Self>, units: usize) -> bool {
-        units > 0 && kept.is_none_or(|k| units >= 2 * k.units.max(1))
+    /// Whether a list of `units` units under the `language` setting should be made, given the
+    /// one kept (if any).
+    pub fn due(kept: Option<&Self>, units: usize, language: &str) -> bool {
+        units > 0 && kept.is_none_or(|k| units >= 2 * k.units.max(1) || k.setting != language)
     }
 
     /// The style words of `units`, against the reference of `language` (`auto`: the one that
@@ -94,6 +97,7 @@ impl StyleWords {
         Ok(Self {
             format: FORMAT.into(),
             version: VERSION.into(),
+            setting: language.to_string(),
             language: reference.map(|(l, _)| l.to_string()),
             units: units.len(),
             words,
@@ -233,9 +237,10 @@ mod tests {
         std::fs::write(d.path().join(FILE_NAME), b"{damaged").unwrap();
         assert!(StyleWords::load(d.path()).is_none());
 
-        assert!(StyleWords::due(None, 1));
-        assert!(!StyleWords::due(None, 0));
-        assert!(!StyleWords::due(Some(&s), 19));
-        assert!(StyleWords::due(Some(&s), 20));
+        assert!(StyleWords::due(None, 1, "auto"));
+        assert!(!StyleWords::due(None, 0, "auto"));
+        assert!(!StyleWords::due(Some(&s), 19, "auto"));
+        assert!(StyleWords::due(Some(&s), 20, "auto"));
+        assert!(StyleWords::due(Some(&s), 10, "en"));
     }
 }

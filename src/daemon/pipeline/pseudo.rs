@@ -12,19 +12,19 @@ impl Pipeline {
         )
     }
 
-    /// Makes the style words when the settings ask for them and there are none yet, or the units
-    /// have doubled since they were made (docs/method.md §8.5): the pseudo-sources made with the
+    /// Makes the style words when the settings ask for them and there are none yet, the
+    /// `language` setting changed, or the units have doubled since they were made (docs/method.md §8.5): the pseudo-sources made with the
     /// previous list are then made again. Counting words: milliseconds a megabyte, here on the
     /// pipeline thread.
     pub(super) fn update_style_words(&mut self) {
         if self.ws.config().pseudo_sources != PseudoSources::StyleWords {
             return;
         }
-        let units = self.ws.counts().units;
-        if !StyleWords::due(self.style_words.as_ref(), units) {
+        let (units, language) = (self.ws.counts().units, &self.ws.config().language);
+        if !StyleWords::due(self.style_words.as_ref(), units, language) {
             return;
         }
-        match StyleWords::make(self.ws.units(), &self.ws.config().language) {
+        match StyleWords::make(self.ws.units(), language) {
             Ok(s) => {
                 if let Err(e) = s.save(self.ws.state_dir()) {
                     self.error(format!("{e:#}"));
