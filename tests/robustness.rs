@@ -243,3 +243,67 @@ fn a_rewrite_is_answered_while_a_memory_builds() {
     );
     d.close_workspace(&root);
 }
+
+/// Taking the style words out of prose runs in batches of many units, each not stopped midway:
+/// a rewrite asked for during a batch is answered between two of its units, not after the batch.
+#[test]
+fn a_rewrite_is_answered_while_pseudo_sources_are_made() {
+    let _ = daemon();
+    let d = Daemon::start(&common::model_path()).unwrap();
+    let ws = tempfile::tempdir().unwrap();
+    let mut r = pema::memory::PairsRead::default();
+    pema::memory::read_pairs_file(
+        &common::repo().join("examples/bible_bbe_asv/train.jsonl"),
+        &mut r,
+    )
+    .unwrap();
+    for (i, chunk) in r.pairs[..400].chunks(20).enumerate() {
+        let text: Vec<&str> = chunk.iter().map(|p| p.target.as_str()).collect();
+        std::fs::write(ws.path().join(format!("part{i}.md")), text.join("\n\n")).unwrap();
+    }
+    let root = d.open_workspace(ws.path()).unwrap();
+    let made = |d: &Daemon| {
+        let s = d.status(None).unwrap();
+        let busy = s.queue.busy.clone().unwrap_or_default();
+        (
+            busy.starts_with("paraphrase"),
+            s.workspaces[0].units_paraphrased,
+        )
+    };
+    // Ask one second into a batch (one has just ended), so that the batch is still running.
+    let until = Instant::now() + Duration::from_secs(300);
+    let first = loop {
+        let (busy, n) = made(&d);
+        if busy && n > 0 {
+            break n;
+        }
+        assert!(Instant::now() < until, "no batch of pseudo-sources ended");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    while made(&d).1 == first {
+        assert!(Instant::now() < until, "the second batch never ended");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let (busy, before) = made(&d);
+    assert!(busy, "no batch running to ask during");
+    let asked = Instant::now();
+    let r = rewrite(
+        &d,
+        RewriteRequest {
+            workspace: Some(root.clone()),
+            ..plain("Give ear to my words, O Lord.")
+        },
+    )
+    .blocking_result()
+    .expect("the rewrite");
+    let answered = asked.elapsed();
+    let (_, after) = made(&d);
+    eprintln!("rewrite answered in {answered:?} while pseudo-sources were made");
+    assert!(!r.text.is_empty());
+    assert_eq!(
+        after, before,
+        "the rewrite waited for the batch of pseudo-sources to end ({answered:?})"
+    );
+    d.close_workspace(&root);
+}

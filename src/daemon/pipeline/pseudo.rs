@@ -13,9 +13,9 @@ impl Pipeline {
     }
 
     /// Makes the style words when the settings ask for them and there are none yet, the
-    /// `language` setting changed, or the units have doubled since they were made (docs/method.md §8.5): the pseudo-sources made with the
-    /// previous list are then made again. Counting words: milliseconds a megabyte, here on the
-    /// pipeline thread.
+    /// `language` setting changed, or the units have doubled since they were made (docs/method.md
+    /// §8.5): the pseudo-sources made with the previous list are then made again. Counting words
+    /// takes milliseconds a megabyte, here on the pipeline thread.
     pub(super) fn update_style_words(&mut self) {
         if self.ws.config().pseudo_sources != PseudoSources::StyleWords {
             return;
@@ -155,6 +155,8 @@ fn paraphrase_batch(
         cache,
     } = *job;
     for unit in batch {
+        // A rewrite asked for meanwhile goes first: a neutralisation is not stopped mid-unit.
+        y.serve_waiting(session);
         let p = loop {
             if shared.closed.load(Ordering::SeqCst) {
                 break None;
