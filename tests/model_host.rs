@@ -444,27 +444,44 @@ fn a_word_after_a_space_starts_with_one_token_holding_the_space() {
     }
 }
 
+/// The unit of the two neutralisation tests, and what a neutralisation of it changed: the
+/// (written, new) words, after checking that it changed one word for one word.
+const NEUTRAL_UNIT: &str = "And the king said unto Hazael, Take a present in thy hand, and go, \
+                            meet the man of God, and inquire of Jehovah by him, saying, Shall I \
+                            recover of this sickness?";
+
+fn changed_words(out: &str) -> Vec<(String, String)> {
+    println!("{NEUTRAL_UNIT}\n→ {out}");
+    let (a, b): (Vec<&str>, Vec<&str>) = (
+        NEUTRAL_UNIT.split_whitespace().collect(),
+        out.split_whitespace().collect(),
+    );
+    assert_eq!(a.len(), b.len(), "one word for one word: {out}");
+    a.into_iter()
+        .zip(b)
+        .filter(|(x, y)| x != y)
+        .map(|(x, y)| (x.to_string(), y.to_string()))
+        .collect()
+}
+
 /// Neutralisation replaces single words the model finds far less likely than its own choice,
 /// word for word, and keeps what the model could not guess (names).
 #[test]
 fn neutralisation_swaps_unlikely_words_and_keeps_names() {
     use pema::workspace::neutralise::{neutralise, Settings};
     let mut session = common::session();
-    let unit = "And the king said unto Hazael, Take a present in thy hand, and go, meet the man \
-                of God, and inquire of Jehovah by him, saying, Shall I recover of this sickness?";
-    let out = neutralise(&mut session, unit, &Settings::default()).unwrap();
-    println!("{unit}\n→ {out}");
-    let words = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
-    let (a, b) = (words(unit), words(&out));
-    assert_eq!(a.len(), b.len(), "one word for one word: {out}");
-    let changed: Vec<(&String, &String)> = a.iter().zip(&b).filter(|(x, y)| x != y).collect();
+    let out = neutralise(&mut session, NEUTRAL_UNIT, &Settings::default()).unwrap();
+    let changed = changed_words(&out);
     assert!(!changed.is_empty(), "nothing neutralised: {out}");
     assert!(
-        changed.len() <= a.len() / 4,
+        changed.len() <= NEUTRAL_UNIT.split_whitespace().count() / 4,
         "too much changed: {changed:?}"
     );
     for name in ["Hazael,", "God,", "Jehovah"] {
-        assert!(b.iter().any(|w| w == name), "{name} lost: {out}");
+        assert!(
+            out.split_whitespace().any(|w| w == name),
+            "{name} lost: {out}"
+        );
     }
     // A unit of one token leaves the model nothing to guess: it comes back as it is.
     let same = neutralise(&mut session, "The", &Settings::default()).unwrap();
@@ -482,17 +499,11 @@ fn style_words_are_taken_out_and_nothing_else() {
         .map(String::from)
         .collect();
     let settings = Settings {
-        markers: style.clone(),
+        style_words: Some(style.clone()),
         ..Default::default()
     };
-    let unit = "And the king said unto Hazael, Take a present in thy hand, and go, meet the man \
-                of God, and inquire of Jehovah by him, saying, Shall I recover of this sickness?";
-    let out = neutralise(&mut session, unit, &settings).unwrap();
-    println!("{unit}\n→ {out}");
-    let words = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
-    let (a, b) = (words(unit), words(&out));
-    assert_eq!(a.len(), b.len(), "one word for one word: {out}");
-    let changed: Vec<(&String, &String)> = a.iter().zip(&b).filter(|(x, y)| x != y).collect();
+    let out = neutralise(&mut session, NEUTRAL_UNIT, &settings).unwrap();
+    let changed = changed_words(&out);
     assert!(!changed.is_empty(), "no style word taken out: {out}");
     for (was, now) in &changed {
         let bare = |w: &str| w.trim_matches(|c: char| !c.is_alphabetic()).to_lowercase();
@@ -507,6 +518,15 @@ fn style_words_are_taken_out_and_nothing_else() {
     }
     let plain = "Then the king sent men to Hazael with a present.";
     assert_eq!(neutralise(&mut session, plain, &settings).unwrap(), plain);
+    // A folder with no style words (no reference fits it) keeps its units as they are.
+    let none = Settings {
+        style_words: Some(Default::default()),
+        ..Default::default()
+    };
+    assert_eq!(
+        neutralise(&mut session, NEUTRAL_UNIT, &none).unwrap(),
+        NEUTRAL_UNIT
+    );
 }
 
 #[test]

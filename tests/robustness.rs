@@ -1,6 +1,6 @@
 //! The daemon under faults and load: a job that panics, a client that goes away with rewrites
-//! queued, roots that are not workspaces, a rewrite asked for in the middle of a memory build.
-//! Against the real model and the real daemon.
+//! queued, roots that are not workspaces, a rewrite asked for in the middle of a memory build or
+//! of a batch of pseudo-sources. Against the real model and the real daemon.
 
 mod common;
 
@@ -45,6 +45,22 @@ fn rewrite(d: &Arc<Daemon>, req: RewriteRequest) -> pema::daemon::RewriteStream 
         .unwrap()
         .block_on(d.rewrite(req, Arc::new(AtomicBool::new(false))))
         .unwrap()
+}
+
+/// A short plain rewrite of the workspace at `root`, and how long its answer took.
+fn timed_rewrite(d: &Arc<Daemon>, root: &std::path::Path) -> Duration {
+    let asked = Instant::now();
+    let r = rewrite(
+        d,
+        RewriteRequest {
+            workspace: Some(root.to_path_buf()),
+            ..plain("Give ear to my words, O Lord.")
+        },
+    )
+    .blocking_result()
+    .expect("the rewrite");
+    assert!(!r.text.is_empty());
+    asked.elapsed()
 }
 
 /// A rewrite that panics on the worker (here by an injected fault) is answered with an error,
@@ -223,20 +239,9 @@ fn a_rewrite_is_answered_while_a_memory_builds() {
         assert!(Instant::now() < until, "the memory build never started");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let asked = Instant::now();
-    let r = rewrite(
-        &d,
-        RewriteRequest {
-            workspace: Some(root.clone()),
-            ..plain("Give ear to my words, O Lord.")
-        },
-    )
-    .blocking_result()
-    .expect("the rewrite");
-    let answered = asked.elapsed();
+    let answered = timed_rewrite(&d, &root);
     let (still_building, builds) = building(&d);
     eprintln!("rewrite answered in {answered:?} during the memory build");
-    assert!(!r.text.is_empty());
     assert!(
         still_building && builds == 0,
         "the rewrite waited for the build to end ({answered:?})"
@@ -287,20 +292,9 @@ fn a_rewrite_is_answered_while_pseudo_sources_are_made() {
     std::thread::sleep(Duration::from_secs(1));
     let (busy, before) = made(&d);
     assert!(busy, "no batch running to ask during");
-    let asked = Instant::now();
-    let r = rewrite(
-        &d,
-        RewriteRequest {
-            workspace: Some(root.clone()),
-            ..plain("Give ear to my words, O Lord.")
-        },
-    )
-    .blocking_result()
-    .expect("the rewrite");
-    let answered = asked.elapsed();
+    let answered = timed_rewrite(&d, &root);
     let (_, after) = made(&d);
     eprintln!("rewrite answered in {answered:?} while pseudo-sources were made");
-    assert!(!r.text.is_empty());
     assert_eq!(
         after, before,
         "the rewrite waited for the batch of pseudo-sources to end ({answered:?})"

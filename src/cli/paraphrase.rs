@@ -65,7 +65,7 @@ pub(super) fn run(model: &ModelChoice, a: ParaphraseArgs) -> Result<()> {
             units.len() as u64,
             "paraphrasing {pos}/{len} [{bar:20}] ETA {eta}",
         )?;
-        let markers = if a.style_words {
+        let style_words = if a.style_words {
             let s = style_words::StyleWords::make(units.iter().map(String::as_str), &a.language)?;
             eprintln!(
                 "{} style words ({}): {}",
@@ -73,9 +73,9 @@ pub(super) fn run(model: &ModelChoice, a: ParaphraseArgs) -> Result<()> {
                 s.language.as_deref().unwrap_or("no reference fits"),
                 s.words.join(" ")
             );
-            s.set()
+            Some(s.set())
         } else {
-            Default::default()
+            None
         };
         let s = neutralise::Settings {
             confidence: a.confidence,
@@ -83,7 +83,7 @@ pub(super) fn run(model: &ModelChoice, a: ParaphraseArgs) -> Result<()> {
             passes: a.passes,
             max_rank: a.max_rank,
             context: a.context.clone(),
-            markers,
+            style_words,
         };
         for u in &units {
             let p = if a.neutralise || a.style_words {

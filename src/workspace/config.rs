@@ -83,8 +83,8 @@ pub struct WorkspaceConfig {
     pub pending_units: PendingUnits,
     /// Most units given a pseudo-source (paraphrased), picked by a hash of their text so that
     /// they spread over the files; the others stand as `pending_units` says. Bounds the
-    /// background work of a large folder (on two cores, about 0.1 s a unit with style words, 1.4 s
-    /// with `paraphrase`).
+    /// background work of a large folder (on two cores, 0.1 to 0.2 s a unit with style words,
+    /// 1.4 s with `paraphrase`).
     #[schemars(range(max = 10_000_000))]
     pub paraphrase_limit: usize,
     /// Largest memory, in entries (target tokens); later pairs are left out.

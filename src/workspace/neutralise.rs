@@ -39,8 +39,8 @@ pub struct Settings {
     /// Style words (lower case; [`super::style_words`]). When given, only these are replaced, by
     /// the model's likeliest word of the same shape that is not one of them, if it has at least
     /// `confidence`, whatever the model expected there: reading the unit, the model expects the
-    /// style's own words too.
-    pub markers: std::collections::HashSet<String>,
+    /// style's own words too. An empty list replaces nothing.
+    pub style_words: Option<std::collections::HashSet<String>>,
 }
 
 impl Default for Settings {
@@ -51,7 +51,7 @@ impl Default for Settings {
             ratio: 0.1,
             max_rank: 10,
             passes: 2,
-            markers: Default::default(),
+            style_words: None,
         }
     }
 }
@@ -151,22 +151,26 @@ fn one_pass(session: &mut Session, unit: &str, s: &Settings) -> Result<String> {
     };
     let asked: Vec<usize> = (1..unit_tokens.len())
         .filter(|&i| kinds[i] == Piece::WordStart)
-        .filter(|&i| s.markers.is_empty() || s.markers.contains(&word_at(i)))
+        .filter(|&i| {
+            s.style_words
+                .as_ref()
+                .is_none_or(|w| w.contains(&word_at(i)))
+        })
         .map(|i| start + i - 1)
         .collect();
     if asked.is_empty() {
         return Ok(unit.to_string());
     }
     let mut guesses: std::collections::HashMap<usize, Guess> = Default::default();
-    // Marker mode: the model's likeliest word start of the same shape that is not a style word.
-    let mut markers: std::collections::HashMap<usize, (Token, f32)> = Default::default();
+    // With style words: the model's likeliest word start of the same shape that is not one.
+    let mut plain: std::collections::HashMap<usize, (Token, f32)> = Default::default();
     let spaced: Vec<bool> = pieces.iter().map(|p| p.starts_with(' ')).collect();
     session.logits_at(&tokens, &asked, |p, logits| {
         let at = p + 1 - start;
-        if s.markers.is_empty() {
+        let Some(style) = &s.style_words else {
             guesses.insert(at, Guess::of(logits, unit_tokens[at]));
             return;
-        }
+        };
         let mut lp = logits.to_vec();
         log_softmax(&mut lp);
         // The best candidates are among the 64 likeliest tokens, or the model has no plain word
@@ -182,12 +186,11 @@ fn one_pass(session: &mut Session, unit: &str, s: &Settings) -> Result<String> {
                 continue;
             }
             // Neither a style word nor the written word's own first piece ("bre" of "brethren").
-            if t as Token == unit_tokens[at]
-                || s.markers.contains(text.trim().to_lowercase().as_str())
+            if t as Token == unit_tokens[at] || style.contains(text.trim().to_lowercase().as_str())
             {
                 continue;
             }
-            markers.insert(at, (t as Token, lp[t].exp()));
+            plain.insert(at, (t as Token, lp[t].exp()));
             break;
         }
     })?;
@@ -201,8 +204,8 @@ fn one_pass(session: &mut Session, unit: &str, s: &Settings) -> Result<String> {
                 end += 1;
             }
         }
-        let replacement = if !s.markers.is_empty() {
-            markers.get(&i).and_then(|(best, p)| {
+        let replacement = if s.style_words.is_some() {
+            plain.get(&i).and_then(|(best, p)| {
                 (*p >= s.confidence)
                     .then(|| String::from_utf8_lossy(&model.token_bytes(*best)).into_owned())
             })

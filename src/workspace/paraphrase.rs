@@ -49,7 +49,7 @@ pub fn version(how: PseudoSources) -> &'static str {
 }
 
 /// The pseudo-source of one unit, made the way the workspace's settings say (`style_words`:
-/// the workspace's, for [`PseudoSources::StyleWords`]; with none, the unit stands for itself).
+/// the workspace's, for [`PseudoSources::StyleWords`]; with none, the unit comes back as it is).
 /// `cancel` stops a paraphrase between tokens (a neutralisation is two forward passes and is not
 /// stopped).
 pub fn pseudo_source(
@@ -64,12 +64,11 @@ pub fn pseudo_source(
             neutralise::neutralise(session, unit, &neutralise::Settings::default())
         }
         PseudoSources::Paraphrase => paraphrase(session, unit, cancel),
-        PseudoSources::StyleWords if style_words.is_empty() => Ok(unit.to_string()),
         PseudoSources::StyleWords => neutralise::neutralise(
             session,
             unit,
             &neutralise::Settings {
-                markers: style_words.clone(),
+                style_words: Some(style_words.clone()),
                 ..Default::default()
             },
         ),

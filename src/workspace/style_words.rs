@@ -121,7 +121,7 @@ impl StyleWords {
 }
 
 /// Word counts (words: runs of letters, as written) and the total.
-pub(crate) struct Counts {
+struct Counts {
     by_word: std::collections::HashMap<String, usize>,
     total: usize,
 }

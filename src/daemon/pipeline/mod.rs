@@ -30,7 +30,7 @@ pub(super) use train::release_memory;
 
 /// Units paraphrased per worker job: small enough that the pipeline sees progress often.
 const PARAPHRASE_BATCH: usize = 8;
-/// Units a batch takes their style words out of (about 0.1 s each on two cores).
+/// Units a batch takes their style words out of (0.1 to 0.2 s each on two cores).
 const STYLE_WORDS_BATCH: usize = 64;
 /// New pseudo-pairs after which the memory is rebuilt while paraphrasing goes on.
 const BUILD_EVERY: usize = 64;
