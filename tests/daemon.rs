@@ -18,15 +18,7 @@ fn make_workspace(dir: &Path) {
         .into_iter()
         .map(|p| p.target)
         .collect();
-    let train = {
-        let mut r = pema::memory::PairsRead::default();
-        pema::memory::read_pairs_file(
-            &common::repo().join("examples/bible_bbe_asv/train.jsonl"),
-            &mut r,
-        )
-        .unwrap();
-        r.pairs
-    };
+    let train = common::bible_train_pairs(40);
     std::fs::create_dir_all(dir.join("style")).unwrap();
     std::fs::create_dir_all(dir.join("drafts")).unwrap();
     std::fs::write(
@@ -41,7 +33,7 @@ fn make_workspace(dir: &Path) {
     );
     std::fs::write(dir.join("style/sayings.md"), md).unwrap();
     std::fs::write(dir.join("letters.txt"), targets[8..11].join("\n\n")).unwrap();
-    common::write_pairs(&dir.join("examples.pairs.jsonl"), &train[..40]);
+    common::write_pairs(&dir.join("examples.pairs.jsonl"), &train);
     std::fs::write(dir.join("notes.txt"), b"binary\0\x01\x02 data").unwrap();
     std::fs::write(
         dir.join("latin1.txt"),

@@ -221,13 +221,8 @@ fn a_rewrite_is_answered_while_a_memory_builds() {
     let _ = daemon();
     let d = Daemon::start(&common::model_path()).unwrap();
     let ws = tempfile::tempdir().unwrap();
-    let mut r = pema::memory::PairsRead::default();
-    pema::memory::read_pairs_file(
-        &common::repo().join("examples/bible_bbe_asv/train.jsonl"),
-        &mut r,
-    )
-    .unwrap();
-    common::write_pairs(&ws.path().join("style.pairs.jsonl"), &r.pairs[..400]);
+    let pairs = common::bible_train_pairs(400);
+    common::write_pairs(&ws.path().join("style.pairs.jsonl"), &pairs);
     let root = d.open_workspace(ws.path()).unwrap();
     let building = |d: &Daemon| {
         let s = d.status(None).unwrap();
@@ -256,13 +251,8 @@ fn a_rewrite_is_answered_while_pseudo_sources_are_made() {
     let _ = daemon();
     let d = Daemon::start(&common::model_path()).unwrap();
     let ws = tempfile::tempdir().unwrap();
-    let mut r = pema::memory::PairsRead::default();
-    pema::memory::read_pairs_file(
-        &common::repo().join("examples/bible_bbe_asv/train.jsonl"),
-        &mut r,
-    )
-    .unwrap();
-    for (i, chunk) in r.pairs[..400].chunks(20).enumerate() {
+    let pairs = common::bible_train_pairs(400);
+    for (i, chunk) in pairs.chunks(20).enumerate() {
         let text: Vec<&str> = chunk.iter().map(|p| p.target.as_str()).collect();
         std::fs::write(ws.path().join(format!("part{i}.md")), text.join("\n\n")).unwrap();
     }

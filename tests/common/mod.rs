@@ -35,10 +35,19 @@ pub fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The first `n` pairs of the shipped Bible examples.
+/// The first `n` pairs of the shipped Bible examples (their dev split).
 pub fn bible_pairs(n: usize) -> Vec<Pair> {
+    example_pairs("dev.jsonl", n)
+}
+
+/// The first `n` pairs of the shipped Bible examples' training split.
+pub fn bible_train_pairs(n: usize) -> Vec<Pair> {
+    example_pairs("train.jsonl", n)
+}
+
+fn example_pairs(file: &str, n: usize) -> Vec<Pair> {
     let mut r = PairsRead::default();
-    pema::memory::read_pairs_file(&repo().join("examples/bible_bbe_asv/dev.jsonl"), &mut r)
+    pema::memory::read_pairs_file(&repo().join("examples/bible_bbe_asv").join(file), &mut r)
         .unwrap();
     r.pairs.truncate(n);
     r.pairs
