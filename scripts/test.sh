@@ -9,6 +9,9 @@ cd "$(dirname "$0")/.."
 python3 scripts/check_invariants.py
 cargo fmt --check
 bash scripts/install-deps.sh
+# One 8-bit copy of the model (src/model/cpu_copy.rs) for every test, daemon and editor run below,
+# whatever cache folder each points at.
+export PEMA_MODEL_CACHE="${PEMA_MODEL_CACHE:-$PWD/target/pema-models}"
 cargo test --release -- --test-threads 2
 # The clients drive target/release/pema, which the cargo tests above built.
 # The plugins (plugins/): OpenAI-compatible HTTP, the Python client, the pipe, MCP; one daemon

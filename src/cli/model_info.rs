@@ -36,7 +36,13 @@ pub(super) fn run(model: &ModelChoice, a: ModelArgs) -> Result<()> {
     if a.json {
         return print_json(&r);
     }
-    println!("model       {} ({})", r.info.name, r.info.path.display());
+    println!("model       {} ({})", r.info.name, r.info.given.display());
+    if r.info.path != r.info.given {
+        println!(
+            "runs from   {} (exact copy, Q8_0 blocks)",
+            r.info.path.display()
+        );
+    }
     println!("identity    {}", r.info.identity);
     println!(
         "hidden size {}, vocabulary {}, trained context {}",

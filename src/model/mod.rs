@@ -1,6 +1,7 @@
 //! The model host: a quantised GGUF model run by llama.cpp, seen by the rest of pema only as
 //! tokens in, final hidden states and next-token logits out, plus the LM head.
 
+mod cpu_copy;
 mod head;
 mod llama;
 mod locate;
@@ -27,8 +28,11 @@ pub use session::{common_prefix, HiddenRequest, Session, SessionOptions, Step, M
 pub struct ModelInfo {
     /// The GGUF's `general.name`, or the file name without extension when it has none.
     pub name: String,
-    /// The GGUF file the model was loaded from.
+    /// The GGUF file the model was loaded from: the one given, or its copy for the CPU
+    /// (`cpu_copy.rs`).
     pub path: PathBuf,
+    /// The GGUF file given (`--model`, `PEMA_MODEL` or the default).
+    pub given: PathBuf,
     /// blake3 of the GGUF's metadata, tensor table and size, in hex.
     pub identity: String,
     /// Hidden size d: the length of a hidden state (640 for Gemma 3 270M).
@@ -62,15 +66,29 @@ impl Model {
     /// [`Model::load`] with `gpu_layers` of the model's layers on the GPU (None: all of them in
     /// a CUDA or Metal build; a CPU build runs everything on the CPU whatever is asked).
     pub fn load_with(path: &Path, gpu_layers: Option<u32>) -> Result<Arc<Model>> {
-        let gguf = read_gguf(path)?;
-        let identity = identity_of(path, &gguf)?;
+        let gpu = cfg!(any(feature = "cuda", feature = "metal")) && gpu_layers != Some(0);
+        let mut gguf = read_gguf(path)?;
+        let mut identity = identity_of(path, &gguf)?;
+        let original = path;
+        let mut path = path.to_path_buf();
+        if !gpu && !cpu_copy::as_is() && cpu_copy::worth_it(&gguf) {
+            // A copy that cannot be made or read costs speed, not the start: the file is loaded as
+            // it is.
+            let copy = cpu_copy::ensure(&path, &identity)
+                .and_then(|(g, c)| Ok((identity_of(&c, &g)?, g, c)));
+            match copy {
+                Ok((i, g, c)) => (identity, gguf, path) = (i, g, c),
+                Err(e) => tracing::warn!("using {} as it is: {e:#}", path.display()),
+            }
+        }
+        let path = path.as_path();
         let name = match gguf.metadata.get("general.name") {
             Some(v) => v.to_string().cloned().unwrap_or_default(),
             None => String::new(),
         };
         let (head_vocab, head_embd) = LmHead::shape_in(&gguf)?;
         drop(gguf);
-        let n_gpu_layers = if cfg!(any(feature = "cuda", feature = "metal")) {
+        let n_gpu_layers = if gpu {
             gpu_layers.map_or(999, |n| n.min(999) as i32)
         } else {
             0
@@ -87,7 +105,8 @@ impl Model {
         }
         let info = ModelInfo {
             name: if name.is_empty() {
-                path.file_stem()
+                original
+                    .file_stem()
                     .unwrap_or_default()
                     .to_string_lossy()
                     .into_owned()
@@ -95,6 +114,7 @@ impl Model {
                 name
             },
             path: path.to_path_buf(),
+            given: original.to_path_buf(),
             identity,
             n_embd: llama.n_embd(),
             n_vocab: llama.n_vocab(),

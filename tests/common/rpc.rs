@@ -221,8 +221,12 @@ pub fn file_uri(p: &std::path::Path) -> String {
 
 pub fn pema_command(cache: &std::path::Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_pema"));
+    // Every daemon shares one 8-bit copy of the model, not one per cache folder.
+    let copies = std::env::var_os("PEMA_MODEL_CACHE")
+        .unwrap_or_else(|| concat!(env!("CARGO_TARGET_TMPDIR"), "/pema-models").into());
     c.env("XDG_CACHE_HOME", cache)
         .env("PEMA_MODEL", super::model_path())
+        .env("PEMA_MODEL_CACHE", copies)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
