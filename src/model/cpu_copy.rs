@@ -162,8 +162,8 @@ mod tests {
         b[..2].copy_from_slice(&half::f16::from_f32(0.5).to_le_bytes());
         let q: Vec<u8> = (0..32).map(|j| j as u8).collect(); // stored value + 16
         let mut high = 0u32;
-        for j in 0..32 {
-            high |= ((q[j] >> 4) as u32 & 1) << j;
+        for (j, v) in q.iter().enumerate() {
+            high |= ((v >> 4) as u32 & 1) << j;
         }
         b[2..6].copy_from_slice(&high.to_le_bytes());
         for j in 0..16 {
