@@ -139,6 +139,7 @@ def main():
             idle_runs.append(rewrite(c, served, sources[k % len(sources)], f"i{k}"))
             k += 1
         idle_rss = rss_mib(p.pid)
+        idle_anon, idle_file = rss_mib(p.pid, "RssAnon"), rss_mib(p.pid, "RssFile")
         (bt, bs), (tt, ts), (it, is_) = summary(build_runs), summary(train_runs), summary(idle_runs)
         row = {
             "mb": mb,
@@ -154,6 +155,8 @@ def main():
             "peak_rss_mib": round(peak),
             "peak_anon_rss_mib": round(peak_anon),
             "idle_rss_mib_after": round(idle_rss),
+            # Anonymous (the daemon's own) and file-backed (the mapped model: page cache).
+            "idle_rss_anon_file_mib_after": [round(idle_anon), round(idle_file)],
             "rewrites_build_training_idle": [len(build_runs), len(train_runs), len(idle_runs)],
             "ttft_ms_build_training_idle": [round(1000 * x, 1) for x in (bt, tt, it)],
             "ttft_ratio_build": round(bt / it, 2),

@@ -69,9 +69,12 @@ pub fn memory_build(
     if pairs.is_empty() {
         bail!("no pairs in {}", pairs_file.display());
     }
+    let defaults = SessionOptions::default();
     let opts = SessionOptions {
         memory_batch,
-        ..Default::default()
+        // Larger batches than the default may pack more (short) pairs.
+        n_seq_max: defaults.n_seq_max.max(memory_batch / 4 + 2),
+        ..defaults
     };
     let mut session = model.session(opts)?;
     let template = Template::default();
