@@ -1,9 +1,9 @@
 //! A copy of the model with its 4- and 5-bit blocks written as 8-bit ones, for the CPU.
 //! llama.cpp multiplies Q8_0 weights faster on the CPU than Q5_0 ones, and a memory build or a
-//! neutralisation is that multiplication (BENCHMARKS.md, "An 8-bit copy of the model"). The copy
-//! is exact: a Q5_0 block holds 32 integers from -16 to 15 and one scale, a Q4_0 block integers
-//! from -8 to 7, and a Q8_0 block with the same scale holds the same integers. Every other tensor
-//! is copied byte for byte, so the copy computes what the original does.
+//! neutralisation is that multiplication (BENCHMARKS.md, "An exact 8-bit copy of the model").
+//! The copy is exact: a Q5_0 block holds 32 integers from -16 to 15 and one scale, a Q4_0 block
+//! integers from -8 to 7, and a Q8_0 block with the same scale holds the same integers. Every
+//! other tensor is copied byte for byte, so the copy computes what the original does.
 //!
 //! Made when the copy is at most [`MAX_GROWTH`] of the original (Gemma 3 270M: 10% larger, its
 //! 8-bit LM head being most of the file): generation, which reads the head for every token, is
