@@ -72,8 +72,9 @@ pub fn memory_build(
     let defaults = SessionOptions::default();
     let opts = SessionOptions {
         memory_batch,
-        // Larger batches than the default may pack more (short) pairs.
-        n_seq_max: defaults.n_seq_max.max(memory_batch / 4 + 2),
+        // The build's own session at the default batch; a larger batch may pack more (short)
+        // pairs, in proportion.
+        n_seq_max: defaults.n_seq_max * memory_batch.div_ceil(defaults.memory_batch).max(1),
         ..defaults
     };
     let mut session = model.session(opts)?;
