@@ -47,7 +47,14 @@ fn the_default_model_runs_from_an_8_bit_copy_made_once() {
     let copied = Model::load(&original).unwrap();
     let copy = copied.info().path.clone();
     assert_eq!(copy.parent(), Some(cache.path()), "{}", copy.display());
-    assert_ne!(copied.info().identity, as_is.info().identity);
+    // It answers to the original's identity: a memory or adapter made with either serves both.
+    assert_eq!(copied.info().identity, as_is.info().identity);
+    // And to the copy's own digest, which what was made while it had its own identity carries.
+    assert!(as_is.info().aliases.is_empty());
+    assert_eq!(copied.info().aliases.len(), 1);
+    assert_ne!(copied.info().aliases[0], copied.info().identity);
+    assert!(copied.info().answers_to(&copied.info().aliases[0]));
+    assert!(!as_is.info().answers_to(&copied.info().aliases[0]));
     assert_eq!(copied.info().name, as_is.info().name);
     assert_eq!(copied.info().given, original);
     let size = std::fs::metadata(&copy).unwrap().len();
@@ -72,6 +79,37 @@ fn the_default_model_runs_from_an_8_bit_copy_made_once() {
         copied.head().unwrap().apply(&a[3]).unwrap(),
         as_is.head().unwrap().apply(&a[3]).unwrap()
     );
+
+    // A memory built with the file as it is serves the copy: checked compatible, and a build
+    // with the copy reuses every pair instead of computing the memory again.
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = dir.path().join("pairs.jsonl");
+    common::write_pairs(&pairs, &common::bible_pairs(4));
+    let build = |model: &std::sync::Arc<Model>, replace: bool| {
+        let mut s = model.session(SessionOptions::default()).unwrap();
+        pema::memory::build(
+            &mut s,
+            &pema::memory::BuildOptions {
+                pairs_files: vec![pairs.clone()],
+                template: pema::memory::Template::default(),
+                out: dir.path().join("mem"),
+                key_type: pema::memory::KeyType::F16,
+                replace,
+                cancel: None,
+                max_entries: None,
+                shots: 0,
+            },
+            |_| {},
+        )
+        .unwrap()
+    };
+    assert_eq!(build(&as_is, false).pairs_reused, 0);
+    let memory = pema::memory::Memory::open(&dir.path().join("mem")).unwrap();
+    memory
+        .check_compatible(copied.info(), &pema::memory::Template::default())
+        .unwrap();
+    let again = build(&copied, false);
+    assert_eq!((again.pairs_reused, again.pairs), (4, 4), "{again:?}");
 
     // Made once: the next load reads the same file.
     let modified = std::fs::metadata(&copy).unwrap().modified().unwrap();

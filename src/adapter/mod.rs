@@ -131,7 +131,7 @@ impl Adapter {
 
     /// Refuses an adapter made for another model.
     pub fn check_model(&self, model: &ModelInfo) -> Result<()> {
-        if self.info.model_identity != model.identity || self.info.hidden_size != model.n_embd {
+        if !model.answers_to(&self.info.model_identity) || self.info.hidden_size != model.n_embd {
             bail!(
                 "this adapter was trained for another model ({}), not {} ({}); train one for this model",
                 self.info.model_name,

@@ -307,7 +307,7 @@ pub fn train(
     if memory.groups().len() < MIN_PAIRS {
         bail!("training needs at least 2 pairs (one is held out to validate); the memory has 1");
     }
-    if memory.model_identity() != model.identity {
+    if !model.answers_to(&memory.model_identity()) {
         bail!(
             "the memory {} was built with another model; rebuild it for {}",
             memory.path().display(),

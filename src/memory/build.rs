@@ -12,7 +12,7 @@ use half::f16;
 use super::format::{self, Header, KeyType, MappedMemory};
 use super::pairs::{read_pairs_file, Pair, PairsRead, SkippedLine};
 use super::template::Template;
-use crate::model::{HiddenRequest, Session, Token};
+use crate::model::{HiddenRequest, ModelInfo, Session, Token};
 
 /// What [`build`] (or [`build_pairs`]) builds a memory from, and where it writes it.
 pub struct BuildOptions<'a> {
@@ -262,6 +262,7 @@ pub fn build_pairs(
         &opts.out,
         existing,
         &header,
+        &info,
         opts.replace,
         &mut report.warnings,
     )?;
@@ -536,6 +537,7 @@ fn open_previous(
     dir: &Path,
     existing: Option<Result<MappedMemory>>,
     header: &Header,
+    model: &ModelInfo,
     replace: bool,
     warnings: &mut Vec<String>,
 ) -> Result<Option<MappedMemory>> {
@@ -551,7 +553,9 @@ fn open_previous(
         }
     };
     let h = &m.header;
-    let same_model = h.model_identity == header.model_identity && h.hidden == header.hidden;
+    let same_model = (h.model_identity == header.model_identity
+        || model.answers_to(&blake3::Hash::from_bytes(h.model_identity).to_hex()))
+        && h.hidden == header.hidden;
     let same_template = h.template_digest == header.template_digest;
     if same_model && same_template && h.key_type == header.key_type {
         return Ok(Some(m));

@@ -214,7 +214,7 @@ impl Memory {
     /// Refuses a memory made with another model or template: its keys would not match.
     pub fn check_compatible(&self, model: &ModelInfo, template: &Template) -> Result<()> {
         let h = &self.file.header;
-        if self.model_identity() != model.identity || h.hidden != model.n_embd {
+        if !model.answers_to(&self.model_identity()) || h.hidden != model.n_embd {
             bail!(
                 "the memory {} was built with another model ({}), not {} ({}); rebuild it for this model",
                 self.path().display(),

@@ -8,8 +8,9 @@
 //! Made when the copy is at most [`MAX_GROWTH`] of the original (Gemma 3 270M: 10% larger, its
 //! 8-bit LM head being most of the file): generation, which reads the head for every token, is
 //! then no slower. Made once (about a second), written atomically under pema's cache and named by
-//! the original's identity; every command and the daemon then load it, so their memories and
-//! adapters agree. `PEMA_MODEL_AS_IS=1` loads the file as it is; a GPU build never copies.
+//! the original's identity; every command and the daemon then load it. It answers to that
+//! identity too, so a memory or adapter made with the copy serves the file as it is and the
+//! other way round. `PEMA_MODEL_AS_IS=1` loads the file as it is; a GPU build never copies.
 
 use std::borrow::Cow;
 use std::io::{Read as _, Seek as _, SeekFrom};

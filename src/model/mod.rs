@@ -33,14 +33,25 @@ pub struct ModelInfo {
     pub path: PathBuf,
     /// The GGUF file given (`--model`, `PEMA_MODEL` or the default).
     pub given: PathBuf,
-    /// blake3 of the GGUF's metadata, tensor table and size, in hex.
+    /// blake3 of the GGUF's metadata, tensor table and size, in hex: the given file's, which
+    /// its exact copy answers to as well.
     pub identity: String,
+    /// Other identities of the same weights: the copy's own digest, which memories and adapters
+    /// made while the copy had an identity of its own (2026-12-07) carry.
+    pub aliases: Vec<String>,
     /// Hidden size d: the length of a hidden state (640 for Gemma 3 270M).
     pub n_embd: usize,
     /// Vocabulary size V.
     pub n_vocab: usize,
     /// The context length, in tokens, the model was trained with.
     pub n_ctx_train: usize,
+}
+
+impl ModelInfo {
+    /// Whether a memory or adapter that records the identity `id` was made with this model.
+    pub fn answers_to(&self, id: &str) -> bool {
+        self.identity == id || self.aliases.iter().any(|a| a == id)
+    }
 }
 
 /// A loaded GGUF model: llama.cpp's weights, the LM head read again from the same file when
@@ -53,6 +64,8 @@ pub struct Model {
     /// 270M) is needed only to train or load an adapter; an idle daemon should not keep it.
     head: std::sync::Mutex<std::sync::Weak<LmHead>>,
     info: ModelInfo,
+    /// The digest of the file loaded (the copy's own, when a copy runs), to notice it change.
+    file_digest: String,
     ending_tokens: std::sync::OnceLock<Vec<Token>>,
 }
 
@@ -68,7 +81,12 @@ impl Model {
     pub fn load_with(path: &Path, gpu_layers: Option<u32>) -> Result<Arc<Model>> {
         let gpu = cfg!(any(feature = "cuda", feature = "metal")) && gpu_layers != Some(0);
         let mut gguf = read_gguf(path)?;
-        let mut identity = identity_of(path, &gguf)?;
+        // The copy answers to the original's identity: it holds the same weights and computes
+        // the same hidden states (to float rounding, as a GPU does), so memories and adapters
+        // made with either serve both, and neither an upgrade nor `PEMA_MODEL_AS_IS` nor a GPU
+        // build throws a workspace's memory away.
+        let identity = identity_of(path, &gguf)?;
+        let mut file_digest = identity.clone();
         let original = path;
         let mut path = path.to_path_buf();
         if !gpu && !cpu_copy::as_is() && cpu_copy::worth_it(&gguf) {
@@ -77,7 +95,7 @@ impl Model {
             let copy = cpu_copy::ensure(&path, &identity)
                 .and_then(|(g, c)| Ok((identity_of(&c, &g)?, g, c)));
             match copy {
-                Ok((i, g, c)) => (identity, gguf, path) = (i, g, c),
+                Ok((d, g, c)) => (file_digest, gguf, path) = (d, g, c),
                 Err(e) => tracing::warn!("using {} as it is: {e:#}", path.display()),
             }
         }
@@ -115,6 +133,11 @@ impl Model {
             },
             path: path.to_path_buf(),
             given: original.to_path_buf(),
+            aliases: if file_digest == identity {
+                Vec::new()
+            } else {
+                vec![file_digest.clone()]
+            },
             identity,
             n_embd: llama.n_embd(),
             n_vocab: llama.n_vocab(),
@@ -124,6 +147,7 @@ impl Model {
             llama,
             head: Default::default(),
             info,
+            file_digest,
             ending_tokens: Default::default(),
         }))
     }
@@ -144,7 +168,7 @@ impl Model {
         }
         let path = &self.info.path;
         let gguf = read_gguf(path)?;
-        if identity_of(path, &gguf)? != self.info.identity {
+        if identity_of(path, &gguf)? != self.file_digest {
             bail!(
                 "{} changed since pema loaded it: restart pema to use the new model",
                 path.display()
