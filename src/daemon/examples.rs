@@ -38,12 +38,11 @@ impl Daemon {
         let mut ws = Workspace::open(root).map_err(RequestError::Failed)?;
         ws.refresh().map_err(RequestError::Failed)?;
         // A cache made another way is not this workspace's.
-        let made_by = super::pipeline::pseudo_sources_made_by(
-            ws.config().pseudo_sources,
-            crate::workspace::StyleWords::load(ws.state_dir()).as_ref(),
-            &self.model,
-        );
-        let (cache, _) = ParaphraseCache::load(ws.state_dir(), &made_by);
+        let how = ws.config().pseudo_sources;
+        let words = crate::workspace::StyleWords::load(ws.state_dir());
+        let made_by = super::pipeline::pseudo_sources_made_by(how, words.as_ref(), &self.model);
+        let before = super::pipeline::made_by_aliases(how, words.as_ref(), &self.model);
+        let (cache, _) = ParaphraseCache::load_any(ws.state_dir(), &made_by, &before);
         let units: HashSet<&str> = ws.units().collect();
         let mut seen = HashSet::new();
         let mut out: Vec<([u8; 16], Example)> = vec![];

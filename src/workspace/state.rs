@@ -82,6 +82,12 @@ impl ParaphraseCache {
     /// The cache in `state`, made by `made_by`. A cache made another way is discarded; a damaged
     /// one is discarded with the reason returned (the paraphrases are then recomputed).
     pub fn load(state: &Path, made_by: &str) -> (Self, Option<String>) {
+        Self::load_any(state, made_by, &[])
+    }
+
+    /// [`ParaphraseCache::load`], keeping a cache made by one of `also` (what `made_by` was
+    /// called before: the same model under another identity) as if `made_by` had made it.
+    pub fn load_any(state: &Path, made_by: &str, also: &[String]) -> (Self, Option<String>) {
         let path = state.join(PARAPHRASES_FILE);
         let mut cache = Self {
             path: path.clone(),
@@ -106,6 +112,11 @@ impl ParaphraseCache {
         };
         match read() {
             Ok(Some(f)) if f.made_by == made_by => cache.map = f.entries,
+            Ok(Some(f)) if also.contains(&f.made_by) => {
+                cache.map = f.entries;
+                // Written again under the name it goes by now.
+                cache.unsaved = cache.map.len().max(1);
+            }
             Ok(_) => {}
             Err(e) => {
                 return (
@@ -196,6 +207,12 @@ mod tests {
         assert_eq!(c.get("A unit."), Some("plain"));
         let (c, w) = ParaphraseCache::load(d.path(), "v2 m");
         assert!(c.is_empty() && w.is_none());
+        // Made under a name the same maker had before: kept, and saved under the new one.
+        let (mut c, _) = ParaphraseCache::load_any(d.path(), "v1 n", &["v1 m".to_string()]);
+        assert_eq!((c.get("A unit."), c.made_by()), (Some("plain"), "v1 n"));
+        c.save().unwrap();
+        let (c, _) = ParaphraseCache::load(d.path(), "v1 n");
+        assert_eq!(c.get("A unit."), Some("plain"));
         std::fs::write(d.path().join(PARAPHRASES_FILE), b"{trunc").unwrap();
         let (c, w) = ParaphraseCache::load(d.path(), "v1 m");
         assert!(c.is_empty() && w.unwrap().contains("unusable"));

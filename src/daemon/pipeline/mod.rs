@@ -12,7 +12,7 @@ use anyhow::{Context as _, Result};
 
 mod build;
 mod pseudo;
-pub(super) use pseudo::made_by as pseudo_sources_made_by;
+pub(super) use pseudo::{made_by as pseudo_sources_made_by, made_by_aliases};
 mod train;
 
 use super::events::{Event, Task, TaskProgress};
@@ -150,8 +150,10 @@ impl Pipeline {
         crate::fsutil::create_private_dir(&state_dir)
             .with_context(|| format!("cannot create the state folder {}", state_dir.display()))?;
         let style_words = StyleWords::load(&state_dir);
-        let made_by = made_by(ws.config().pseudo_sources, style_words.as_ref(), &model);
-        let (cache, cache_warning) = ParaphraseCache::load(&state_dir, &made_by);
+        let how = ws.config().pseudo_sources;
+        let made_by = made_by(how, style_words.as_ref(), &model);
+        let before = pseudo::made_by_aliases(how, style_words.as_ref(), &model);
+        let (cache, cache_warning) = ParaphraseCache::load_any(&state_dir, &made_by, &before);
         let mut status = WorkspaceStatus {
             root: ws.root().to_path_buf(),
             state_dir: state_dir.clone(),

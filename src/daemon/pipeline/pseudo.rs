@@ -119,15 +119,29 @@ pub(in crate::daemon) fn made_by(
     style_words: Option<&StyleWords>,
     model: &Model,
 ) -> String {
+    made_by_with(how, style_words, &model.info().identity)
+}
+
+/// The same with the model's other identities ([`crate::model::ModelInfo::aliases`]): pseudo-
+/// sources made under one of them are this model's too.
+pub(in crate::daemon) fn made_by_aliases(
+    how: PseudoSources,
+    style_words: Option<&StyleWords>,
+    model: &Model,
+) -> Vec<String> {
+    let info = model.info();
+    info.aliases
+        .iter()
+        .map(|a| made_by_with(how, style_words, a))
+        .collect()
+}
+
+fn made_by_with(how: PseudoSources, style_words: Option<&StyleWords>, identity: &str) -> String {
     let words = match (how, style_words) {
         (PseudoSources::StyleWords, Some(s)) => format!(" {}", s.digest()),
         _ => String::new(),
     };
-    format!(
-        "{}{words} {}",
-        paraphrase::version(how),
-        model.info().identity
-    )
+    format!("{}{words} {identity}", paraphrase::version(how))
 }
 
 /// How a batch makes pseudo-sources, and the cache they go to (only while it still takes
