@@ -87,6 +87,64 @@ impl KeptNames {
     }
 }
 
+/// How short a rewrite of this style may come out: one much shorter than its source, against
+/// what the workspace's own pairs do, has lost a clause or become another sentence ("Then I
+/// said to them, Whoever has any gold, let him take it off; …" → "Then I said unto them, Who
+/// am I that I can speak with them, and they speak not?"), names or not.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct KeptLength {
+    /// The [`LENGTH_PERCENTILE`] of target words over source words among the pairs learned
+    /// from: a rewrite with fewer words than this share of its source's is made again.
+    pub min_ratio: f64,
+    /// Pairs it was learned from (those with at least [`MIN_SOURCE_WORDS`] source words).
+    pub pairs: usize,
+}
+
+/// Which of the pairs' own length ratios bounds a rewrite's (the 5th percentile: one pair in
+/// twenty of the style itself is shorter).
+pub const LENGTH_PERCENTILE: f64 = 0.05;
+/// Shorter sources are not checked: a word more or less swings their ratio too much.
+pub const MIN_SOURCE_WORDS: usize = 8;
+/// A rewrite must fall this many words short of the bound to count: the check is for a lost
+/// clause, not a lost word (which the plain model's copy, the last fallback, would pay for
+/// with the whole line's style).
+pub const SLACK_WORDS: usize = 3;
+
+impl KeptLength {
+    /// What `pairs` (source, target) say about length; None with fewer than [`MIN_PAIRS`] of
+    /// them long enough to count.
+    pub fn learn<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Option<Self> {
+        let mut ratios: Vec<f64> = pairs
+            .into_iter()
+            .map(|(s, t)| (word_count(s), word_count(t)))
+            .filter(|&(s, _)| s >= MIN_SOURCE_WORDS)
+            .map(|(s, t)| t as f64 / s as f64)
+            .collect();
+        if ratios.len() < MIN_PAIRS {
+            return None;
+        }
+        ratios.sort_by(f64::total_cmp);
+        let i = ((ratios.len() - 1) as f64 * LENGTH_PERCENTILE).floor() as usize;
+        Some(Self {
+            min_ratio: ratios[i],
+            pairs: ratios.len(),
+        })
+    }
+
+    /// Whether `output` is no shorter than this style makes a rewrite of `source`, give or
+    /// take [`SLACK_WORDS`].
+    pub fn keeps(&self, source: &str, output: &str) -> bool {
+        let n = word_count(source);
+        n < MIN_SOURCE_WORDS
+            || (word_count(output) + SLACK_WORDS) as f64 >= self.min_ratio * n as f64
+    }
+}
+
+/// Words as the degenerate-output measure counts them: runs between whitespace.
+fn word_count(text: &str) -> usize {
+    text.split_whitespace().count()
+}
+
 /// The words of `text`: runs of letters, digits, `_`, `'` and `-`.
 fn words(text: &str) -> HashSet<String> {
     split(text)
@@ -182,6 +240,34 @@ mod tests {
         // Case does not: a style may lower-case a noun.
         assert!(k.keeps("He saw the Sea.", "He saw the sea."));
         assert!(!k.keeps("He saw the Sea.", "He saw the lake."));
+    }
+
+    #[test]
+    fn a_rewrite_shorter_than_the_style_makes_them_is_caught() {
+        // 21 pairs of 10 source words: targets of 5 and 7 words, then 8 to 11: the 5th
+        // percentile is the second shortest.
+        let pairs: Vec<(String, String)> = (0..21)
+            .map(|i| {
+                let n = match i {
+                    0 => 5,
+                    1 => 7,
+                    _ => 8 + i % 4,
+                };
+                ("w ".repeat(10), "t ".repeat(n))
+            })
+            .collect();
+        let k = KeptLength::learn(pairs.iter().map(|(s, t)| (s.as_str(), t.as_str()))).unwrap();
+        assert_eq!(k.pairs, 21);
+        assert!((k.min_ratio - 0.7).abs() < 1e-9, "{k:?}");
+        // 7 words of 10 is the bound; 3 words fewer still pass, 4 do not.
+        let source = "one two three four five six seven eight nine ten";
+        assert!(k.keeps(source, "a b c d"));
+        assert!(!k.keeps(source, "a b c"));
+        // Short sources are not checked.
+        assert!(k.keeps("one two three four five six seven", "a"));
+        // Too few long pairs say nothing.
+        let short: Vec<(&str, &str)> = vec![("a b c", "a b"); 30];
+        assert_eq!(KeptLength::learn(short), None);
     }
 
     #[test]

@@ -510,8 +510,9 @@ fn rewrites_stream_and_cancel() {
 }
 
 /// A style that keeps names (here: people's names, colours invented) is learned as one, and a
-/// rewritten line that lacks a name is made again, with less of the adapter and then without
-/// it, its stream taken back first, so that what was streamed adds up to the result.
+/// rewritten line that lacks a name, or comes out too short, is made again, with less of the
+/// adapter and then without it, its stream taken back first, so that what was streamed adds up
+/// to the result.
 #[test]
 fn a_line_that_drops_a_name_is_made_again_and_its_stream_adds_up() {
     const PEOPLE: [&str; 6] = ["Anna", "Boris", "Clara", "Dmitri", "Elena", "Farid"];
@@ -544,6 +545,9 @@ fn a_line_that_drops_a_name_is_made_again_and_its_stream_adds_up() {
         .expect("a style that keeps names");
     println!("{k:?}");
     assert!(k.changed.is_empty() && k.share_kept == 1.0);
+    // Its targets are as long as their sources: a rewrite that falls 4 words short is too.
+    let length = a.info().kept_length.clone().expect("a length learned");
+    assert_eq!(length.min_ratio, 1.0);
     let opts = a.default_rewrite();
     assert!(opts.keep_names && opts.mode != Mode::Plain);
 
@@ -583,6 +587,13 @@ fn a_line_that_drops_a_name_is_made_again_and_its_stream_adds_up() {
     assert_eq!(r.remade_lines, 4);
     assert_eq!(retracts, 4);
     assert!(!r.text.contains("Clara") && r.text.contains('\n'));
+    // A line whose only name opens it (so is no name) but that comes out too short is made
+    // again too; a short line is not checked.
+    let long = "Clara then gave the old green lamp to a neighbour at the market.";
+    let (r, retracts) = run(&mut s, long, &cut);
+    assert_eq!((r.remade_lines, retracts), (2, 2), "{r:?}");
+    let (r, retracts) = run(&mut s, "Clara sold the lamp.", &cut);
+    assert_eq!((r.remade_lines, retracts), (0, 0), "{r:?}");
     // Without the check nothing is made again.
     let (r, retracts) = run(
         &mut s,

@@ -46,6 +46,9 @@ pub fn save(adapter: &Adapter, path: &Path) -> Result<()> {
     if let Some(k) = &i.kept_names {
         put("kept_names", serde_json::to_string(k)?);
     }
+    if let Some(k) = &i.kept_length {
+        put("kept_length", serde_json::to_string(k)?);
+    }
 
     let cpu = Device::Cpu;
     let vocab = Tensor::from_slice(&adapter.vocab, adapter.vocab.len(), &cpu)?;
@@ -125,6 +128,14 @@ pub fn load(path: &Path) -> Result<Adapter> {
             Some(j) => Some(
                 serde_json::from_str(j)
                     .map_err(|e| bad(format!("`kept_names` is not readable ({e})")))?,
+            ),
+            None => None,
+        },
+        // Adapters from before this key rewrite without the length check.
+        kept_length: match meta.get("kept_length") {
+            Some(j) => Some(
+                serde_json::from_str(j)
+                    .map_err(|e| bad(format!("`kept_length` is not readable ({e})")))?,
             ),
             None => None,
         },

@@ -15,7 +15,7 @@ use std::path::Path;
 use anyhow::{bail, Result};
 use candle_core::{DType, Device, Tensor};
 
-pub use crate::fidelity::KeptNames;
+pub use crate::fidelity::{KeptLength, KeptNames};
 pub use decoding::{choose_decoding, Decoding, DecodingScore, ADAPTER_TOP_K};
 pub use train::{train, TrainOptions, TrainProgress, TrainReport, VocabMode, MIN_PAIRS};
 
@@ -56,6 +56,9 @@ pub struct AdapterInfo {
     /// made again with less of the adapter); None when the style renames things or no
     /// held-out text was kept.
     pub kept_names: Option<KeptNames>,
+    /// How short a rewrite of its held-out pairs' style may be (a shorter one is made again
+    /// with less of the adapter); None with too few held-out pairs.
+    pub kept_length: Option<KeptLength>,
 }
 
 /// A trained PEMA adapter: encoder `A` (r × d), predictive decoder `B_pd` (d × r), the
@@ -82,11 +85,13 @@ pub struct Adapter {
 
 impl Adapter {
     /// Learns from the memory's held-out pairs (their text, kept beside the memory) which
-    /// names this style keeps (`fidelity`); none when no held-out text was kept.
-    pub fn learn_kept_names(&mut self, memory: &Memory, held_out_percent: u32) {
+    /// names this style keeps and how short it makes a rewrite (`fidelity`); nothing when no
+    /// held-out text was kept.
+    pub fn learn_fidelity(&mut self, memory: &Memory, held_out_percent: u32) {
         let held = memory.held_out_pairs(held_out_percent);
-        self.info.kept_names =
-            KeptNames::learn(held.iter().map(|p| (p.source.as_str(), p.target.as_str())));
+        let pairs = || held.iter().map(|p| (p.source.as_str(), p.target.as_str()));
+        self.info.kept_names = KeptNames::learn(pairs());
+        self.info.kept_length = KeptLength::learn(pairs());
     }
 
     /// What the adapter was made from and how.

@@ -535,6 +535,7 @@ pub fn train(
         decoding: None,
         residual: opts.residual,
         kept_names: None,
+        kept_length: None,
     };
     let mut adapter = Adapter {
         a: a_best,
@@ -553,7 +554,7 @@ pub fn train(
         opts.adapter_top_k,
         &pause,
     )?;
-    adapter.learn_kept_names(memory, opts.held_out_percent);
+    adapter.learn_fidelity(memory, opts.held_out_percent);
     Ok(adapter)
 }
 

@@ -107,7 +107,7 @@ pub(super) fn run(model: &ModelChoice, a: TrainArgs) -> Result<()> {
     let mut adapter = if a.choose_only {
         let mut adapter = Adapter::load_for(&a.out, model.info(), &*model.head()?)?;
         adapter.check_memory(&memory)?;
-        adapter.learn_kept_names(&memory, opts.held_out_percent);
+        adapter.learn_fidelity(&memory, opts.held_out_percent);
         adapter
     } else {
         train_adapter(&model, &memory, &opts, a.json)?
@@ -180,6 +180,13 @@ pub(super) fn run(model: &ModelChoice, a: TrainArgs) -> Result<()> {
             k.changed.len()
         ),
         None => println!("names       not checked (the held-out pairs rename things, or too few hold names)"),
+    }
+    match &adapter.info().kept_length {
+        Some(k) => println!(
+            "length      a rewrite under {:.2}× its source's words (the shortest 5% of {} held-out pairs) is made again with less style",
+            k.min_ratio, k.pairs
+        ),
+        None => println!("length      not checked (too few held-out pairs)"),
     }
     Ok(())
 }

@@ -51,8 +51,9 @@ pub struct RewriteOptions {
     pub seed: u64,
     /// Stop at end of text and at the boundary (off only to time a fixed number of tokens).
     pub stop_at_boundary: bool,
-    /// Make a line again with less of the adapter when it dropped a name of its source that
-    /// the adapter's style keeps (`fidelity`; only for an adapter that learned which).
+    /// Make a line again with less of the adapter when it lost part of its source: dropped a
+    /// name the adapter's style keeps, or came out shorter than the style makes a rewrite
+    /// (`fidelity`; only for an adapter that learned either).
     pub keep_names: bool,
     /// Feed the source and a line's earlier attempts to the model as drafts, several tokens to
     /// a decode ([`Drafts`]); off only to time what they save.
@@ -99,7 +100,7 @@ impl Adapter {
     /// Gradual Unrolling for an adapter that has none.
     pub fn default_rewrite(&self) -> RewriteOptions {
         let o = RewriteOptions {
-            keep_names: self.info().kept_names.is_some(),
+            keep_names: self.info().kept_names.is_some() || self.info().kept_length.is_some(),
             ..RewriteOptions::default()
         };
         match &self.info().decoding {
@@ -138,7 +139,8 @@ pub struct Rewrite {
     pub seconds: f64,
     /// `tokens` per second of the generation.
     pub tokens_per_second: f64,
-    /// Lines made again with less of the adapter because a name was dropped (`keep_names`).
+    /// Lines made again with less of the adapter because a name or a clause was lost
+    /// (`keep_names`).
     pub remade_lines: usize,
     /// The tokens one generation picked, its last (the one that ended it) included: the draft
     /// for an attempt made again. Empty for a whole text (`rewrite_text`).

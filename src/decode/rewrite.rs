@@ -49,6 +49,15 @@ pub fn rewrite_text(
     let kept_names = adapter
         .and_then(|a| a.info().kept_names.as_ref())
         .filter(|_| options.keep_names);
+    let kept_length = adapter
+        .and_then(|a| a.info().kept_length.as_ref())
+        .filter(|_| options.keep_names);
+    // A line lost part of its source: a name its style keeps, or more words than the style
+    // ever drops.
+    let lost = |body: &str, out: &str| {
+        kept_names.is_some_and(|k| !k.keeps(body, out))
+            || kept_length.is_some_and(|k| !k.keeps(body, out))
+    };
     for (i, line) in text.split('\n').enumerate() {
         if i > 0 {
             total.text.push('\n');
@@ -95,8 +104,8 @@ pub fn rewrite_text(
             )?;
             total.draft_tokens.0 += r.draft_tokens.0;
             total.draft_tokens.1 += r.draft_tokens.1;
-            match kept_names {
-                Some(k) if opts.mode != Mode::Plain && !k.keeps(body, &r.text) => {
+            match opts.mode {
+                m if m != Mode::Plain && lost(body, &r.text) => {
                     // Another sentence, or a part of this one lost: less style, then none.
                     if sent > 0 {
                         on_event(TextEvent::Retract(sent));

@@ -49,7 +49,7 @@ pub(crate) enum Signal {
     /// A paraphrase batch ended, with this many new paraphrases.
     Paraphrased(usize),
     Built(Result<BuildReport>),
-    Trained(Result<Adapter>),
+    Trained(Result<Box<Adapter>>),
     Stop,
     /// Tests only ([`super::Daemon::inject_fault`]): the pipeline panics.
     Fault,
@@ -301,7 +301,7 @@ impl Pipeline {
             }
             Signal::Trained(r) => {
                 self.training = None;
-                self.trained(r);
+                self.trained(r.map(|a| *a));
             }
             Signal::Stop => return true,
             Signal::Fault => panic!("fault injected into the pipeline"),

@@ -132,7 +132,7 @@ impl Pipeline {
                     ))
                 });
                 release_memory();
-                let _ = tx.send(Signal::Trained(r));
+                let _ = tx.send(Signal::Trained(r.map(Box::new)));
             });
         if let Err(e) = spawned {
             self.training = None;
