@@ -85,7 +85,7 @@ fn the_default_model_runs_from_an_8_bit_copy_made_once() {
     let dir = tempfile::tempdir().unwrap();
     let pairs = dir.path().join("pairs.jsonl");
     common::write_pairs(&pairs, &common::bible_pairs(4));
-    let build = |model: &std::sync::Arc<Model>, replace: bool| {
+    let build = |model: &std::sync::Arc<Model>| {
         let mut s = model.session(SessionOptions::default()).unwrap();
         pema::memory::build(
             &mut s,
@@ -94,7 +94,7 @@ fn the_default_model_runs_from_an_8_bit_copy_made_once() {
                 template: pema::memory::Template::default(),
                 out: dir.path().join("mem"),
                 key_type: pema::memory::KeyType::F16,
-                replace,
+                replace: false,
                 cancel: None,
                 max_entries: None,
                 shots: 0,
@@ -103,13 +103,13 @@ fn the_default_model_runs_from_an_8_bit_copy_made_once() {
         )
         .unwrap()
     };
-    assert_eq!(build(&as_is, false).pairs_reused, 0);
+    assert_eq!(build(&as_is).pairs_reused, 0);
     let memory = pema::memory::Memory::open(&dir.path().join("mem")).unwrap();
     memory
         .check_compatible(copied.info(), &pema::memory::Template::default())
         .unwrap();
-    let again = build(&copied, false);
-    assert_eq!((again.pairs_reused, again.pairs), (4, 4), "{again:?}");
+    let reused = build(&copied);
+    assert_eq!((reused.pairs_reused, reused.pairs), (4, 4), "{reused:?}");
 
     // Made once: the next load reads the same file.
     let modified = std::fs::metadata(&copy).unwrap().modified().unwrap();

@@ -104,21 +104,19 @@ pub fn rewrite_text(
             )?;
             total.draft_tokens.0 += r.draft_tokens.0;
             total.draft_tokens.1 += r.draft_tokens.1;
-            match opts.mode {
-                m if m != Mode::Plain && lost(body, &r.text) => {
-                    // Another sentence, or a part of this one lost: less style, then none.
-                    if sent > 0 {
-                        on_event(TextEvent::Retract(sent));
-                    }
-                    total.remade_lines += 1;
-                    // The next attempt mostly writes the same tokens up to where this one
-                    // went wrong: they are fed as a draft, several to a decode.
-                    prompt.drafts.push(r.output_tokens);
-                    opts = weaker(opts, attempt);
-                    attempt += 1;
-                }
-                _ => break r,
+            if opts.mode == Mode::Plain || !lost(body, &r.text) {
+                break r;
             }
+            // Another sentence, or a part of this one lost: less style, then none.
+            if sent > 0 {
+                on_event(TextEvent::Retract(sent));
+            }
+            total.remade_lines += 1;
+            // The next attempt mostly writes the same tokens up to where this one went wrong:
+            // they are fed as a draft, several to a decode.
+            prompt.drafts.push(r.output_tokens);
+            opts = weaker(opts, attempt);
+            attempt += 1;
         };
         total.text.push_str(&r.text);
         total.tokens += r.tokens;

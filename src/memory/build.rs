@@ -553,8 +553,7 @@ fn open_previous(
         }
     };
     let h = &m.header;
-    let same_model = (h.model_identity == header.model_identity
-        || model.answers_to(&blake3::Hash::from_bytes(h.model_identity).to_hex()))
+    let same_model = model.answers_to(&blake3::Hash::from_bytes(h.model_identity).to_hex())
         && h.hidden == header.hidden;
     let same_template = h.template_digest == header.template_digest;
     if same_model && same_template && h.key_type == header.key_type {
