@@ -225,7 +225,26 @@ fn the_default_rewrite_learns_an_invented_word_substitution() {
         Template::default(),
         "no worked examples"
     );
+    // The memory marked the words its targets write and its sources do not: the invented ones.
+    let marked = &a.info().marked_words;
+    println!("marked words: {marked:?}");
+    assert!(!marked.is_empty(), "no marked words");
+    assert!(
+        marked.iter().all(|w| COLOURS.iter().any(|(_, x)| x == w)),
+        "marked words that are not the invented ones: {marked:?}"
+    );
+    // As `pema train` and the daemon do: the style gate tried on the held-out pairs.
+    let held_out = memory.held_out_pairs(memory::DEFAULT_HELD_OUT_PERCENT);
+    let template = a.template().unwrap();
     let mut s = common::session();
+    let gate =
+        pema::eval::choose_style_gate(&mut s, &mut a, &template, &held_out, None, None, |_| {})
+            .unwrap();
+    println!("style gate: {gate:?}");
+    if let Some(g) = &gate {
+        assert!(g.pairs > 0 && g.bleu_with.is_finite() && g.bleu_without.is_finite());
+        assert_eq!(a.info().decoding.unwrap().style_gate.is_some(), g.gated);
+    }
     let default = rewrites(&mut s, &a, &test, &a.default_rewrite());
     let plain = rewrites(
         &mut s,
@@ -252,8 +271,6 @@ fn the_default_rewrite_learns_an_invented_word_substitution() {
 
     // `pema train --choose-by-rewriting`: the memory kept its held-out pairs' text, each
     // candidate rewrites them, and the best is stored with its score.
-    let held_out = memory.held_out_pairs(memory::DEFAULT_HELD_OUT_PERCENT);
-    let template = a.template().unwrap();
     let scores =
         pema::eval::choose_schedule(&mut s, &mut a, &template, &held_out, None, |_| {}).unwrap();
     println!("{} held-out pairs; schedules: {scores:#?}", held_out.len());

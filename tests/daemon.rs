@@ -236,6 +236,25 @@ fn lsp_over_stdio_learns_the_workspace_and_rewrites() {
         .call("pema/rewrite", json!({"text": selection}))
         .expect("pema/rewrite of several lines");
     let adapter = Path::new(st["stateDir"].as_str().unwrap()).join("adapter.safetensors");
+    // The daemon tried the style gate on the held-out pairs (through its worker, the one
+    // session), as `pema train` does, wherever its memory marked words and held out enough pairs.
+    let learned = pema::adapter::Adapter::load(&adapter).expect("the daemon's adapter");
+    let memory = Path::new(st["stateDir"].as_str().unwrap()).join("memory");
+    let held = pema::memory::Memory::open(&memory)
+        .unwrap()
+        .held_out_pairs(pema::memory::DEFAULT_HELD_OUT_PERCENT)
+        .len();
+    let info = learned.info();
+    eprintln!(
+        "marked words {:?}; {held} held-out pairs; decoding {:?}",
+        info.marked_words, info.decoding
+    );
+    if !info.marked_words.is_empty() && held >= pema::eval::tune::MIN_PAIRS {
+        assert!(
+            info.decoding.and_then(|d| d.style_gate_bleu).is_some(),
+            "the daemon did not try the style gate"
+        );
+    }
     let cli = rpc::pema_command(cache.path())
         .args(["rewrite", "--json", "--adapter"])
         .arg(&adapter)

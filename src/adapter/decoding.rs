@@ -34,6 +34,14 @@ pub struct Decoding {
     /// them (`eval::choose_schedule`) rather than by likelihood alone.
     #[serde(default)]
     pub held_out_bleu: Option<f64>,
+    /// λ is multiplied by this wherever the adapter's likeliest token begins no marked word
+    /// (`AdapterInfo::marked_words`): chosen by rewriting held-out pairs
+    /// (`eval::choose_style_gate`); None mixes alike at every token.
+    #[serde(default)]
+    pub style_gate: Option<f32>,
+    /// BLEU of the held-out rewrites without and with the style gate, when it was tried.
+    #[serde(default)]
+    pub style_gate_bleu: Option<[f64; 2]>,
 }
 
 /// One candidate schedule and how it scored on the held-out pairs.
@@ -56,6 +64,8 @@ fn candidates(adapter_top_k: usize) -> Vec<Decoding> {
         held_out_nll: 0.0,
         plain_nll: 0.0,
         held_out_bleu: None,
+        style_gate: None,
+        style_gate_bleu: None,
     };
     let mut out = Vec::new();
     for l in [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0] {

@@ -49,6 +49,9 @@ pub fn save(adapter: &Adapter, path: &Path) -> Result<()> {
     if let Some(k) = &i.kept_length {
         put("kept_length", serde_json::to_string(k)?);
     }
+    if !i.marked_words.is_empty() {
+        put("marked_words", serde_json::to_string(&i.marked_words)?);
+    }
 
     let cpu = Device::Cpu;
     let vocab = Tensor::from_slice(&adapter.vocab, adapter.vocab.len(), &cpu)?;
@@ -139,6 +142,12 @@ pub fn load(path: &Path) -> Result<Adapter> {
             ),
             None => None,
         },
+        // Adapters from before this key mix alike at every token.
+        marked_words: match meta.get("marked_words") {
+            Some(j) => serde_json::from_str(j)
+                .map_err(|e| bad(format!("`marked_words` is not readable ({e})")))?,
+            None => Vec::new(),
+        },
     };
     let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
         .map_err(|e| bad(format!("{e}")))?;
@@ -181,6 +190,7 @@ pub fn load(path: &Path) -> Result<Adapter> {
         info,
         proj: None,
         w_c: None,
+        marked_tokens: Default::default(),
     })
 }
 

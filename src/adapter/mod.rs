@@ -59,6 +59,10 @@ pub struct AdapterInfo {
     /// How short a rewrite of its held-out pairs' style may be (a shorter one is made again
     /// with less of the adapter); None with too few held-out pairs.
     pub kept_length: Option<KeptLength>,
+    /// The words its memory's targets write and their sources do not (`memory::marked_words`):
+    /// where a rewrite may give it its whole weight (`Decoding::style_gate`). Empty for a memory
+    /// or an adapter from before pema kept them.
+    pub marked_words: Vec<String>,
 }
 
 /// A trained PEMA adapter: encoder `A` (r × d), predictive decoder `B_pd` (d × r), the
@@ -81,6 +85,8 @@ pub struct Adapter {
     proj: Option<Tensor>,
     /// `W_C` (|C| × d), for a residual adapter.
     w_c: Option<Tensor>,
+    /// The tokens that spell its marked words, ascending: made once, by the decoder's tokenizer.
+    marked_tokens: std::sync::OnceLock<Vec<u32>>,
 }
 
 impl Adapter {
@@ -92,6 +98,25 @@ impl Adapter {
         let pairs = || held.iter().map(|p| (p.source.as_str(), p.target.as_str()));
         self.info.kept_names = KeptNames::learn(pairs());
         self.info.kept_length = KeptLength::learn(pairs());
+        self.info.marked_words = memory.marked_words();
+    }
+
+    /// The tokens that spell a marked word (with and without a space before it), ascending;
+    /// `token` gives a text's token when it is one, from the model's tokenizer, which this
+    /// module does not see. Made on the first call, then kept.
+    pub fn marked_tokens(&self, token: impl Fn(&str) -> Option<u32>) -> &[u32] {
+        self.marked_tokens.get_or_init(|| {
+            let mut t: Vec<u32> = self
+                .info
+                .marked_words
+                .iter()
+                .flat_map(|w| [token(&format!(" {w}")), token(w)])
+                .flatten()
+                .collect();
+            t.sort_unstable();
+            t.dedup();
+            t
+        })
     }
 
     /// What the adapter was made from and how.

@@ -536,6 +536,7 @@ pub fn train(
         residual: opts.residual,
         kept_names: None,
         kept_length: None,
+        marked_words: Vec::new(),
     };
     let mut adapter = Adapter {
         a: a_best,
@@ -545,6 +546,7 @@ pub fn train(
         info,
         proj: None,
         w_c: None,
+        marked_tokens: Default::default(),
     };
     super::choose_decoding(
         &mut adapter,

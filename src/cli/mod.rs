@@ -188,6 +188,10 @@ struct GenerationArgs {
     /// to compare).
     #[arg(long)]
     no_drafts: bool,
+    /// λ × F wherever the adapter reaches for none of its marked words (1: the same λ at every
+    /// token) [default: the adapter's held-out choice]
+    #[arg(long, value_name = "F")]
+    style_gate: Option<f32>,
 }
 
 impl GenerationArgs {
@@ -198,6 +202,11 @@ impl GenerationArgs {
             lambda_fixed: self.lambda.unwrap_or(base.lambda_fixed),
             lambda_floor: self.lambda_floor.unwrap_or(base.lambda_floor),
             adapter_top_k: self.adapter_top_k.unwrap_or(base.adapter_top_k),
+            style_gate: match self.style_gate {
+                Some(g) if g >= 1.0 => None,
+                Some(g) => Some(g.max(0.0)),
+                None => base.style_gate,
+            },
             max_tokens: self.max_tokens,
             temperature: self.temperature,
             top_p: self.top_p,

@@ -78,7 +78,8 @@ pub(super) struct TrainArgs {
     #[arg(long)]
     choose_by_rewriting: bool,
     /// Do not train: for the adapter already at --out, learn again which names its style keeps
-    /// (and with --choose-by-rewriting, choose its schedule again).
+    /// and its marked words, try the style gate again (and with --choose-by-rewriting, choose
+    /// its schedule again).
     #[arg(long)]
     choose_only: bool,
     #[arg(long)]
@@ -113,12 +114,12 @@ pub(super) fn run(model: &ModelChoice, a: TrainArgs) -> Result<()> {
         train_adapter(&model, &memory, &opts, a.json)?
     };
     let held_out = memory.held_out_pairs(opts.held_out_percent);
+    adapter.prepare(&*model.head()?)?;
+    let template = adapter.template()?;
+    let mut session = model.session(Default::default())?;
     let schedules = if !a.choose_by_rewriting || held_out.len() < eval::tune::MIN_PAIRS {
         vec![]
     } else {
-        adapter.prepare(&*model.head()?)?;
-        let template = adapter.template()?;
-        let mut session = model.session(Default::default())?;
         let bar = progress_bar(
             !a.json,
             0,
@@ -138,12 +139,32 @@ pub(super) fn run(model: &ModelChoice, a: TrainArgs) -> Result<()> {
         bar.finish_and_clear();
         scores
     };
+    let bar = progress_bar(
+        !a.json,
+        0,
+        "trying the style gate: {pos}/{len} rewrites [{bar:20}]",
+    )?;
+    let gate = eval::choose_style_gate(
+        &mut session,
+        &mut adapter,
+        &template,
+        &held_out,
+        None,
+        None,
+        |p| {
+            bar.set_length(p.total as u64);
+            bar.set_position(p.done as u64);
+        },
+    )?;
+    bar.finish_and_clear();
+    drop(session);
     adapter.save(&a.out)?;
     let t = &adapter.info().training;
     if a.json {
         // The adapter's figures as before, with the schedules tried beside them.
         let mut v = serde_json::to_value(adapter.info())?;
         v["schedules"] = serde_json::to_value(&schedules)?;
+        v["style_gate"] = serde_json::to_value(&gate)?;
         return print_json(&v);
     }
     println!("adapter     {}", a.out.display());
@@ -171,6 +192,25 @@ pub(super) fn run(model: &ModelChoice, a: TrainArgs) -> Result<()> {
     }
     if let Some(d) = &adapter.info().decoding {
         println!("default     {}", describe(d));
+    }
+    match &gate {
+        Some(g) => println!(
+            "style gate  {}: held-out BLEU {:.2} with λ × {} away from the {} marked words, {:.2} without ({} pairs)",
+            if g.gated { "on" } else { "off" },
+            g.bleu_with,
+            eval::tune::STYLE_GATE,
+            adapter.info().marked_words.len(),
+            g.bleu_without,
+            g.pairs
+        ),
+        None => println!(
+            "style gate  off: {}",
+            if adapter.info().marked_words.is_empty() {
+                "the memory's targets write no words of their own"
+            } else {
+                "too few held-out pairs to try it on"
+            }
+        ),
     }
     match &adapter.info().kept_names {
         Some(k) => println!(
@@ -217,9 +257,13 @@ fn train_adapter(
 }
 
 fn describe(d: &adapter::Decoding) -> String {
-    match d.mode {
+    let schedule = match d.mode {
         Mode::Fixed => format!("fixed λ {:.1}", d.lambda),
         Mode::Gu => format!("GU λmax {:.1} floor {:.1}", d.lambda_max, d.lambda_floor),
         Mode::Plain => "plain".into(),
+    };
+    match d.style_gate {
+        Some(g) => format!("{schedule}, λ × {g} away from marked words"),
+        None => schedule,
     }
 }

@@ -71,6 +71,29 @@ pub fn mix_guided(
     }
 }
 
+/// λ at one step under a style gate (docs/method.md §8.8): the whole λ where the adapter's
+/// likeliest token (`ids`, `adapter`: its distribution) is a marked word (`marked`,
+/// ascending), `λ · gate` elsewhere; λ itself with no gate or no marked words.
+pub fn gated_lambda(
+    lambda: f32,
+    gate: Option<f32>,
+    marked: &[u32],
+    ids: &[u32],
+    adapter: &[f32],
+) -> f32 {
+    match gate {
+        Some(g) if !marked.is_empty() && !adapter.is_empty() => {
+            let top = ids[crate::logspace::argmax(adapter)];
+            if marked.binary_search(&top).is_ok() {
+                lambda
+            } else {
+                lambda * g
+            }
+        }
+        _ => lambda,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,6 +143,19 @@ mod tests {
         let mut lm = lm0.clone();
         mix_guided(&mut lm, 0.5, &[2, 3], &ad, 2, &[3]);
         assert!((lm[2].exp() - 0.075).abs() < 1e-6);
+    }
+
+    #[test]
+    fn gate_gives_the_whole_lambda_only_to_a_marked_word() {
+        let ids = [3u32, 7, 9];
+        let to_7 = [0.1f32.ln(), 0.7f32.ln(), 0.2f32.ln()];
+        let to_9 = [0.1f32.ln(), 0.2f32.ln(), 0.7f32.ln()];
+        assert_eq!(gated_lambda(0.9, Some(0.5), &[7], &ids, &to_7), 0.9);
+        assert!((gated_lambda(0.9, Some(0.5), &[7], &ids, &to_9) - 0.45).abs() < 1e-6);
+        assert_eq!(gated_lambda(0.9, Some(0.0), &[7], &ids, &to_9), 0.0);
+        // No gate, or nothing marked: the schedule's λ.
+        assert_eq!(gated_lambda(0.9, None, &[7], &ids, &to_9), 0.9);
+        assert_eq!(gated_lambda(0.9, Some(0.5), &[], &ids, &to_9), 0.9);
     }
 
     #[test]

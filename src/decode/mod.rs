@@ -18,7 +18,7 @@ pub use crate::schedule::{Mode, Schedule};
 pub use draft::Drafts;
 pub use guard::{RepeatGuard, WordGuard};
 pub use held::HeldLine;
-pub use mixture::{mix_guided, mix_into, top_k_indices};
+pub use mixture::{gated_lambda, mix_guided, mix_into, top_k_indices};
 pub use rewrite::{rewrite_text, TextEvent};
 
 use crate::adapter::{Adapter, Decoding};
@@ -58,6 +58,9 @@ pub struct RewriteOptions {
     /// Feed the source and a line's earlier attempts to the model as drafts, several tokens to
     /// a decode ([`Drafts`]); off only to time what they save.
     pub drafts: bool,
+    /// λ is multiplied by this wherever the adapter's likeliest token is none of its marked
+    /// words (docs/method.md §8.8); None: the same λ at every token.
+    pub style_gate: Option<f32>,
 }
 
 impl Default for RewriteOptions {
@@ -75,6 +78,7 @@ impl Default for RewriteOptions {
             stop_at_boundary: true,
             keep_names: false,
             drafts: true,
+            style_gate: None,
         }
     }
 }
@@ -88,6 +92,7 @@ impl RewriteOptions {
             lambda_max: d.lambda_max,
             lambda_floor: d.lambda_floor,
             adapter_top_k: d.adapter_top_k,
+            style_gate: d.style_gate,
             ..self
         }
     }
@@ -242,6 +247,15 @@ pub fn generate(
     let mut emitted = 0usize;
     let mut n = 0usize;
     let mut stopped_by = StopReason::MaxTokens;
+    let marked: &[u32] = match (opts.style_gate, adapter) {
+        // A marked word counts only as one whole token: the first piece of a longer word
+        // (" com" of " commanded") also begins words the style does not mark.
+        (Some(_), Some(a)) => a.marked_tokens(|w| match model.tokenize(w).ok()?.as_slice() {
+            [t] => Some(*t),
+            _ => None,
+        }),
+        _ => &[],
+    };
     let mut step = session.start(&prompt.tokens)?;
     for lambda in schedule.lambdas().take(max) {
         if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
@@ -251,6 +265,7 @@ pub fn generate(
         log_softmax(&mut logp);
         if let (Some(a), true) = (adapter, lambda > 0.0) {
             let lp = a.log_probs(&step.hidden)?;
+            let lambda = gated_lambda(lambda, opts.style_gate, marked, a.vocab(), &lp);
             if opts.adapter_top_k > 0 {
                 mix_guided(
                     &mut logp,

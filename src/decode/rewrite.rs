@@ -1,7 +1,7 @@
 //! A text's rewrite, as every caller gets it: the daemon's worker, `pema rewrite` and `pema eval`.
 //! A generation ends at a line break, so a text of several lines is rewritten line by line,
 //! keeping its line breaks, blank lines and each line's indentation. A line that dropped a name
-//! its style keeps is made again with less of the adapter (docs/method.md §8.7).
+//! its style keeps is made again with less of the adapter (docs/method.md §8.7, §8.8).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -52,6 +52,7 @@ pub fn rewrite_text(
     let kept_length = adapter
         .and_then(|a| a.info().kept_length.as_ref())
         .filter(|_| options.keep_names);
+    let marked = adapter.is_some_and(|a| !a.info().marked_words.is_empty());
     // A line lost part of its source: a name its style keeps, or more words than the style
     // ever drops.
     let lost = |body: &str, out: &str| {
@@ -115,7 +116,7 @@ pub fn rewrite_text(
             // The next attempt mostly writes the same tokens up to where this one went wrong:
             // they are fed as a draft, several to a decode.
             prompt.drafts.push(r.output_tokens);
-            opts = weaker(opts, attempt);
+            opts = weaker(options, attempt, marked);
             attempt += 1;
         };
         total.text.push_str(&r.text);
@@ -127,19 +128,26 @@ pub fn rewrite_text(
     Ok(total)
 }
 
-/// The next attempt after a line that dropped a name: the adapter at half its weight, then
-/// the plain model (which keeps its source's names all but always: it copies).
-fn weaker(o: RewriteOptions, attempt: usize) -> RewriteOptions {
-    if attempt > 0 {
-        return RewriteOptions {
+/// The next attempt at a line that lost part of its source, from the options of the first:
+/// the adapter at half its weight; then, for an adapter with marked words, its whole weight
+/// only where it reaches for one of them (the model writes the rest, so the content stays and
+/// the style's own words come in); then the plain model (which keeps its source's names all
+/// but always: it copies).
+fn weaker(first: &RewriteOptions, attempt: usize, marked: bool) -> RewriteOptions {
+    match attempt {
+        0 => RewriteOptions {
+            lambda_fixed: first.lambda_fixed / 2.0,
+            lambda_max: first.lambda_max / 2.0,
+            lambda_floor: first.lambda_floor / 2.0,
+            ..*first
+        },
+        1 if marked => RewriteOptions {
+            style_gate: Some(0.0),
+            ..*first
+        },
+        _ => RewriteOptions {
             mode: Mode::Plain,
-            ..o
-        };
-    }
-    RewriteOptions {
-        lambda_fixed: o.lambda_fixed / 2.0,
-        lambda_max: o.lambda_max / 2.0,
-        lambda_floor: o.lambda_floor / 2.0,
-        ..o
+            ..*first
+        },
     }
 }

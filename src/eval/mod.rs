@@ -13,7 +13,9 @@ use anyhow::Result;
 pub use degenerate::is_degenerate;
 pub use metrics::{corpus_bleu, corpus_chrf, tokenize_13a};
 pub use style::StyleClassifier;
-pub use tune::{choose_schedule, ScheduleScore, TuneProgress};
+pub use tune::{
+    choose_schedule, choose_style_gate, GiveWay, ScheduleScore, StyleGateChoice, TuneProgress,
+};
 
 use crate::adapter::Adapter;
 use crate::decode::{self, Mode, RewriteOptions};

@@ -62,6 +62,8 @@ fn candidates(adapter: &Adapter) -> Vec<Decoding> {
         held_out_nll: f64::NAN,
         plain_nll: f64::NAN,
         held_out_bleu: None,
+        style_gate: None,
+        style_gate_bleu: None,
     });
     let mut out: Vec<Decoding> = [0.3, 0.5, 0.7, 0.9]
         .into_iter()
@@ -167,6 +169,111 @@ pub fn choose_schedule(
         ..best.decoding
     });
     Ok(scores)
+}
+
+/// The gate tried ([`choose_style_gate`]): half of λ where the adapter reaches for no marked
+/// word.
+pub const STYLE_GATE: f32 = 0.5;
+/// Held-out pairs the gate is tried on, with and without it.
+pub const STYLE_GATE_PAIRS: usize = 24;
+
+/// How [`choose_style_gate`] shares its session with rewrites a user waits for (the daemon's
+/// worker): when `interrupt` turns true the held-out rewrite stops, `serve` runs the waiting
+/// ones, and the pair is rewritten again.
+pub struct GiveWay<'a> {
+    /// True while a user's rewrite waits.
+    pub interrupt: &'a AtomicBool,
+    /// Serves the waiting rewrites with the session.
+    pub serve: &'a dyn Fn(&mut Session),
+}
+
+/// How the adapter's default rewrote its held-out pairs with and without the style gate.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct StyleGateChoice {
+    /// Held-out pairs rewritten by each.
+    pub pairs: usize,
+    /// Corpus BLEU against their targets without the gate…
+    pub bleu_without: f64,
+    /// …and with it.
+    pub bleu_with: f64,
+    /// Whether the gate became the adapter's default (it scored higher).
+    pub gated: bool,
+}
+
+/// Rewrites up to [`STYLE_GATE_PAIRS`] held-out `pairs` with the adapter's default, with and
+/// without the style gate (docs/method.md §8.8), and keeps the gate in its default when it
+/// scores the higher BLEU. A gate helps where a strong adapter drifts from the source (the
+/// Bible pairs) and hurts where the style reaches beyond its marked words (German verbs that
+/// follow a formal "Sie"), so each workspace's own pairs decide. Nothing is tried for an
+/// adapter without marked words or a stored schedule, or with fewer than [`MIN_PAIRS`] pairs.
+/// `cancel` stops it (an error); `progress` is called after every rewrite.
+pub fn choose_style_gate(
+    session: &mut Session,
+    adapter: &mut Adapter,
+    template: &Template,
+    pairs: &[Pair],
+    cancel: Option<&AtomicBool>,
+    give_way: Option<GiveWay<'_>>,
+    mut progress: impl FnMut(TuneProgress),
+) -> Result<Option<StyleGateChoice>> {
+    let Some(decoding) = adapter.info().decoding else {
+        return Ok(None);
+    };
+    if adapter.info().marked_words.is_empty() || pairs.len() < MIN_PAIRS {
+        return Ok(None);
+    }
+    let pairs = &pairs[..pairs.len().min(STYLE_GATE_PAIRS)];
+    let mut p = TuneProgress {
+        done: 0,
+        total: 2 * pairs.len(),
+    };
+    progress(p);
+    let mut bleu = [0.0; 2];
+    for (b, gate) in bleu.iter_mut().zip([None, Some(STYLE_GATE)]) {
+        let opts = RewriteOptions {
+            style_gate: gate,
+            ..adapter.default_rewrite()
+        };
+        let mut outputs = Vec::with_capacity(pairs.len());
+        for pair in pairs {
+            let r = loop {
+                if cancel.is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed)) {
+                    return Err(crate::Cancelled("style gate choice cancelled").into());
+                }
+                let stop = give_way.as_ref().map(|g| g.interrupt).or(cancel);
+                match decode::rewrite_text(
+                    session,
+                    Some(adapter),
+                    template,
+                    &pair.source,
+                    &opts,
+                    |_| {},
+                    stop,
+                ) {
+                    Err(e) if crate::is_cancelled(&e) && give_way.is_some() => {
+                        (give_way.as_ref().unwrap().serve)(session)
+                    }
+                    r => break r?,
+                }
+            };
+            outputs.push(r.text);
+            p.done += 1;
+            progress(p);
+        }
+        *b = bleu_of(&outputs, pairs);
+    }
+    let gated = bleu[1] > bleu[0];
+    adapter.set_decoding(Decoding {
+        style_gate: gated.then_some(STYLE_GATE),
+        style_gate_bleu: Some(bleu),
+        ..decoding
+    });
+    Ok(Some(StyleGateChoice {
+        pairs: pairs.len(),
+        bleu_without: bleu[0],
+        bleu_with: bleu[1],
+        gated,
+    }))
 }
 
 fn bleu_of(outputs: &[String], pairs: &[Pair]) -> f64 {

@@ -479,17 +479,25 @@ pub fn build_pairs(
     // keeps only hidden states and target tokens).
     let by_hash: HashMap<[u8; 16], &Pair> = pairs.iter().map(|p| (p.hash(), p)).collect();
     let hashes: Vec<[u8; 16]> = keep.iter().map(|g| g.0).collect();
+    let is_held = super::split::held_out(&hashes, super::DEFAULT_HELD_OUT_PERCENT);
     let held: Vec<Pair> = hashes
         .iter()
-        .zip(super::split::held_out(
-            &hashes,
-            super::DEFAULT_HELD_OUT_PERCENT,
-        ))
-        .filter(|(_, h)| *h)
+        .zip(&is_held)
+        .filter(|(_, h)| **h)
         .filter_map(|(hash, _)| by_hash.get(hash).map(|p| (*p).clone()))
         .take(super::MAX_HELD_OUT_TEXTS)
         .collect();
     super::pairs::write_held_out(&opts.out, &held)?;
+    // And the words the training side's targets write and its sources do not.
+    let marked = super::marked_words(
+        hashes
+            .iter()
+            .zip(&is_held)
+            .filter(|(_, h)| !**h)
+            .filter_map(|(hash, _)| by_hash.get(hash))
+            .map(|p| (p.source.as_str(), p.target.as_str())),
+    );
+    super::write_marked_words(&opts.out, &marked)?;
     report.pairs = index.len();
     report.entries = index.iter().map(|g| g.rows as usize).sum();
     report.seconds = started.elapsed().as_secs_f64();

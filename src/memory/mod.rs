@@ -4,6 +4,7 @@
 
 mod build;
 pub mod format;
+mod marked;
 mod pairs;
 pub mod split;
 mod template;
@@ -17,6 +18,7 @@ pub use build::{
 };
 pub(crate) use build::{end_token, tokenize_pair};
 pub use format::{Group, KeyType};
+pub use marked::{marked_words, read_marked_words, write_marked_words, MARKED_WORDS_FILE};
 pub use pairs::{
     parse_pairs, read_held_out, read_pairs_file, write_pairs_file, Pair, PairsRead, SkippedLine,
     HELD_OUT_FILE,
@@ -209,6 +211,12 @@ impl Memory {
         let mut pairs = read_held_out(dir);
         pairs.retain(|p| held.contains(&p.hash()));
         pairs
+    }
+
+    /// The words its training pairs' targets write and their sources do not (kept beside it;
+    /// none for a memory built before pema kept them).
+    pub fn marked_words(&self) -> Vec<String> {
+        read_marked_words(self.path().parent().unwrap_or(Path::new(".")))
     }
 
     /// Refuses a memory made with another model or template: its keys would not match.

@@ -62,6 +62,7 @@ impl Pipeline {
         let tx = self.tx.clone();
         let events = self.events.clone();
         let rewrites_open = self.worker.rewrites_open();
+        let worker = self.worker.clone();
         let spawned = std::thread::Builder::new()
             .name("pema-train".into())
             .spawn(move || {
@@ -118,8 +119,15 @@ impl Pipeline {
                         Some(pool) => pool.install(train),
                         None => train(),
                     }?;
-                    a.save(&dir.join(state::ADAPTER_FILE))?;
                     a.prepare(&head)?;
+                    let held = memory.held_out_pairs(opts.held_out_percent);
+                    if !a.info().marked_words.is_empty()
+                        && held.len() >= crate::eval::tune::MIN_PAIRS
+                    {
+                        progress.report(100, || "trying the style gate".to_string());
+                        a = try_style_gate(&worker, &shared.root, a, held, cancel.clone())?;
+                    }
+                    a.save(&dir.join(state::ADAPTER_FILE))?;
                     progress.finish(format!(
                         "held-out loss {:.3}",
                         a.info().training.held_out_loss
@@ -161,6 +169,58 @@ impl Pipeline {
                 self.error(format!("training failed: {e:#}"));
             }
         }
+    }
+}
+
+/// Tries the style gate on the held-out pairs (`eval::choose_style_gate`): it rewrites them, and
+/// only the worker's session may run rewrites, so it goes to the worker as background work that
+/// gives way to the user's rewrites, while training's thread waits for it. A failure keeps the
+/// adapter as trained (no gate); a cancellation cancels the training.
+fn try_style_gate(
+    worker: &Worker,
+    root: &Path,
+    adapter: Adapter,
+    held: Vec<crate::memory::Pair>,
+    cancel: Arc<AtomicBool>,
+) -> Result<Adapter> {
+    let template = adapter.template()?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    worker.background(
+        format!("style gate {}", root.display()),
+        Box::new(move |session, y| {
+            let mut a = adapter;
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let serve = |s: &mut crate::model::Session| y.serve_waiting(s);
+                crate::eval::choose_style_gate(
+                    session,
+                    &mut a,
+                    &template,
+                    &held,
+                    Some(&cancel),
+                    Some(crate::eval::GiveWay {
+                        interrupt: y.waiting(),
+                        serve: &serve,
+                    }),
+                    |_| {},
+                )
+            }));
+            let _ = tx.send((a, r));
+        }),
+    );
+    match rx.recv() {
+        Ok((a, Ok(Ok(_)))) => Ok(a),
+        Ok((_, Ok(Err(e)))) if crate::is_cancelled(&e) => Err(e),
+        Ok((a, Ok(Err(e)))) => {
+            tracing::warn!(
+                "trying the style gate failed ({e:#}); the adapter mixes alike at every token"
+            );
+            Ok(a)
+        }
+        Ok((a, Err(_))) => {
+            tracing::warn!("trying the style gate failed inside pema (a bug); the adapter mixes alike at every token");
+            Ok(a)
+        }
+        Err(_) => Err(crate::Cancelled("the inference worker stopped").into()),
     }
 }
 
