@@ -593,7 +593,14 @@ fn a_line_that_drops_a_name_is_made_again_and_its_stream_adds_up() {
         (r, retracts)
     };
     // Cut after three tokens, no line can keep the name at the end of its source: each is made
-    // again at half λ, then by the plain model.
+    // again at half λ, then (its memory marked the words its targets write: the invented
+    // colours) with the adapter only at those words, then by the plain model.
+    println!("marked words: {:?}", a.info().marked_words);
+    let again = if a.info().marked_words.is_empty() {
+        2
+    } else {
+        3
+    };
     let cut = RewriteOptions {
         max_tokens: Some(3),
         ..opts
@@ -601,14 +608,14 @@ fn a_line_that_drops_a_name_is_made_again_and_its_stream_adds_up() {
     let text = "Then they gave the old green lamp to Clara.\nAnd the bread went to Farid.";
     let (r, retracts) = run(&mut s, text, &cut);
     println!("{r:?}");
-    assert_eq!(r.remade_lines, 4);
-    assert_eq!(retracts, 4);
+    assert_eq!(r.remade_lines, 2 * again);
+    assert_eq!(retracts, 2 * again);
     assert!(!r.text.contains("Clara") && r.text.contains('\n'));
     // A line whose only name opens it (so is no name) but that comes out too short is made
     // again too; a short line is not checked.
     let long = "Clara then gave the old green lamp to a neighbour at the market.";
     let (r, retracts) = run(&mut s, long, &cut);
-    assert_eq!((r.remade_lines, retracts), (2, 2), "{r:?}");
+    assert_eq!((r.remade_lines, retracts), (again, again), "{r:?}");
     let (r, retracts) = run(&mut s, "Clara sold the lamp.", &cut);
     assert_eq!((r.remade_lines, retracts), (0, 0), "{r:?}");
     // Without the check nothing is made again.
