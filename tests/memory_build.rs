@@ -310,11 +310,12 @@ fn kill_during_build_leaves_the_previous_memory_usable() {
         .map(|e| e.unwrap().file_name())
         .collect();
     names.sort();
-    // The memory and the text of its held-out pairs; no temporary file.
+    // The memory, the text of its held-out pairs and its marked words; no temporary file.
     assert_eq!(
         names,
         vec![
             std::ffi::OsString::from(memory::HELD_OUT_FILE),
+            std::ffi::OsString::from(memory::MARKED_WORDS_FILE),
             std::ffi::OsString::from(format::FILE_NAME)
         ]
     );

@@ -202,8 +202,8 @@ pub struct StyleGateChoice {
 
 /// Rewrites up to [`STYLE_GATE_PAIRS`] held-out `pairs` with the adapter's default, with and
 /// without the style gate (docs/method.md §8.8), and keeps the gate in its default when it
-/// scores the higher BLEU. A gate helps where a strong adapter drifts from the source (the
-/// Bible pairs) and hurts where the style reaches beyond its marked words (German verbs that
+/// scores the higher BLEU. A gate helps where the adapter drifts from the source (the Bible
+/// pairs) and hurts where the style reaches beyond its marked words (German verbs that
 /// follow a formal "Sie"), so each workspace's own pairs decide. Nothing is tried for an
 /// adapter without marked words or a stored schedule, or with fewer than [`MIN_PAIRS`] pairs.
 /// `cancel` stops it (an error); `progress` is called after every rewrite.
