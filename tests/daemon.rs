@@ -236,25 +236,6 @@ fn lsp_over_stdio_learns_the_workspace_and_rewrites() {
         .call("pema/rewrite", json!({"text": selection}))
         .expect("pema/rewrite of several lines");
     let adapter = Path::new(st["stateDir"].as_str().unwrap()).join("adapter.safetensors");
-    // The daemon tried the style gate on the held-out pairs (through its worker, the one
-    // session), as `pema train` does, wherever its memory marked words and held out enough pairs.
-    let learned = pema::adapter::Adapter::load(&adapter).expect("the daemon's adapter");
-    let memory = Path::new(st["stateDir"].as_str().unwrap()).join("memory");
-    let held = pema::memory::Memory::open(&memory)
-        .unwrap()
-        .held_out_pairs(pema::memory::DEFAULT_HELD_OUT_PERCENT)
-        .len();
-    let info = learned.info();
-    eprintln!(
-        "marked words {:?}; {held} held-out pairs; decoding {:?}",
-        info.marked_words, info.decoding
-    );
-    if !info.marked_words.is_empty() && held >= pema::eval::tune::MIN_PAIRS {
-        assert!(
-            info.decoding.and_then(|d| d.style_gate_bleu).is_some(),
-            "the daemon did not try the style gate"
-        );
-    }
     let cli = rpc::pema_command(cache.path())
         .args(["rewrite", "--json", "--adapter"])
         .arg(&adapter)
@@ -546,6 +527,60 @@ fn serve_over_tcp_two_clients_and_restart_after_kill() {
     // The stale adapter is retrained (warm) and becomes ready again.
     let st = wait_ready(&mut c);
     assert_eq!(st["adapter"]["stale"], json!(false));
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// After training, the daemon tries the style gate on the held-out pairs, as `pema train` does:
+/// rewrites, which run as background work on the worker (the one session).
+#[test]
+fn a_trained_workspace_tries_the_style_gate() {
+    let ws = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let root = ws.path().canonicalize().unwrap();
+    // Enough pairs for held-out ones, whose targets write words their sources never do
+    // ("unto", "shall").
+    common::write_pairs(
+        &root.join("bible.pairs.jsonl"),
+        &common::bible_train_pairs(120),
+    );
+    std::fs::write(root.join(".pema.toml"), "retrain_after_seconds = 1.0\n").unwrap();
+    let (mut child, addr) = rpc::serve(cache.path(), &[]);
+    let mut c = rpc::connect(&addr);
+    c.initialize(&[], json!({})).unwrap();
+    c.call("pema/openWorkspace", json!({"path": root})).unwrap();
+    let st = wait_ready(&mut c);
+    let state = Path::new(st["stateDir"].as_str().unwrap());
+    let learned = pema::adapter::Adapter::load(&state.join("adapter.safetensors")).unwrap();
+    let held = pema::memory::Memory::open(&state.join("memory"))
+        .unwrap()
+        .held_out_pairs(pema::memory::DEFAULT_HELD_OUT_PERCENT)
+        .len();
+    let info = learned.info();
+    eprintln!(
+        "marked words {:?}; {held} held-out pairs; decoding {:?}",
+        info.marked_words, info.decoding
+    );
+    assert!(
+        info.marked_words.iter().any(|w| w == "unto"),
+        "{:?}",
+        info.marked_words
+    );
+    assert!(held >= pema::eval::tune::MIN_PAIRS, "{held} held-out pairs");
+    let d = info.decoding.expect("a chosen schedule");
+    let [without, with] = d
+        .style_gate_bleu
+        .expect("the daemon did not try the style gate");
+    assert!(without.is_finite() && with.is_finite());
+    assert_eq!(d.style_gate.is_some(), with > without);
+    // And the workspace rewrites with what it chose.
+    let r = c
+        .call(
+            "pema/rewrite",
+            json!({"text": "And he said to them, Go in peace.", "workspace": root}),
+        )
+        .unwrap();
+    assert!(!r["text"].as_str().unwrap().is_empty());
     child.kill().unwrap();
     child.wait().unwrap();
 }
