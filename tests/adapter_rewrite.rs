@@ -241,10 +241,9 @@ fn the_default_rewrite_learns_an_invented_word_substitution() {
         pema::eval::choose_style_gate(&mut s, &mut a, &template, &held_out, None, None, |_| {})
             .unwrap();
     println!("style gate: {gate:?}");
-    if let Some(g) = &gate {
-        assert!(g.pairs > 0 && g.bleu_with.is_finite() && g.bleu_without.is_finite());
-        assert_eq!(a.info().decoding.unwrap().style_gate.is_some(), g.gated);
-    }
+    let g = gate.expect("the style gate was not tried");
+    assert!(g.pairs > 0 && g.bleu_with.is_finite() && g.bleu_without.is_finite());
+    assert_eq!(a.info().decoding.unwrap().style_gate.is_some(), g.gated);
     let default = rewrites(&mut s, &a, &test, &a.default_rewrite());
     let plain = rewrites(
         &mut s,
@@ -596,11 +595,8 @@ fn a_line_that_drops_a_name_is_made_again_and_its_stream_adds_up() {
     // again at half λ, then (its memory marked the words its targets write: the invented
     // colours) with the adapter only at those words, then by the plain model.
     println!("marked words: {:?}", a.info().marked_words);
-    let again = if a.info().marked_words.is_empty() {
-        2
-    } else {
-        3
-    };
+    assert!(!a.info().marked_words.is_empty(), "no marked words");
+    let again = 3;
     let cut = RewriteOptions {
         max_tokens: Some(3),
         ..opts

@@ -34,7 +34,7 @@ pub struct Decoding {
     /// them (`eval::choose_schedule`) rather than by likelihood alone.
     #[serde(default)]
     pub held_out_bleu: Option<f64>,
-    /// λ is multiplied by this wherever the adapter's likeliest token begins no marked word
+    /// λ is multiplied by this wherever the adapter's likeliest token is no marked word
     /// (`AdapterInfo::marked_words`): chosen by rewriting held-out pairs
     /// (`eval::choose_style_gate`); None mixes alike at every token.
     #[serde(default)]

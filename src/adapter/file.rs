@@ -119,35 +119,13 @@ pub fn load(path: &Path) -> Result<Adapter> {
         // Adapters from before this key are the reference form.
         residual: meta.get("residual").is_some_and(|v| v == "true"),
         // Adapters from before the choice was stored decode with the reference GU.
-        decoding: match meta.get("decoding") {
-            Some(j) => Some(
-                serde_json::from_str(j)
-                    .map_err(|e| bad(format!("`decoding` is not readable ({e})")))?,
-            ),
-            None => None,
-        },
+        decoding: optional(&meta, "decoding", &bad)?,
         // Adapters from before this key rewrite without the check.
-        kept_names: match meta.get("kept_names") {
-            Some(j) => Some(
-                serde_json::from_str(j)
-                    .map_err(|e| bad(format!("`kept_names` is not readable ({e})")))?,
-            ),
-            None => None,
-        },
+        kept_names: optional(&meta, "kept_names", &bad)?,
         // Adapters from before this key rewrite without the length check.
-        kept_length: match meta.get("kept_length") {
-            Some(j) => Some(
-                serde_json::from_str(j)
-                    .map_err(|e| bad(format!("`kept_length` is not readable ({e})")))?,
-            ),
-            None => None,
-        },
+        kept_length: optional(&meta, "kept_length", &bad)?,
         // Adapters from before this key mix alike at every token.
-        marked_words: match meta.get("marked_words") {
-            Some(j) => serde_json::from_str(j)
-                .map_err(|e| bad(format!("`marked_words` is not readable ({e})")))?,
-            None => Vec::new(),
-        },
+        marked_words: optional(&meta, "marked_words", &bad)?.unwrap_or_default(),
     };
     let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
         .map_err(|e| bad(format!("{e}")))?;
@@ -192,6 +170,17 @@ pub fn load(path: &Path) -> Result<Adapter> {
         w_c: None,
         marked_tokens: Default::default(),
     })
+}
+
+/// A metadata key holding JSON that adapters from before it lack: None without it.
+fn optional<T: serde::de::DeserializeOwned>(
+    meta: &std::collections::HashMap<String, String>,
+    key: &str,
+    bad: &dyn Fn(String) -> anyhow::Error,
+) -> Result<Option<T>> {
+    meta.get(key)
+        .map(|j| serde_json::from_str(j).map_err(|e| bad(format!("`{key}` is not readable ({e})"))))
+        .transpose()
 }
 
 #[cfg(test)]

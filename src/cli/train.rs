@@ -114,50 +114,41 @@ pub(super) fn run(model: &ModelChoice, a: TrainArgs) -> Result<()> {
         train_adapter(&model, &memory, &opts, a.json)?
     };
     let held_out = memory.held_out_pairs(opts.held_out_percent);
-    adapter.prepare(&*model.head()?)?;
-    let template = adapter.template()?;
-    let mut session = model.session(Default::default())?;
-    let schedules = if !a.choose_by_rewriting || held_out.len() < eval::tune::MIN_PAIRS {
-        vec![]
+    let choose_schedule = a.choose_by_rewriting && held_out.len() >= eval::tune::MIN_PAIRS;
+    // Rewriting held-out pairs needs a session and a prepared adapter: made only when some
+    // choice will rewrite (the style gate is tried once the schedule is chosen).
+    let rewriting = if choose_schedule || eval::tune::can_try_style_gate(&adapter, &held_out) {
+        adapter.prepare(&*model.head()?)?;
+        Some((adapter.template()?, model.session(Default::default())?))
     } else {
-        let bar = progress_bar(
-            !a.json,
-            0,
-            "choosing the schedule: {pos}/{len} rewrites [{bar:20}]",
-        )?;
-        let scores = eval::choose_schedule(
+        None
+    };
+    let (mut schedules, mut gate) = (vec![], None);
+    if let Some((template, mut session)) = rewriting {
+        if choose_schedule {
+            let bar = rewrites_bar(a.json, "choosing the schedule")?;
+            schedules = eval::choose_schedule(
+                &mut session,
+                &mut adapter,
+                &template,
+                &held_out,
+                None,
+                show_on(&bar),
+            )?;
+            bar.finish_and_clear();
+        }
+        let bar = rewrites_bar(a.json, "trying the style gate")?;
+        gate = eval::choose_style_gate(
             &mut session,
             &mut adapter,
             &template,
             &held_out,
             None,
-            |p| {
-                bar.set_length(p.total as u64);
-                bar.set_position(p.done as u64);
-            },
+            None,
+            show_on(&bar),
         )?;
         bar.finish_and_clear();
-        scores
-    };
-    let bar = progress_bar(
-        !a.json,
-        0,
-        "trying the style gate: {pos}/{len} rewrites [{bar:20}]",
-    )?;
-    let gate = eval::choose_style_gate(
-        &mut session,
-        &mut adapter,
-        &template,
-        &held_out,
-        None,
-        None,
-        |p| {
-            bar.set_length(p.total as u64);
-            bar.set_position(p.done as u64);
-        },
-    )?;
-    bar.finish_and_clear();
-    drop(session);
+    }
     adapter.save(&a.out)?;
     let t = &adapter.info().training;
     if a.json {
@@ -254,6 +245,23 @@ fn train_adapter(
     });
     bar.finish_and_clear();
     adapter
+}
+
+/// A bar for rewrites of held-out pairs, with `what` before it.
+fn rewrites_bar(json: bool, what: &str) -> Result<indicatif::ProgressBar> {
+    progress_bar(
+        !json,
+        0,
+        &format!("{what}: {{pos}}/{{len}} rewrites [{{bar:20}}]"),
+    )
+}
+
+/// Shows a choice's progress on `bar`.
+fn show_on(bar: &indicatif::ProgressBar) -> impl FnMut(eval::TuneProgress) + '_ {
+    |p| {
+        bar.set_length(p.total as u64);
+        bar.set_position(p.done as u64);
+    }
 }
 
 fn describe(d: &adapter::Decoding) -> String {

@@ -123,16 +123,16 @@ pub fn choose_schedule(
         for &c in &alive {
             let opts = RewriteOptions::default().with_decoding(&cands[c]);
             for pair in &pairs[outputs[c].len()..upto] {
-                let r = decode::rewrite_text(
+                let text = rewrite_held_out(
                     session,
-                    Some(adapter),
+                    adapter,
                     template,
                     &pair.source,
                     &opts,
-                    |_| {},
                     cancel,
+                    None,
                 )?;
-                outputs[c].push(r.text);
+                outputs[c].push(text);
                 p.done += 1;
                 progress(p);
             }
@@ -216,12 +216,13 @@ pub fn choose_style_gate(
     give_way: Option<GiveWay<'_>>,
     mut progress: impl FnMut(TuneProgress),
 ) -> Result<Option<StyleGateChoice>> {
-    let Some(decoding) = adapter.info().decoding else {
+    let Some(decoding) = adapter
+        .info()
+        .decoding
+        .filter(|_| can_try_style_gate(adapter, pairs))
+    else {
         return Ok(None);
     };
-    if adapter.info().marked_words.is_empty() || pairs.len() < MIN_PAIRS {
-        return Ok(None);
-    }
     let pairs = &pairs[..pairs.len().min(STYLE_GATE_PAIRS)];
     let mut p = TuneProgress {
         done: 0,
@@ -236,27 +237,15 @@ pub fn choose_style_gate(
         };
         let mut outputs = Vec::with_capacity(pairs.len());
         for pair in pairs {
-            let r = loop {
-                if cancel.is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed)) {
-                    return Err(crate::Cancelled("style gate choice cancelled").into());
-                }
-                let stop = give_way.as_ref().map(|g| g.interrupt).or(cancel);
-                match decode::rewrite_text(
-                    session,
-                    Some(adapter),
-                    template,
-                    &pair.source,
-                    &opts,
-                    |_| {},
-                    stop,
-                ) {
-                    Err(e) if crate::is_cancelled(&e) && give_way.is_some() => {
-                        (give_way.as_ref().unwrap().serve)(session)
-                    }
-                    r => break r?,
-                }
-            };
-            outputs.push(r.text);
+            outputs.push(rewrite_held_out(
+                session,
+                adapter,
+                template,
+                &pair.source,
+                &opts,
+                cancel,
+                give_way.as_ref(),
+            )?);
             p.done += 1;
             progress(p);
         }
@@ -274,6 +263,40 @@ pub fn choose_style_gate(
         bleu_with: bleu[1],
         gated,
     }))
+}
+
+/// Whether [`choose_style_gate`] has anything to try: a stored schedule, marked words and at
+/// least [`MIN_PAIRS`] held-out pairs (so that a caller need not set up rewrites for nothing).
+pub fn can_try_style_gate(adapter: &Adapter, pairs: &[Pair]) -> bool {
+    adapter.info().decoding.is_some()
+        && !adapter.info().marked_words.is_empty()
+        && pairs.len() >= MIN_PAIRS
+}
+
+/// One held-out source rewritten as a user's rewrite runs. With `give_way`, a user's rewrite
+/// that comes to wait stops it, is served, and the source is rewritten again.
+fn rewrite_held_out(
+    session: &mut Session,
+    adapter: &Adapter,
+    template: &Template,
+    source: &str,
+    opts: &RewriteOptions,
+    cancel: Option<&AtomicBool>,
+    give_way: Option<&GiveWay<'_>>,
+) -> Result<String> {
+    loop {
+        if cancel.is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed)) {
+            return Err(crate::Cancelled("rewriting held-out pairs cancelled").into());
+        }
+        let stop = give_way.map(|g| g.interrupt).or(cancel);
+        match decode::rewrite_text(session, Some(adapter), template, source, opts, |_| {}, stop) {
+            Ok(r) => return Ok(r.text),
+            Err(e) if crate::is_cancelled(&e) && give_way.is_some() => {
+                (give_way.unwrap().serve)(session)
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 fn bleu_of(outputs: &[String], pairs: &[Pair]) -> f64 {

@@ -121,9 +121,7 @@ impl Pipeline {
                     }?;
                     a.prepare(&head)?;
                     let held = memory.held_out_pairs(opts.held_out_percent);
-                    if !a.info().marked_words.is_empty()
-                        && held.len() >= crate::eval::tune::MIN_PAIRS
-                    {
+                    if crate::eval::tune::can_try_style_gate(&a, &held) {
                         progress.report(100, || "trying the style gate".to_string());
                         a = try_style_gate(&worker, &shared.root, a, held, cancel.clone())?;
                     }
